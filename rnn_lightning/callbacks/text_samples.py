@@ -1,0 +1,48 @@
+"""GenerateSamples: sample text from the language model at the end of each validation."""
+
+from __future__ import annotations
+
+import lightning as L
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
+
+
+class GenerateSamples(L.Callback):
+    """After each validation, print samples and log them to W&B as a table (epoch, step, prompt, sample).
+
+    Sampling uses its own seeded generator, so it leaves the training random streams untouched.
+
+    Args:
+        prompts: texts to continue; ``None`` (YAML ``null``) means one fresh line from ``<bos>``.
+        max_new_tokens: most tokens per sample.
+        temperature: softmax temperature.
+        top_k: sample among the k most likely tokens.
+        top_p: nucleus sampling mass.
+        seed: seed of the sampling generator.
+    """
+
+    def __init__(
+        self,
+        prompts: list[str | None] | None = None,
+        max_new_tokens: int = 30,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.prompts = list(prompts) if prompts else [None]
+        self.kwargs = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p)
+        self.seed = seed
+        self.rows: list[list] = []
+
+    @rank_zero_only
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or getattr(pl_module, "tokenizer", None) is None:
+            return
+        for prompt in self.prompts:
+            text = pl_module.generate(prompt, seed=self.seed, **self.kwargs)
+            self.rows.append([trainer.current_epoch, trainer.global_step, prompt or "", text])
+            print(f"[sample epoch {trainer.current_epoch}] {prompt or '<bos>'} -> {text}")
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_text(key="samples", columns=["epoch", "step", "prompt", "sample"], data=self.rows)

@@ -1,0 +1,81 @@
+"""The ``rnn-lightning`` command: LightningCLI (fit / validate / test / predict) plus ``generate``.
+
+    rnn-lightning fit -c recipes/quickstart.yaml
+    rnn-lightning generate --ckpt_path last.ckpt --prompt "the" --max_new_tokens 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from lightning.pytorch.cli import LightningCLI
+
+from rnn_lightning.data import LanguageModelingDataModule
+from rnn_lightning.tasks import LanguageModel
+
+
+class RNNLightningCLI(LightningCLI):
+    """LightningCLI whose model receives ``vocab_size`` and ``pad_id`` from the DataModule."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments("data.vocab_size", "model.init_args.vocab_size", apply_on="instantiate")
+        parser.link_arguments("data.pad_id", "model.init_args.pad_id", apply_on="instantiate")
+
+    def after_fit(self) -> None:
+        """Print the final validation perplexity (and the source's, for a synthetic corpus) and a sample."""
+        trainer, model, data = self.trainer, self.model, self.datamodule
+        if not trainer.is_global_zero or "val/ppl" not in trainer.callback_metrics:
+            return
+        print(f"validation perplexity: {float(trainer.callback_metrics['val/ppl']):.3f}")
+        reference = getattr(data, "reference_perplexity", None)
+        if callable(reference):
+            print(f"source perplexity on the same validation tokens: {reference('validation'):.3f} "
+                  f"(entropy rate: {data.source.perplexity():.3f})")
+        if getattr(model, "tokenizer", None) is not None:
+            print(f"sample: {model.generate(max_new_tokens=40, seed=0)}")
+
+
+def generate(argv: list[str] | None = None) -> list[str]:
+    """``rnn-lightning generate``: sample text from a checkpoint alone (it carries its tokenizer)."""
+    parser = argparse.ArgumentParser(prog="rnn-lightning generate", description=generate.__doc__)
+    parser.add_argument("--ckpt_path", required=True, help="checkpoint written by `rnn-lightning fit`")
+    parser.add_argument("--prompt", default=None, help="text to continue (default: start from <bos>)")
+    parser.add_argument("--max_new_tokens", type=int, default=50)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top_k", type=int, default=None)
+    parser.add_argument("--top_p", type=float, default=None)
+    parser.add_argument("--greedy", action="store_true", help="argmax decoding instead of sampling")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--num_samples", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    model = LanguageModel.load_from_checkpoint(args.ckpt_path, map_location=args.device)
+    samples = []
+    for i in range(args.num_samples):
+        seed = None if args.seed is None else args.seed + i
+        text = model.generate(args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p,
+                              args.greedy, seed)
+        samples.append(text)
+        print(f"{args.prompt} {text}" if args.prompt else text)
+    return samples
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of the ``rnn-lightning`` console script."""
+    argv = sys.argv[1:] if args is None else args
+    if argv and argv[0] == "generate":
+        generate(argv[1:])
+        return
+    RNNLightningCLI(
+        LanguageModel,
+        LanguageModelingDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_kwargs={"overwrite": True},
+        args=args,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Token streams for truncated BPTT: one long id sequence -> parallel contiguous streams -> bptt windows.
+
+A split of M ids gives M - 1 (input, target) pairs. They are cut into S contiguous streams (one row each);
+stream i predicts its own slice of targets, and its first input is the last id of the slice before, so every
+target is predicted exactly once whatever S is. Each rank of a DDP job takes its own block of rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+from torch.utils.data import IterableDataset
+
+IGNORE_INDEX = -100
+
+
+def split_streams(
+    ids: Tensor, num_streams: int, pad_id: int, drop_remainder: bool, ignore_ids: tuple[int, ...] = ()
+) -> tuple[Tensor, Tensor]:
+    """Cut ``ids`` (M,) into ``num_streams`` rows of (input, target) pairs.
+
+    Args:
+        ids: (M,) the whole split.
+        num_streams: S, the number of parallel streams (rows).
+        pad_id: input id for the padding of shorter rows.
+        drop_remainder: for training: give every row the same length and drop the last < S targets.
+            Otherwise rows differ in length by at most one, padded, and every target is kept.
+        ignore_ids: targets with these ids are not predicted (e.g. ``<bos>``).
+
+    Returns:
+        inputs (S, L) and targets (S, L), padding and ignored targets set to ``IGNORE_INDEX``.
+
+    Example:
+        >>> x, y = split_streams(torch.arange(8), 3, pad_id=-1, drop_remainder=False)
+        >>> x.tolist(), y.tolist()
+        ([[0, 1, 2], [3, 4, -1], [5, 6, -1]], [[1, 2, 3], [4, 5, -100], [6, 7, -100]])
+    """
+    num_targets = ids.numel() - 1
+    if num_streams < 1 or num_targets < num_streams:
+        raise ValueError(
+            f"cannot cut {ids.numel()} tokens into {num_streams} streams: each stream needs at least one "
+            "(input, target) pair. Use a smaller batch size or more data."
+        )
+    if drop_remainder:
+        lengths = torch.full((num_streams,), num_targets // num_streams)
+    else:
+        base, extra = divmod(num_targets, num_streams)
+        lengths = torch.full((num_streams,), base) + (torch.arange(num_streams) < extra)
+    width = int(lengths.max())
+    starts = torch.cumsum(lengths, 0) - lengths  # (S,) first target index - 1
+    cols = torch.arange(width)  # (L,)
+    valid = cols < lengths[:, None]  # (S, L)
+    positions = (starts[:, None] + cols).clamp(max=num_targets - 1)  # (S, L) index of the input id
+    inputs = ids[positions].masked_fill(~valid, pad_id)
+    targets = ids[positions + 1].masked_fill(~valid, IGNORE_INDEX)
+    for token in ignore_ids:
+        targets = targets.masked_fill(targets == token, IGNORE_INDEX)
+    return inputs, targets
+
+
+class StreamWindows(IterableDataset):
+    """Iterates ``bptt``-long column windows over this rank's block of stream rows, in order.
+
+    Args:
+        inputs: (S, L) stream inputs of all ranks.
+        targets: (S, L) stream targets.
+        bptt: window length (steps backpropagated through).
+        rank: this process's index among ``world_size``; it takes rows ``[rank * S/world, (rank+1) * S/world)``.
+        world_size: number of processes sharing the streams.
+
+    Yields:
+        (inputs, targets), each (S / world_size, <= bptt).
+    """
+
+    def __init__(self, inputs: Tensor, targets: Tensor, bptt: int, rank: int = 0, world_size: int = 1) -> None:
+        if bptt < 1:
+            raise ValueError(f"`bptt` must be a positive integer, got {bptt!r}.")
+        rows = inputs.size(0) // world_size
+        assert rows * world_size == inputs.size(0), "streams must divide evenly across ranks"
+        self.inputs = inputs[rank * rows : (rank + 1) * rows]
+        self.targets = targets[rank * rows : (rank + 1) * rows]
+        self.bptt = bptt
+
+    def __len__(self) -> int:
+        return -(-self.inputs.size(1) // self.bptt)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        for start in range(0, self.inputs.size(1), self.bptt):
+            end = start + self.bptt
+            yield self.inputs[:, start:end], self.targets[:, start:end]

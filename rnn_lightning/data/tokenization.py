@@ -1,0 +1,133 @@
+"""Tokenizers (HF ``tokenizers``) for language modeling: word level, character level, or the user's own.
+
+Every tokenizer carries ``<pad> <unk> <bos> <eos>``. Lines are encoded as ``<bos> tokens... <eos>``:
+``<eos>`` is the PTB/WikiText end-of-line token (predicted and counted); ``<bos>`` is the start symbol
+generation begins from (fed as input, never counted as a target).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+
+PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
+SPECIAL_TOKENS = (PAD, UNK, BOS, EOS)
+
+
+def _split_words(texts: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """Split lines on whitespace as ``str.split()`` does: the words (N,) and each word's line index (N,)."""
+    split = pc.utf8_split_whitespace(texts)
+    if isinstance(split, pa.ChunkedArray):
+        split = split.combine_chunks()
+    words = pc.list_flatten(split)
+    line_of_word = pc.list_parent_indices(split).to_numpy()
+    keep = pc.not_equal(words, "")  # leading/trailing whitespace leaves empty strings
+    return words.filter(keep), line_of_word[keep.to_numpy(zero_copy_only=False)]
+
+
+def _word_counts(texts: pa.ChunkedArray | pa.Array) -> tuple[list[str], np.ndarray]:
+    counts = pc.value_counts(_split_words(texts)[0])  # struct<values, counts>
+    return counts.field("values").to_pylist(), counts.field("counts").to_numpy()
+
+
+def train_word_tokenizer(
+    texts: pa.ChunkedArray | pa.Array | list[str], min_frequency: int = 1, max_vocab_size: int | None = None
+) -> Tokenizer:
+    """A whitespace word-level tokenizer whose vocabulary is every word of ``texts``.
+
+    Words are ordered by decreasing frequency (ties alphabetically), after the special tokens.
+
+    Args:
+        texts: the training lines.
+        min_frequency: drop words seen fewer times (they become ``<unk>``).
+        max_vocab_size: keep at most this many entries, special tokens included (``None``: all).
+
+    Example:
+        >>> tok = train_word_tokenizer(["the cat sat", "the dog"])
+        >>> tok.get_vocab_size(), tok.encode("the cow").ids
+        (8, [4, 1])
+    """
+    if min_frequency < 1:
+        raise ValueError(f"`min_frequency` must be >= 1, got {min_frequency!r}.")
+    if max_vocab_size is not None and max_vocab_size <= len(SPECIAL_TOKENS):
+        raise ValueError(
+            f"`max_vocab_size` must exceed the {len(SPECIAL_TOKENS)} special tokens, got {max_vocab_size!r}; "
+            "use None to keep every word."
+        )
+    words, counts = _word_counts(pa.array(texts) if isinstance(texts, list) else texts)
+    order = sorted((w for w, c in zip(words, counts) if c >= min_frequency and w not in SPECIAL_TOKENS),
+                   key=lambda w, freq=dict(zip(words, counts)): (-freq[w], w))
+    vocab = list(SPECIAL_TOKENS) + order
+    if max_vocab_size is not None:
+        vocab = vocab[:max_vocab_size]
+    tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token=UNK))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return tokenizer
+
+
+def train_char_tokenizer(texts: pa.ChunkedArray | pa.Array | list[str]) -> Tokenizer:
+    """A character-level tokenizer over every character of ``texts`` (spaces included).
+
+    Example:
+        >>> tok = train_char_tokenizer(["ab a"])
+        >>> tok.encode("ba c").tokens, tok.decode(tok.encode("ba").ids)
+        (['b', 'a', ' ', '<unk>'], 'ba')
+    """
+    chars = sorted(set("".join(texts.to_pylist() if hasattr(texts, "to_pylist") else texts)))
+    vocab = list(SPECIAL_TOKENS) + [c for c in chars if c not in SPECIAL_TOKENS]
+    tokenizer = Tokenizer(models.WordLevel({c: i for i, c in enumerate(vocab)}, unk_token=UNK))
+    tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tokenizer.decoder = decoders.Fuse()
+    return tokenizer
+
+
+def load_tokenizer(path: str) -> Tokenizer:
+    """Load a ``tokenizer.json`` and add any of ``<pad> <unk> <bos> <eos>`` it lacks."""
+    try:
+        tokenizer = Tokenizer.from_file(path)
+    except Exception as err:  # tokenizers raises a bare Exception for a missing or invalid file
+        raise ValueError(f"`tokenizer` {path!r} is not a readable HF tokenizer.json file ({err}).") from err
+    missing = [t for t in SPECIAL_TOKENS if tokenizer.token_to_id(t) is None]
+    if missing:
+        tokenizer.add_special_tokens(missing)
+    return tokenizer
+
+
+def is_whitespace_word_level(tokenizer: Tokenizer) -> bool:
+    """True when encoding is exactly 'split on whitespace, look each word up' (the fast arrow path)."""
+    return (
+        isinstance(tokenizer.model, models.WordLevel)
+        and isinstance(tokenizer.pre_tokenizer, pre_tokenizers.WhitespaceSplit)
+        and tokenizer.normalizer is None
+        and not tokenizer.get_added_tokens_decoder()
+    )
+
+
+def encode_lines(tokenizer: Tokenizer, texts: pa.ChunkedArray | pa.Array) -> pa.ListArray:
+    """Encode each line as ``<bos> ids... <eos>``; returns a list<int32> array, one row per line."""
+    bos, eos = tokenizer.token_to_id(BOS), tokenizer.token_to_id(EOS)
+    if is_whitespace_word_level(tokenizer):
+        words, line_of_token = _split_words(texts)  # (N,), (N,)
+        vocab = tokenizer.get_vocab()
+        by_id = pa.array(sorted(vocab, key=vocab.__getitem__))  # position == id
+        ids = pc.fill_null(pc.index_in(words, value_set=by_id), tokenizer.token_to_id(UNK)).to_numpy()
+    else:
+        encodings = tokenizer.encode_batch_fast(texts.to_pylist(), add_special_tokens=False)
+        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+        ids = np.fromiter((i for e in encodings for i in e.ids), dtype=np.int64, count=int(lengths.sum()))
+        line_of_token = np.repeat(np.arange(len(lengths)), lengths)
+    return _wrap_lines(ids.astype(np.int32), line_of_token, len(texts), bos, eos)
+
+
+def _wrap_lines(ids: np.ndarray, line_of_token: np.ndarray, num_lines: int, bos: int, eos: int) -> pa.ListArray:
+    # ids (N,) flat token ids, line_of_token (N,) their line index; output rows are <bos> ids <eos>.
+    lengths = np.bincount(line_of_token, minlength=num_lines)  # (L,)
+    new_offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths + 2, out=new_offsets[1:])
+    out = np.empty(new_offsets[-1], dtype=np.int32)
+    out[new_offsets[:-1]] = bos
+    out[new_offsets[1:] - 1] = eos
+    out[np.arange(len(ids)) + 2 * line_of_token + 1] = ids
+    return pa.ListArray.from_arrays(pa.array(new_offsets.astype(np.int32)), pa.array(out))

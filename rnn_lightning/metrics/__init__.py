@@ -1,0 +1,5 @@
+"""torchmetrics ``Metric`` classes."""
+
+from rnn_lightning.metrics.perplexity import Perplexity
+
+__all__ = ["Perplexity"]

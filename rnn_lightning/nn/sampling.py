@@ -1,0 +1,87 @@
+"""Sampling from a recurrent language model, one token at a time with a carried state."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None = None) -> Tensor:
+    """Mask (to ``-inf``) every token outside the top-k and the top-p (nucleus) set.
+
+    Top-p keeps the smallest set of most likely tokens whose probability sums to at least ``top_p``;
+    the most likely token is always kept.
+
+    Args:
+        logits: (B, V) scores.
+        top_k: keep the ``top_k`` highest scores (``None``: all).
+        top_p: keep the nucleus of mass ``top_p`` in (0, 1] (``None``: all).
+
+    Example:
+        >>> filter_logits(torch.tensor([[1.0, 3.0, 2.0]]), top_k=2)
+        tensor([[-inf, 3., 2.]])
+    """
+    if top_k is not None:
+        if not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"`top_k` must be a positive integer or None, got {top_k!r}.")
+        kth = torch.topk(logits, min(top_k, logits.size(-1)), dim=-1).values[..., -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None:
+        if not 0.0 < top_p <= 1.0:
+            raise ValueError(f"`top_p` must be in (0, 1] or None, got {top_p!r}.")
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (B, V)
+        mass_before = sorted_logits.softmax(-1).cumsum(-1) - sorted_logits.softmax(-1)
+        drop_sorted = mass_before >= top_p  # mass already covered before this token
+        drop = drop_sorted.scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+@torch.no_grad()
+def sample_tokens(
+    net: nn.Module,
+    context: Tensor,
+    max_new_tokens: int,
+    eos_id: int | None = None,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    greedy: bool = False,
+    generator: torch.Generator | None = None,
+) -> list[int]:
+    """Feed ``context`` once, then sample token by token, carrying the recurrent state.
+
+    Each new token costs one recurrent step whatever the length so far.
+
+    Args:
+        net: maps (1, T) ids and a state to (1, T, V) logits and the new state.
+        context: (T,) ids to condition on (at least one, e.g. ``<bos>``).
+        max_new_tokens: stop after this many tokens.
+        eos_id: stop after sampling this token (it is included in the result).
+        temperature: divide logits by this (> 0); lower is more conservative.
+        top_k: sample among the ``top_k`` most likely tokens only.
+        top_p: sample from the nucleus of probability mass ``top_p``.
+        greedy: take the most likely token instead of sampling.
+        generator: random generator for reproducible sampling.
+
+    Returns:
+        The new token ids.
+    """
+    if temperature <= 0:
+        raise ValueError(f"`temperature` must be > 0, got {temperature!r}; use `greedy=True` for argmax decoding.")
+    if context.dim() != 1 or context.numel() == 0:
+        raise ValueError(f"`context` must be a non-empty 1-D tensor of ids, got shape {tuple(context.shape)}.")
+    logits, state = net(context.unsqueeze(0), None)  # (1, T, V)
+    new: list[int] = []
+    for _ in range(max_new_tokens):
+        last = logits[:, -1].float()  # (1, V)
+        if greedy:
+            token = last.argmax(-1)
+        else:
+            probs = filter_logits(last / temperature, top_k, top_p).softmax(-1)
+            token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        new.append(int(token))
+        if eos_id is not None and new[-1] == eos_id:
+            break
+        logits, state = net(token.view(1, 1), state)  # one step: (1, 1, V)
+    return new

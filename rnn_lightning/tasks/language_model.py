@@ -1,0 +1,249 @@
+"""LanguageModel: an RNN language model trained with teacher forcing and truncated BPTT."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from tokenizers import Tokenizer
+from torch import Tensor
+
+from rnn_lightning.data.streams import IGNORE_INDEX
+from rnn_lightning.data.tokenization import BOS, EOS, PAD
+from rnn_lightning.metrics import Perplexity
+from rnn_lightning.nn import RNNLanguageModelNet, detach_state
+from rnn_lightning.nn.encoder import Cell, State
+from rnn_lightning.nn.sampling import sample_tokens
+
+
+def _default_optimizer(params: Any) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=20.0)
+
+
+class LanguageModel(L.LightningModule):
+    """Next-token prediction over token streams, with the hidden state carried between windows.
+
+    Training: teacher forcing; the loss is the cross-entropy averaged over every target token of the window.
+    The recurrent state is carried from one ``bptt`` window to the next of the same streams and detached
+    between them (truncated BPTT); it starts from zeros at each epoch and each evaluation. Evaluation streams
+    through the whole split the same way and reports perplexity = exp(mean cross-entropy).
+
+    Args:
+        vocab_size: number of token ids (linked from the DataModule by the CLI).
+        pad_id: id of ``<pad>`` (linked from the DataModule by the CLI).
+        embedding_dim: token embedding size.
+        hidden_size: recurrent state size.
+        num_layers: stacked recurrent layers.
+        cell: ``"rnn_tanh"``, ``"rnn_relu"``, ``"gru"`` or ``"lstm"``.
+        dropout_embedding: dropout on embedded inputs.
+        dropout_between: dropout between stacked layers.
+        dropout_output: dropout before the decoder.
+        tie_weights: share input embedding and output weights.
+        bidirectional: refused with an explanation (a language model must not see the future).
+        optimizer: optimizer factory (from YAML: ``class_path`` + ``init_args``); default SGD lr 20.
+        lr_scheduler: optional LR scheduler factory; ``ReduceLROnPlateau`` watches ``val/loss``.
+
+    Example:
+        >>> lm = LanguageModel(vocab_size=12, embedding_dim=8, hidden_size=8, num_layers=1)
+        >>> logits, state = lm(torch.randint(0, 12, (2, 5)))
+        >>> tuple(logits.shape)
+        (2, 5, 12)
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        pad_id: int | None = 0,
+        embedding_dim: int = 200,
+        hidden_size: int = 200,
+        num_layers: int = 2,
+        cell: Cell = "lstm",
+        dropout_embedding: float = 0.2,
+        dropout_between: float = 0.2,
+        dropout_output: float = 0.2,
+        tie_weights: bool = False,
+        bidirectional: bool = False,
+        optimizer: OptimizerCallable = _default_optimizer,
+        lr_scheduler: LRSchedulerCallable | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        self.net = RNNLanguageModelNet(
+            vocab_size, embedding_dim, hidden_size, num_layers, cell,
+            dropout_embedding, dropout_between, dropout_output, tie_weights, pad_id, bidirectional,
+        )
+        self.optimizer = optimizer
+        self.lr_scheduler = lr_scheduler
+        self.val_ppl = Perplexity()
+        self.test_ppl = Perplexity()
+        self.tokenizer: Tokenizer | None = None
+        self._state: dict[str, State | None] = {}
+
+    def forward(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """tokens (B, T) -> logits (B, T, V), final state."""
+        return self.net(tokens, state)
+
+    # -- training and evaluation over streams --
+    def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> tuple[Tensor, Tensor]:
+        """Run one window with the carried state; return summed NLL and the number of target tokens."""
+        inputs, targets = batch  # (B, T), (B, T)
+        logits, state = self(inputs, self._state.get(stage))
+        self._state[stage] = detach_state(state)  # truncated BPTT: no gradient into earlier windows
+        nll_sum = F.cross_entropy(
+            logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+        )
+        return nll_sum, (targets != IGNORE_INDEX).sum()
+
+    def on_train_epoch_start(self) -> None:
+        self._state["train"] = None
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        nll_sum, count = self._step(batch, "train")
+        loss = nll_sum / count.clamp(min=1)  # mean over every target token of the window
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        return loss
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        if grads:  # called before clipping: the norm the clip threshold is compared with
+            self.log("train/grad_norm", torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])))
+
+    def _eval_start(self, stage: str) -> None:
+        self._state[stage] = None
+
+    def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str, metric: Perplexity) -> None:
+        nll_sum, count = self._step(batch, stage)
+        metric.update(nll_sum=nll_sum, count=count)
+
+    def _eval_end(self, stage: str, metric: Perplexity) -> None:
+        ppl = metric.compute()  # summed over all ranks
+        loss = ppl.log()
+        self.log_dict(
+            {f"{stage}/loss": loss, f"{stage}/ppl": ppl, f"{stage}/bpt": loss / math.log(2)}, prog_bar=True
+        )
+        metric.reset()
+
+    def on_validation_epoch_start(self) -> None:
+        self._eval_start("val")
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "val", self.val_ppl)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_end("val", self.val_ppl)
+
+    def on_test_epoch_start(self) -> None:
+        self._eval_start("test")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "test", self.test_ppl)
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_end("test", self.test_ppl)
+
+    def on_predict_epoch_start(self) -> None:
+        self._state["predict"] = None
+
+    def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        """Per-token negative log-likelihood of the targets (B, T); NaN where there is no target."""
+        inputs, targets = batch
+        logits, state = self(inputs, self._state.get("predict"))
+        self._state["predict"] = state
+        nll = F.cross_entropy(
+            logits.transpose(1, 2).float(), targets, ignore_index=IGNORE_INDEX, reduction="none"
+        )  # (B, T)
+        return {"targets": targets, "nll": nll.masked_fill(targets == IGNORE_INDEX, float("nan"))}
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer(self.parameters())
+        if self.lr_scheduler is None:
+            return optimizer
+        scheduler = self.lr_scheduler(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
+
+    # -- tokenizer travels inside the checkpoint (as JSON text) --
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "tokenizer"):
+            self.tokenizer = datamodule.tokenizer
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.tokenizer is not None:
+            checkpoint["tokenizer"] = self.tokenizer.to_str()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "tokenizer" in checkpoint:
+            self.tokenizer = Tokenizer.from_str(checkpoint["tokenizer"])
+
+    # -- generation --
+    def generate(
+        self,
+        prompt: str | None = None,
+        max_new_tokens: int = 50,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        greedy: bool = False,
+        seed: int | None = None,
+    ) -> str:
+        """Sample a continuation of ``prompt`` (or a fresh line from ``<bos>``), stopping at ``<eos>``.
+
+        Args:
+            prompt: text to continue; ``None`` or empty starts from ``<bos>`` alone.
+            max_new_tokens: most tokens to add.
+            temperature: softmax temperature (> 0).
+            top_k: sample among the k most likely tokens.
+            top_p: sample from the smallest set of tokens with probability mass >= top_p.
+            greedy: take the argmax instead of sampling.
+            seed: seed for reproducible samples.
+
+        Returns:
+            The generated text (the prompt excluded, special tokens removed).
+        """
+        if self.tokenizer is None:
+            raise RuntimeError(
+                "this LanguageModel has no tokenizer: train it with a LanguageModelingDataModule or load it from "
+                "a checkpoint saved by one, or set `model.tokenizer` to a tokenizers.Tokenizer."
+            )
+        ids = self.generate_ids(
+            self.encode_prompt(prompt), max_new_tokens, temperature, top_k, top_p, greedy, seed
+        )
+        return self.tokenizer.decode([i for i in ids if i not in self._special_ids()])
+
+    def _special_ids(self) -> set[int]:
+        return {self.tokenizer.token_to_id(t) for t in (PAD, BOS, EOS)}
+
+    def encode_prompt(self, prompt: str | None) -> list[int]:
+        """``<bos>`` followed by the prompt's ids (no ``<eos>``)."""
+        ids = self.tokenizer.encode(prompt, add_special_tokens=False).ids if prompt else []
+        return [self.tokenizer.token_to_id(BOS), *ids]
+
+    def generate_ids(
+        self,
+        context: list[int],
+        max_new_tokens: int = 50,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        greedy: bool = False,
+        seed: int | None = None,
+    ) -> list[int]:
+        """Token-level :meth:`generate`: new ids after ``context`` (the ``<eos>`` that stopped it included)."""
+        generator = None
+        if seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(seed)
+        eos = self.tokenizer.token_to_id(EOS) if self.tokenizer is not None else None
+        was_training = self.training
+        self.eval()
+        try:
+            return sample_tokens(
+                self.net, torch.tensor(context, device=self.device), max_new_tokens, eos,
+                temperature, top_k, top_p, greedy, generator,
+            )
+        finally:
+            self.train(was_training)
