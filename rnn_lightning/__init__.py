@@ -1,6 +1,6 @@
 """rnn_lightning: recurrent networks (simple RNN, GRU, LSTM) as reusable PyTorch Lightning components."""
 
-from rnn_lightning.callbacks import GenerateSamples
+from rnn_lightning.callbacks import GenerateSamples, TokensPerSecond
 from rnn_lightning.data import LanguageModelingDataModule, MarkovCorpusDataModule
 from rnn_lightning.metrics import Perplexity
 from rnn_lightning.tasks import LanguageModel
@@ -12,4 +12,5 @@ __all__ = [
     "LanguageModelingDataModule",
     "MarkovCorpusDataModule",
     "Perplexity",
+    "TokensPerSecond",
 ]

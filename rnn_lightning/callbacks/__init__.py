@@ -1,5 +1,6 @@
 """Lightning callbacks."""
 
 from rnn_lightning.callbacks.text_samples import GenerateSamples
+from rnn_lightning.callbacks.throughput import TokensPerSecond
 
-__all__ = ["GenerateSamples"]
+__all__ = ["GenerateSamples", "TokensPerSecond"]

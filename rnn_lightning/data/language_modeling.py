@@ -31,6 +31,24 @@ def _encode_batch(batch: pa.Table, tokenizer: Tokenizer, text_column: str) -> pa
     return pa.table({"input_ids": encode_lines(tokenizer, batch.column(text_column))})
 
 
+def _carve_holdout(corpus: DatasetDict, holdout: dict[str, float]) -> DatasetDict:
+    """Split the last rows of ``train`` into the named splits, contiguously and in order."""
+    clash = sorted(set(holdout) & set(corpus))
+    total = sum(holdout.values())
+    if clash or not all(0 < f < 1 for f in holdout.values()) or total >= 1:
+        raise ValueError(
+            f"`holdout` must name splits the corpus lacks (it has {sorted(corpus)}) with fractions in (0, 1) "
+            f"summing below 1, got {holdout}. Drop the clashing names or shrink the fractions."
+        )
+    train, n = corpus["train"], len(corpus["train"])
+    start = n - sum(int(n * f) for f in holdout.values())
+    out = DatasetDict({**corpus, "train": train.select(range(start))})
+    for split, fraction in holdout.items():
+        out[split] = train.select(range(start, start + int(n * fraction)))
+        start += int(n * fraction)
+    return out
+
+
 class LanguageModelingDataModule(L.LightningDataModule):
     """Text corpus -> contiguous token streams cut into ``bptt`` windows, for truncated BPTT.
 
@@ -54,6 +72,8 @@ class LanguageModelingDataModule(L.LightningDataModule):
         bptt: window length: steps of backpropagation through time.
         num_workers: DataLoader workers (windows are tensor slices: 0 is usually fastest).
         cache_dir: ``datasets`` cache folder.
+        holdout: splits to carve off the end of train, in order, as fractions of its rows, for a corpus that
+            lacks them, e.g. ``{"validation": 0.05, "test": 0.05}``.
 
     Example:
         >>> from datasets import Dataset, DatasetDict
@@ -82,6 +102,7 @@ class LanguageModelingDataModule(L.LightningDataModule):
         bptt: int = 35,
         num_workers: int = 0,
         cache_dir: str | None = None,
+        holdout: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["dataset"])
@@ -99,7 +120,7 @@ class LanguageModelingDataModule(L.LightningDataModule):
         self.text_column, self.tokenizer_spec = text_column, tokenizer
         self.min_frequency, self.max_vocab_size = min_frequency, max_vocab_size
         self.batch_size, self.eval_batch_size, self.bptt = batch_size, eval_batch_size, bptt
-        self.num_workers = num_workers
+        self.num_workers, self.holdout = num_workers, holdout
         self._raw: DatasetDict | None = dataset
         self._tokenizer: Tokenizer | None = None
         self._streams: dict[str, StreamWindows] = {}
@@ -110,6 +131,8 @@ class LanguageModelingDataModule(L.LightningDataModule):
         """The corpus as loaded, before tokenization."""
         if self._raw is None:
             self._raw = load_dataset(self.path, self.name, data_files=self.data_files, cache_dir=self.cache_dir)
+            if self.holdout:
+                self._raw = _carve_holdout(self._raw, self.holdout)
         return self._raw
 
     def _split(self, split: str) -> Dataset:

@@ -75,10 +75,11 @@ def train_char_tokenizer(texts: pa.ChunkedArray | pa.Array | list[str]) -> Token
         >>> tok.encode("ba c").tokens, tok.decode(tok.encode("ba").ids)
         (['b', 'a', ' ', '<unk>'], 'ba')
     """
-    chars = sorted(set("".join(texts.to_pylist() if hasattr(texts, "to_pylist") else texts)))
+    lines = texts.to_pylist() if hasattr(texts, "to_pylist") else texts
+    chars = sorted(set("".join(line for line in lines if line)))  # missing values count as empty lines
     vocab = list(SPECIAL_TOKENS) + [c for c in chars if c not in SPECIAL_TOKENS]
     tokenizer = Tokenizer(models.WordLevel({c: i for i, c in enumerate(vocab)}, unk_token=UNK))
-    tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")  # any char, \n too
     tokenizer.decoder = decoders.Fuse()
     return tokenizer
 
@@ -114,7 +115,8 @@ def encode_lines(tokenizer: Tokenizer, texts: pa.ChunkedArray | pa.Array) -> pa.
         by_id = pa.array(sorted(vocab, key=vocab.__getitem__))  # position == id
         ids = pc.fill_null(pc.index_in(words, value_set=by_id), tokenizer.token_to_id(UNK)).to_numpy()
     else:
-        encodings = tokenizer.encode_batch_fast(texts.to_pylist(), add_special_tokens=False)
+        lines = pc.fill_null(texts, "").to_pylist()  # a missing value is an empty line
+        encodings = tokenizer.encode_batch_fast(lines, add_special_tokens=False)
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
         ids = np.fromiter((i for e in encodings for i in e.ids), dtype=np.int64, count=int(lengths.sum()))
         line_of_token = np.repeat(np.arange(len(lengths)), lengths)

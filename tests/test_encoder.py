@@ -1,0 +1,116 @@
+"""RecurrentEncoder against the lecture's recurrences written out by hand in float64."""
+
+import pytest
+import torch
+
+from rnn_lightning.nn import RNNLanguageModelNet, RecurrentEncoder
+
+
+def _reference(cell: str, weights: dict, x: torch.Tensor, num_layers: int) -> torch.Tensor:
+    """Loop over time steps and layers: h_t = f(W_x x_t + W_h h_{t-1} + b), with LSTM/GRU gates."""
+    B, T, _ = x.shape
+    layer_in = x
+    for layer in range(num_layers):
+        w_ih, w_hh = weights[f"weight_ih_l{layer}"], weights[f"weight_hh_l{layer}"]
+        b = weights[f"bias_ih_l{layer}"] + weights[f"bias_hh_l{layer}"]
+        H = w_hh.shape[1]
+        h, c, outs = torch.zeros(B, H, dtype=x.dtype), torch.zeros(B, H, dtype=x.dtype), []
+        for t in range(T):
+            xt = layer_in[:, t]
+            if cell == "lstm":
+                i, f, g, o = (xt @ w_ih.T + h @ w_hh.T + b).chunk(4, -1)
+                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)  # additive cell update
+                h = torch.sigmoid(o) * torch.tanh(c)
+            elif cell == "gru":
+                gi, gh = xt @ w_ih.T + weights[f"bias_ih_l{layer}"], h @ w_hh.T + weights[f"bias_hh_l{layer}"]
+                r = torch.sigmoid(gi[:, :H] + gh[:, :H])
+                z = torch.sigmoid(gi[:, H : 2 * H] + gh[:, H : 2 * H])
+                n = torch.tanh(gi[:, 2 * H :] + r * gh[:, 2 * H :])
+                h = (1 - z) * n + z * h
+            else:
+                act = torch.tanh if cell == "rnn_tanh" else torch.relu
+                h = act(xt @ w_ih.T + h @ w_hh.T + b)
+            outs.append(h)
+        layer_in = torch.stack(outs, 1)
+    return layer_in
+
+
+@pytest.mark.parametrize("cell", ["rnn_tanh", "rnn_relu", "gru", "lstm"])
+def test_encoder_matches_handwritten_recurrence(cell):
+    torch.manual_seed(0)
+    enc = RecurrentEncoder(5, 7, num_layers=2, cell=cell)
+    x = torch.randn(3, 6, 5)
+    out, _ = enc(x)
+    weights = {k: v.double() for k, v in enc.rnn.named_parameters()}
+    ref = _reference(cell, weights, x.double(), 2)
+    torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_carried_state_equals_one_long_pass():
+    torch.manual_seed(0)
+    enc = RecurrentEncoder(4, 6, num_layers=2, cell="lstm")
+    x = torch.randn(2, 10, 4)
+    whole, _ = enc(x)
+    first, state = enc(x[:, :4])
+    second, _ = enc(x[:, 4:], state)
+    torch.testing.assert_close(torch.cat([first, second], 1), whole)
+
+
+def test_bidirectional_output_dim_and_reverse_direction():
+    torch.manual_seed(0)
+    enc = RecurrentEncoder(4, 3, cell="gru", bidirectional=True)
+    x = torch.randn(2, 5, 4)
+    out, _ = enc(x)
+    assert out.shape == (2, 5, 6) and enc.output_dim == 6
+    # The backward half at step t only depends on steps >= t: changing step 0 leaves step 4's backward half.
+    x2 = x.clone()
+    x2[:, 0] += 1.0
+    out2, _ = enc(x2)
+    torch.testing.assert_close(out[:, 4, 3:], out2[:, 4, 3:])
+    assert not torch.allclose(out[:, 4, :3], out2[:, 4, :3])
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(cell="transformer"), "`cell` must be one of"),
+        (dict(num_layers=0), "`num_layers` must be a positive integer"),
+        (dict(dropout=1.0), r"`dropout` must be a probability in \[0, 1\)"),
+        (dict(dropout=-0.1), "`dropout`"),
+    ],
+)
+def test_encoder_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        RecurrentEncoder(4, 4, **kwargs)
+
+
+def test_language_model_refuses_bidirectional_with_reason():
+    with pytest.raises(ValueError, match="`bidirectional=True` is not allowed.*see the word it must predict"):
+        RNNLanguageModelNet(vocab_size=10, bidirectional=True)
+
+
+def test_tied_weights_share_one_parameter_with_projection_when_sizes_differ():
+    net = RNNLanguageModelNet(vocab_size=30, embedding_dim=8, hidden_size=16, num_layers=1, tie_weights=True)
+    assert net.decoder.weight is net.embedding.weight
+    assert net.projection.weight.shape == (8, 16)
+    untied = RNNLanguageModelNet(vocab_size=30, embedding_dim=8, hidden_size=16, num_layers=1)
+    n_tied = sum(p.numel() for p in net.parameters())
+    n_untied = sum(p.numel() for p in untied.parameters())
+    assert n_untied - n_tied == 30 * 16 - 16 * 8  # decoder (V, H) replaced by a projection (E, H)
+    same = RNNLanguageModelNet(vocab_size=30, embedding_dim=16, hidden_size=16, num_layers=1, tie_weights=True)
+    assert isinstance(same.projection, torch.nn.Identity)
+
+
+def test_dropouts_are_validated_and_applied_only_in_training():
+    with pytest.raises(ValueError, match="`dropout_embedding`"):
+        RNNLanguageModelNet(vocab_size=10, dropout_embedding=1.5)
+    net = RNNLanguageModelNet(vocab_size=20, embedding_dim=8, hidden_size=8, dropout_embedding=0.5,
+                              dropout_between=0.5, dropout_output=0.5)
+    tokens = torch.randint(0, 20, (2, 6))
+    net.eval()
+    a, _ = net(tokens)
+    b, _ = net(tokens)
+    torch.testing.assert_close(a, b)
+    net.train()
+    c, _ = net(tokens)
+    assert not torch.allclose(a, c)

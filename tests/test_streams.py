@@ -1,0 +1,66 @@
+"""Stream splitting and rank sharding: every target predicted exactly once, in order, after its context."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rnn_lightning.data.streams import IGNORE_INDEX, StreamWindows, split_streams
+
+
+def _pairs(inputs, targets):
+    keep = targets != IGNORE_INDEX
+    return list(zip(inputs[keep].tolist(), targets[keep].tolist()))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    num_ids=st.integers(2, 300),
+    ranks=st.integers(1, 4),
+    per_rank=st.integers(1, 5),
+    bptt=st.integers(1, 40),
+)
+def test_eval_streams_cover_every_target_once_across_ranks(num_ids, ranks, per_rank, bptt):
+    streams = ranks * per_rank
+    if num_ids - 1 < streams:
+        with pytest.raises(ValueError, match="cannot cut"):
+            split_streams(torch.arange(num_ids), streams, pad_id=-1, drop_remainder=False)
+        return
+    ids = torch.arange(num_ids) * 7  # distinct ids so each (input, target) pair names its position
+    inputs, targets = split_streams(ids, streams, pad_id=-1, drop_remainder=False)
+    seen = []
+    for rank in range(ranks):
+        windows = StreamWindows(inputs, targets, bptt, rank, ranks)
+        assert len(list(windows)) == len(windows)
+        for x, y in windows:
+            assert x.shape == y.shape and x.shape[0] == per_rank and x.shape[1] <= bptt
+            seen += _pairs(x, y)
+    expected = list(zip(ids[:-1].tolist(), ids[1:].tolist()))  # brute force: every consecutive pair
+    assert sorted(seen) == sorted(expected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(num_ids=st.integers(10, 300), streams=st.integers(1, 9))
+def test_train_streams_are_contiguous_equal_rows_dropping_less_than_one_row(num_ids, streams):
+    ids = torch.arange(num_ids)
+    if num_ids - 1 < streams:
+        return
+    inputs, targets = split_streams(ids, streams, pad_id=-1, drop_remainder=True)
+    length = (num_ids - 1) // streams
+    assert inputs.shape == (streams, length)
+    assert (targets == inputs + 1).all()  # targets are the next id in each row
+    assert (inputs[1:, 0] == inputs[:-1, -1] + 1).all()  # rows continue one another
+    assert (num_ids - 1) - streams * length < streams
+
+
+def test_ignored_target_ids_are_masked():
+    ids = torch.tensor([2, 5, 6, 3, 2, 7, 3])  # <bos>=2 a b <eos>=3 <bos> c <eos>
+    inputs, targets = split_streams(ids, 1, pad_id=0, drop_remainder=False, ignore_ids=(2,))
+    assert targets.tolist() == [[5, 6, 3, IGNORE_INDEX, 7, 3]]
+    assert inputs.tolist() == [[2, 5, 6, 3, 2, 7]]
+
+
+def test_windows_reject_bad_bptt():
+    inputs, targets = split_streams(torch.arange(10), 1, pad_id=0, drop_remainder=True)
+    with pytest.raises(ValueError, match="`bptt` must be a positive integer, got 0"):
+        StreamWindows(inputs, targets, bptt=0)
