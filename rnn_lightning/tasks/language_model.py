@@ -103,8 +103,12 @@ class LanguageModel(L.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         nll_sum, count = self._step(batch, "train")
-        loss = nll_sum / count.clamp(min=1)  # mean over every target token of the window
-        self.log("train/loss", loss, prog_bar=True)
+        # Mean over every target token of the *global* window. DDP averages gradients over the W ranks and the
+        # ranks' token counts differ (ignored <bos> targets), so divide by the summed count / W.
+        world = self.trainer.world_size
+        total = self.trainer.strategy.reduce(count.clone(), reduce_op="sum") if world > 1 else count
+        loss = nll_sum * world / total.clamp(min=1)
+        self.log("train/loss", loss.detach(), prog_bar=True, sync_dist=world > 1)  # rank mean = global mean
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
         return loss
 
