@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from rnn_lightning.nn import RNNLanguageModelNet, RecurrentEncoder
+from rnn_lightning.nn import RecurrentEncoder, RNNLanguageModelNet
 
 
 def _reference(cell: str, weights: dict, x: torch.Tensor, num_layers: int) -> torch.Tensor:

@@ -88,4 +88,4 @@ def test_errors_name_the_argument(tmp_path):
         dm.setup("validate")
     dm = LanguageModelingDataModule(path="text", data_files=files, text_column="sentence", cache_dir=str(tmp_path))
     with pytest.raises(ValueError, match=r"`text_column` 'sentence' is not a column.*\['text'\]"):
-        dm.vocab_size
+        _ = dm.vocab_size

@@ -57,9 +57,8 @@ def train_word_tokenizer(
             "use None to keep every word."
         )
     words, counts = _word_counts(pa.array(texts) if isinstance(texts, list) else texts)
-    order = sorted((w for w, c in zip(words, counts) if c >= min_frequency and w not in SPECIAL_TOKENS),
-                   key=lambda w, freq=dict(zip(words, counts)): (-freq[w], w))
-    vocab = list(SPECIAL_TOKENS) + order
+    kept = [(-int(c), w) for w, c in zip(words, counts) if c >= min_frequency and w not in SPECIAL_TOKENS]
+    vocab = list(SPECIAL_TOKENS) + [w for _, w in sorted(kept)]  # most frequent first, ties alphabetical
     if max_vocab_size is not None:
         vocab = vocab[:max_vocab_size]
     tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token=UNK))

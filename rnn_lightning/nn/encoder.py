@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Literal
 
-import torch
 from torch import Tensor, nn
 
 Cell = Literal["rnn_tanh", "rnn_relu", "gru", "lstm"]
 # LSTM state is (h, c); the others carry h only. Each is (num_layers * directions, B, H).
-State = Union[Tensor, tuple[Tensor, Tensor]]
+State = Tensor | tuple[Tensor, Tensor]
 
 CELLS = ("rnn_tanh", "rnn_relu", "gru", "lstm")
 
