@@ -111,3 +111,13 @@ def test_generate_without_tokenizer_says_how_to_fix():
     model = LanguageModel(vocab_size=10, embedding_dim=4, hidden_size=4, num_layers=1)
     with pytest.raises(RuntimeError, match="has no tokenizer"):
         model.generate()
+
+
+def test_validate_then_fit_then_validate_reuses_metric_states(tmp_path, tiny_markov, tiny_lm):
+    """A metric reset under inference mode (validate) must still update inside fit's validation loop."""
+    model = tiny_lm(tiny_markov)
+    t = trainer(tmp_path, max_steps=3, limit_val_batches=2)
+    t.validate(model, tiny_markov, verbose=False)
+    t.fit(model, tiny_markov)
+    (metrics,) = t.validate(model, tiny_markov, verbose=False)
+    assert math.isfinite(metrics["val/ppl"])

@@ -106,8 +106,10 @@ class Perplexity(Metric):
         else:
             batch_nll = _scalar(nll_sum, "nll_sum", integer=False, device=self.nll_sum.device)
             batch_count = _scalar(count, "count", integer=True, device=self.count.device)
-        self.nll_sum += batch_nll.to(self.nll_sum.device)
-        self.count += batch_count.to(self.count.device)
+        # Out of place: a state reset under `torch.inference_mode` (Trainer.validate) is an inference tensor,
+        # which an in-place add outside inference mode (validation inside `fit`) would reject.
+        self.nll_sum = self.nll_sum + batch_nll.to(self.nll_sum.device)
+        self.count = self.count + batch_count.to(self.count.device)
 
     def compute(self) -> Tensor:
         """Return the perplexity as a float32 scalar tensor (computed in float64).
