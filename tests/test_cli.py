@@ -73,3 +73,12 @@ def test_generate_command_requires_a_checkpoint(capsys):
     with pytest.raises(SystemExit):
         main(["generate"])
     assert "--ckpt_path" in capsys.readouterr().err
+
+
+def test_importing_the_library_does_not_import_wandb():
+    import subprocess
+    import sys
+
+    code = "import sys, rnn_lightning, rnn_lightning.cli; print('wandb' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"  # W&B is an optional extra, imported only when a WandbLogger is used

@@ -31,6 +31,7 @@ class RecurrentEncoder(nn.Module):
         dropout: dropout between stacked layers (not after the last one).
 
     Example:
+        >>> import torch
         >>> enc = RecurrentEncoder(8, 16, num_layers=2, cell="gru", bidirectional=True)
         >>> out, state = enc(torch.randn(3, 5, 8))
         >>> tuple(out.shape), enc.output_dim, tuple(state.shape)
