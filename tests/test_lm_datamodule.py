@@ -41,13 +41,15 @@ def test_text_files_match_plain_reader_and_every_validation_token_is_counted(tmp
     assert int((targets != IGNORE_INDEX).sum()) == words_and_eos
 
 
-@pytest.mark.parametrize("fmt", ["csv", "json"])
+@pytest.mark.parametrize("fmt", ["csv", "json", "parquet"])
 def test_csv_and_json_builders_with_a_named_text_column(tmp_path, fmt):
     files = {}
     for split, lines in (("train", TRAIN), ("validation", VALID)):
         path = tmp_path / f"{split}.{fmt}"
         if fmt == "csv":
             path.write_text("id,sentence\n" + "".join(f'{i},"{t}"\n' for i, t in enumerate(lines)))
+        elif fmt == "parquet":
+            Dataset.from_dict({"id": list(range(len(lines))), "sentence": lines}).to_parquet(str(path))
         else:
             path.write_text("".join(json.dumps({"id": i, "sentence": t}) + "\n" for i, t in enumerate(lines)))
         files[split] = str(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
@@ -29,6 +30,50 @@ _ENCODER_VERSION = "lines-bos-eos-v1"  # bump when `encode_lines` changes output
 def _encode_batch(batch: pa.Table, tokenizer: Tokenizer, text_column: str) -> pa.Table:
     """``datasets.map`` function: one row per line, ``input_ids`` = ``<bos> ids... <eos>``."""
     return pa.table({"input_ids": encode_lines(tokenizer, batch.column(text_column))})
+
+
+def _files_note(data_files: Any, split: str) -> str:
+    if isinstance(data_files, dict) and split in data_files:
+        return f" (data_files[{split!r}] = {data_files[split]!r})"
+    return f" (data_files = {data_files!r})" if data_files else ""
+
+
+def _check_not_empty(data_files: Any) -> None:
+    """Refuse an empty local file up front (``datasets`` would only say 'corresponds to no data')."""
+    per_split = data_files.items() if isinstance(data_files, dict) else [("train", data_files)]
+    for split, files in per_split:
+        for path in [files] if isinstance(files, str) else files or []:
+            if Path(path).is_file() and Path(path).stat().st_size == 0:
+                raise ValueError(
+                    f"the {split!r} split is empty (0 rows): `data_files` {path!r} is an empty file. Give it a "
+                    "non-empty file, or leave the split out and carve it off train with `holdout`."
+                )
+
+
+def _unicode_cause(err: BaseException | None) -> UnicodeDecodeError | None:
+    while err is not None and not isinstance(err, UnicodeDecodeError):
+        err = err.__cause__ or err.__context__
+    return err
+
+
+def _non_utf8_error(data_files: Any) -> ValueError:
+    """Find the first local file that is not UTF-8 and say where."""
+    files = data_files.values() if isinstance(data_files, dict) else [data_files]
+    paths = [p for f in files for p in ([f] if isinstance(f, str) else f or [])]
+    for path in paths:
+        try:
+            raw = Path(path).read_bytes()
+        except OSError:
+            continue
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            return ValueError(
+                f"`data_files` {path!r} is not valid UTF-8: byte offset {err.start} holds "
+                f"{raw[err.start:err.start + 4]!r} ({err.reason}). Re-encode the file as UTF-8, e.g. "
+                f"`iconv -f latin1 -t utf-8 {path} > {Path(path).stem}.utf8{Path(path).suffix}`."
+            )
+    return ValueError(f"the corpus is not valid UTF-8 (`data_files` = {data_files!r}); re-encode it as UTF-8.")
 
 
 def _carve_holdout(corpus: DatasetDict, holdout: dict[str, float]) -> DatasetDict:
@@ -130,7 +175,13 @@ class LanguageModelingDataModule(L.LightningDataModule):
     def raw(self) -> DatasetDict:
         """The corpus as loaded, before tokenization."""
         if self._raw is None:
-            self._raw = load_dataset(self.path, self.name, data_files=self.data_files, cache_dir=self.cache_dir)
+            _check_not_empty(self.data_files)
+            try:
+                self._raw = load_dataset(self.path, self.name, data_files=self.data_files, cache_dir=self.cache_dir)
+            except Exception as err:
+                if _unicode_cause(err) is None:
+                    raise
+                raise _non_utf8_error(self.data_files) from err
             if self.holdout:
                 self._raw = _carve_holdout(self._raw, self.holdout)
         return self._raw
@@ -142,6 +193,11 @@ class LanguageModelingDataModule(L.LightningDataModule):
                 f"e.g. data_files={{'train': ..., 'validation': ..., 'test': ...}}."
             )
         data = self.raw[split]
+        if len(data) == 0:
+            raise ValueError(
+                f"the {split!r} split is empty (0 rows){_files_note(self.data_files, split)}. Give it a non-empty "
+                "file, or carve it off train with `holdout`."
+            )
         if self.text_column not in data.column_names:
             raise ValueError(
                 f"`text_column` {self.text_column!r} is not a column of the {split!r} split; its columns "
@@ -199,8 +255,17 @@ class LanguageModelingDataModule(L.LightningDataModule):
         if split not in self._streams:
             rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
             per_device = self.batch_size if split == "train" else self.eval_batch_size
+            ids = self.token_ids(split)
+            needed = per_device * world * (self.bptt + 1) if split == "train" else per_device * world + 1
+            if ids.numel() < needed:
+                what = "batch_size * devices * (bptt + 1)" if split == "train" else "eval_batch_size * devices + 1"
+                raise ValueError(
+                    f"the {split!r} split has {ids.numel()} tokens (with <bos>/<eos>), fewer than {what} = "
+                    f"{needed} (batch_size={self.batch_size}, eval_batch_size={self.eval_batch_size}, "
+                    f"bptt={self.bptt}, devices={world}). Lower the batch size or bptt, or use more text."
+                )
             inputs, targets = split_streams(
-                self.token_ids(split),
+                ids,
                 per_device * world,
                 pad_id=self.pad_id,
                 drop_remainder=split == "train",

@@ -108,14 +108,25 @@ class LanguageModel(L.LightningModule):
         world = self.trainer.world_size
         total = self.trainer.strategy.reduce(count.clone(), reduce_op="sum") if world > 1 else count
         loss = nll_sum * world / total.clamp(min=1)
-        self.log("train/loss", loss.detach(), prog_bar=True, sync_dist=world > 1)  # rank mean = global mean
+        self._last_loss = loss.detach()
+        self.log("train/loss", self._last_loss, prog_bar=True, sync_dist=world > 1)  # rank mean = global mean
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
         return loss
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         grads = [p.grad for p in self.parameters() if p.grad is not None]
-        if grads:  # called before clipping: the norm the clip threshold is compared with
-            self.log("train/grad_norm", torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])))
+        if not grads:
+            return
+        norm = torch.nn.utils.get_total_norm(grads)  # before clipping: what the clip threshold is compared with
+        self.log("train/grad_norm", norm)
+        if not torch.isfinite(norm):  # stop before the optimizer writes NaN/inf into the weights
+            raise FloatingPointError(
+                f"the gradient is not finite at step {self.global_step} (epoch {self.current_epoch}): "
+                f"gradient norm {float(norm)}, loss {float(self._last_loss)}. Training stopped before the update, "
+                "so the weights are still finite. Likely cause: exploding gradients or a too large learning "
+                "rate. Clip the gradient norm (trainer.gradient_clip_val, e.g. 0.25) or lower the optimizer's lr; "
+                "with fp16 use bf16-mixed precision."
+            )
 
     def _eval_start(self, stage: str) -> None:
         self._state[stage] = None
@@ -181,8 +192,20 @@ class LanguageModel(L.LightningModule):
             checkpoint["tokenizer"] = self.tokenizer.to_str()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if "tokenizer" in checkpoint:
-            self.tokenizer = Tokenizer.from_str(checkpoint["tokenizer"])
+        if "tokenizer" not in checkpoint:
+            return
+        saved = Tokenizer.from_str(checkpoint["tokenizer"])
+        if self.tokenizer is not None and self.tokenizer.get_vocab() != saved.get_vocab():
+            ours, theirs = self.tokenizer.get_vocab_size(), saved.get_vocab_size()
+            raise ValueError(
+                f"the checkpoint's vocabulary ({theirs} tokens) differs from the DataModule's ({ours} tokens"
+                f"{', same size but other ids' if ours == theirs else ''}): its weights would read the wrong rows. "
+                "Use the data settings the checkpoint was trained with (same corpus, tokenizer, min_frequency, "
+                "max_vocab_size), or save the checkpoint's tokenizer "
+                "(`LanguageModel.load_from_checkpoint(path).tokenizer.save('tokenizer.json')`) and pass that file "
+                "as the DataModule's `tokenizer`."
+            )
+        self.tokenizer = saved
 
     # -- generation --
     def generate(

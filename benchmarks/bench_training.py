@@ -1,0 +1,375 @@
+"""Training throughput: ``LanguageModel`` inside ``lightning.Trainer`` vs a hand-written PyTorch loop.
+
+Both sides train the identical network (``RNNLanguageModelNet``, same init seed, same dropout stream), on the
+identical data (synthetic random ids cut by ``split_streams`` into ``StreamWindows``), with SGD lr 20, gradient
+clipping by norm 0.25 and truncated BPTT (state carried and detached between windows, loss = summed
+cross-entropy / token count over float32 logits), for the same number of steps. The per-step losses of the two
+are compared, so the script also checks that it times the same computation.
+
+Timing is steady state: the clock starts at the beginning of step ``warmup`` and stops at the end of the last
+step (CUDA synchronized), so Trainer startup and the first steps are excluded. Contenders are interleaved, in a
+rotating order, ``repeats`` times; the table shows medians.
+
+Rows:
+    raw loop               the hand-written loop (the reference, ratio 1).
+    LanguageModel+Trainer  ``rnn_lightning.LanguageModel`` in ``lightning.Trainer`` (what this library ships).
+    prototype: ...         a subclass of ``LanguageModel`` defined below with the overhead fixes proposed for the
+                           library (not library code).
+    demo LightningLSTM     ``lightning.pytorch.demos.LightningLSTM``: Lightning's own LSTM language model (a
+                           different network: 4x512 untied LSTM, 0.2 dropout; run on the same data, clip and
+                           optimizer), i.e. what Lightning users get today. No raw twin, so no ratio.
+
+Usage:
+    python benchmarks/bench_training.py [--out DIR] [--quick] [--device cpu|cuda] [--precision 32|bf16-mixed]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+if __package__ in (None, ""):  # run as `python benchmarks/bench_training.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import print_table, write_json  # noqa: E402
+from rnn_lightning import LanguageModel  # noqa: E402
+from rnn_lightning.data.streams import IGNORE_INDEX, StreamWindows, split_streams  # noqa: E402
+from rnn_lightning.nn import RNNLanguageModelNet, detach_state  # noqa: E402
+
+NAME = "bench_training"
+LR = 20.0
+CLIP = 0.25
+PAD_ID = 0
+
+try:  # Lightning's demo LSTM language model (lightning >= 2.1)
+    from lightning.pytorch.demos import LightningLSTM, SimpleLSTM
+except ImportError:  # pragma: no cover - depends on the installed lightning
+    LightningLSTM = SimpleLSTM = None
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    vocab: int
+    dim: int  # embedding = hidden
+    layers: int
+    batch: int
+    bptt: int
+    warmup: int
+    steps: int
+    dropout: float = 0.5
+    demo_dim: int = 512  # LightningLSTM's own sizes (SimpleLSTM defaults)
+    demo_layers: int = 4
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch * self.bptt
+
+
+def shapes(quick: bool, device: str, steps: int | None, warmup: int | None) -> list[Shape]:
+    """pytorch/examples word_language_model (650x2 tied LSTM, batch 20, bptt 35) and a larger batch/window."""
+    if quick:  # tiny network: seconds in all; mostly measures the fixed per-step cost of the Trainer
+        base = [Shape("quick b8 t16", 1000, 64, 2, 8, 16, 3, 20), Shape("quick b16 t32", 1000, 64, 2, 16, 32, 3, 20)]
+        base = [replace(s, demo_dim=64, demo_layers=2) for s in base]
+    elif device == "cuda":
+        base = [Shape("650x2 b20 t35", 33_278, 650, 2, 20, 35, 20, 200),
+                Shape("650x2 b64 t70", 33_278, 650, 2, 64, 70, 10, 100)]
+    else:  # CPU steps take seconds: keep a full run of the script near 5 minutes on 2 cores
+        base = [Shape("650x2 b20 t35", 33_278, 650, 2, 20, 35, 1, 4),
+                Shape("650x2 b64 t70", 33_278, 650, 2, 64, 70, 1, 2)]
+    return [replace(s, steps=steps or s.steps, warmup=s.warmup if warmup is None else warmup) for s in base]
+
+
+def make_loader(shape: Shape, device: str, seed: int) -> DataLoader:
+    """Exactly ``warmup + steps`` full windows of synthetic ids, as the LanguageModelingDataModule serves them."""
+    num_windows = shape.warmup + shape.steps
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, shape.vocab, (shape.batch * shape.bptt * num_windows + 1,), generator=g)
+    inputs, targets = split_streams(ids, shape.batch, pad_id=PAD_ID, drop_remainder=True)
+    windows = StreamWindows(inputs, targets, shape.bptt)
+    assert len(windows) == num_windows
+    return DataLoader(windows, batch_size=None, pin_memory=device == "cuda")
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+@dataclass
+class Run:
+    seconds: float
+    losses: list[float] = field(default_factory=list)
+
+
+# -- the reference: a hand-written loop ---------------------------------------------------------------------------
+def run_raw(shape: Shape, device: str, precision: str, seed: int) -> Run:
+    torch.manual_seed(seed)
+    net = RNNLanguageModelNet(
+        shape.vocab, shape.dim, shape.dim, shape.layers, "lstm",
+        shape.dropout, shape.dropout, shape.dropout, True, PAD_ID,
+    ).to(device)
+    net.train()
+    optimizer = torch.optim.SGD(net.parameters(), lr=LR)
+    loader = make_loader(shape, device, seed)
+    bf16 = precision == "bf16-mixed"
+    last = shape.warmup + shape.steps - 1
+    state, losses, start = None, [], 0.0
+    for i, (inputs, targets) in enumerate(loader):
+        inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        if i == 0:
+            torch.manual_seed(seed + 1)  # the dropout stream, reseeded at the same point on both sides
+        if i == shape.warmup:
+            _sync(device)
+            start = time.perf_counter()
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+            logits, state = net(inputs, state)
+            state = detach_state(state)
+            nll_sum = F.cross_entropy(
+                logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+            )
+            loss = nll_sum / (targets != IGNORE_INDEX).sum().clamp(min=1)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), CLIP)
+        optimizer.step()
+        losses.append(loss.detach())
+    _sync(device)
+    assert i == last
+    return Run(time.perf_counter() - start, [float(x) for x in losses])
+
+
+# -- the Trainer side ----------------------------------------------------------------------------------------------
+class StepTimer(L.Callback):
+    """Clock from ``on_train_batch_start`` of step ``warmup`` to ``on_train_batch_end`` of the last step."""
+
+    def __init__(self, warmup: int, last: int, seed: int, device: str) -> None:
+        self.warmup, self.last, self.seed, self.device = warmup, last, seed, device
+        self.start = self.end = None
+        self.losses: list[Tensor] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == 0:
+            torch.manual_seed(self.seed + 1)  # the dropout stream, reseeded at the same point as the raw loop
+        if batch_idx == self.warmup:
+            _sync(self.device)
+            self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.losses.append(outputs["loss"] if isinstance(outputs, dict) else outputs)
+        if batch_idx == self.last:
+            _sync(self.device)
+            self.end = time.perf_counter()
+
+
+class PrototypeLanguageModel(LanguageModel):
+    """PROTOTYPE of the proposed ``LanguageModel`` patch (benchmark only, not library code).
+
+    1. ``train/grad_norm`` comes from the clipping itself (``clip_grad_norm_`` returns the pre-clip total norm),
+       instead of a second pass over every gradient (one ``.norm()`` per parameter + stack) in
+       ``on_before_optimizer_step``.
+    2. ``train/lr`` is logged as a CPU tensor: ``self.log(name, float)`` builds ``torch.tensor(v, device=cuda)``
+       every step, a blocking host-to-device copy (a stream sync) on GPU.
+    3. ``train/loss`` is logged without ``prog_bar``: Lightning converts progress-bar metrics with ``.item()``
+       at every batch end (``_LoggerConnector.on_batch_end``) even with the progress bar disabled, another
+       stream sync per step on GPU. (1 matters on CPU; 2 and 3 only on GPU.)
+    """
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        nll_sum, count = self._step(batch, "train")
+        world = self.trainer.world_size
+        total = self.trainer.strategy.reduce(count.clone(), reduce_op="sum") if world > 1 else count
+        loss = nll_sum * world / total.clamp(min=1)
+        self.log("train/loss", loss.detach(), sync_dist=world > 1)
+        self.log("train/lr", torch.tensor(self.trainer.optimizers[0].param_groups[0]["lr"]))
+        return loss
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        pass  # the norm is logged by configure_gradient_clipping
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if not params:
+            return
+        if gradient_clip_val and gradient_clip_algorithm in (None, "norm"):
+            norm = torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)  # one pass: norm, then scale
+        else:
+            norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        self.log("train/grad_norm", norm)
+
+
+if LightningLSTM is not None:
+
+    class DemoLSTM(LightningLSTM):
+        """``LightningLSTM`` fed with our loader (its own loader downloads WikiText-2), otherwise unchanged."""
+
+        def __init__(self, shape: Shape, loader: DataLoader) -> None:
+            super().__init__(vocab_size=shape.vocab)
+            if (shape.demo_dim, shape.demo_layers) != (512, 4):  # quick mode: shrink it like our network
+                self.model = SimpleLSTM(shape.vocab, shape.demo_dim, shape.demo_dim, shape.demo_layers)
+            self._loader = loader
+
+        def prepare_data(self) -> None:
+            pass
+
+        def train_dataloader(self) -> DataLoader:
+            return self._loader
+
+        def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+            return tuple(t.contiguous() for t in batch)  # its `target.view(-1)` needs contiguous windows
+
+
+def build_module(kind: str, shape: Shape, loader: DataLoader) -> L.LightningModule:
+    if kind == "demo":
+        return DemoLSTM(shape, loader)
+    cls = PrototypeLanguageModel if kind == "prototype" else LanguageModel
+    return cls(
+        vocab_size=shape.vocab, pad_id=PAD_ID, embedding_dim=shape.dim, hidden_size=shape.dim,
+        num_layers=shape.layers, cell="lstm", dropout_embedding=shape.dropout, dropout_between=shape.dropout,
+        dropout_output=shape.dropout, tie_weights=True,
+    )  # default optimizer: SGD lr 20
+
+
+def run_trainer(kind: str, shape: Shape, device: str, precision: str, seed: int) -> Run:
+    torch.manual_seed(seed)  # same init as the raw loop (the network is built first in LanguageModel.__init__)
+    loader = make_loader(shape, device, seed)
+    module = build_module(kind, shape, loader)
+    last = shape.warmup + shape.steps - 1
+    timer = StepTimer(shape.warmup, last, seed, device)
+    with tempfile.TemporaryDirectory() as root:
+        trainer = L.Trainer(
+            accelerator=device, devices=1, precision="32-true" if precision == "32" else precision,
+            max_epochs=1, max_steps=last + 1, gradient_clip_val=CLIP, gradient_clip_algorithm="norm",
+            callbacks=[timer], enable_progress_bar=False, logger=False, enable_checkpointing=False,
+            enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0, default_root_dir=root,
+        )
+        if kind == "demo":
+            trainer.fit(module)
+        else:
+            trainer.fit(module, train_dataloaders=loader)
+    assert timer.start is not None and timer.end is not None, "the timed steps did not run"
+    return Run(timer.end - timer.start, [float(x) for x in timer.losses])
+
+
+CONTENDERS = {
+    "raw": "raw loop",
+    "lightning": "LanguageModel+Trainer",
+    "prototype": "prototype: LanguageModel, grad-norm from clip, no per-step host sync",
+    "demo": "demo LightningLSTM+Trainer",
+}
+
+
+def bench_shape(shape: Shape, device: str, precision: str, repeats: int, kinds: list[str], seed: int) -> list[dict]:
+    runs: dict[str, list[Run]] = {k: [] for k in kinds}
+    for r in range(repeats):
+        order = kinds[r % len(kinds):] + kinds[:r % len(kinds)]  # rotate to spread drift over contenders
+        for kind in order:
+            run = run_raw(shape, device, precision, seed) if kind == "raw" else run_trainer(
+                kind, shape, device, precision, seed
+            )
+            runs[kind].append(run)
+            print(f"  [{shape.name}] repeat {r + 1}/{repeats} {kind}: {run.seconds:.3f} s", flush=True)
+    raw_s = statistics.median(run.seconds for run in runs["raw"])
+    raw_losses = runs["raw"][0].losses
+    rows = []
+    for kind in kinds:
+        seconds = statistics.median(run.seconds for run in runs[kind])
+        same_net = kind != "demo"
+        diff = max(abs(a - b) for a, b in zip(runs[kind][0].losses, raw_losses)) if same_net else None
+        rows.append({
+            "shape": shape.name,
+            "contender": CONTENDERS[kind],
+            "steps": shape.steps,
+            "median_s": seconds,
+            "ms_per_step": 1000 * seconds / shape.steps,
+            "tokens_per_s": shape.tokens_per_step * shape.steps / seconds,
+            "ratio_vs_raw": raw_s / seconds if same_net else "n/a (other net)",
+            "overhead_ms_per_step": 1000 * (seconds - raw_s) / shape.steps if same_net else "n/a",
+            "max_loss_diff": diff if same_net else "n/a",
+            "all_s": [round(run.seconds, 4) for run in runs[kind]],
+        })
+    return rows
+
+
+def targets(device: str, shape: Shape, quick: bool) -> float | None:
+    """Ratio targets from the issue (none for the tiny quick shapes)."""
+    if quick:
+        return None
+    if device == "cpu":
+        return 0.95
+    return 0.97 if shape.batch >= 64 else 0.90
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="benchmarks/results", help="folder for bench_training.json")
+    parser.add_argument("--quick", action="store_true", help="tiny network, few steps: a smoke test")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", choices=("32", "bf16-mixed"), default="32")
+    parser.add_argument("--repeats", type=int, default=None, help="interleaved repeats (default 3, quick 3)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per run (default per shape)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps per run (default per shape)")
+    parser.add_argument("--no-prototype", action="store_true", help="skip the prototype row")
+    parser.add_argument("--no-demo", action="store_true", help="skip Lightning's demo LightningLSTM row")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device available")
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*IterableDataset.*__len__.*")
+    warnings.filterwarnings("ignore", ".*logger=True.*no logger configured.*")
+    if args.device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False  # same math on both sides, whatever the defaults
+        torch.backends.cudnn.allow_tf32 = False
+
+    kinds = ["raw", "lightning"]
+    if not args.no_prototype:
+        kinds.append("prototype")
+    demo_note = "lightning.pytorch.demos.LightningLSTM (SimpleLSTM 4x512 untied, dropout 0.2, SGD lr 20)"
+    if LightningLSTM is None:
+        demo_note = "lightning.pytorch.demos has no LightningLSTM in this lightning version: row skipped"
+        print(demo_note)
+    elif not args.no_demo:
+        kinds.append("demo")
+    repeats = args.repeats or 3
+
+    rows: list[dict[str, Any]] = []
+    for shape in shapes(args.quick, args.device, args.steps, args.warmup):
+        print(f"{shape.name}: vocab {shape.vocab}, {shape.dim}x{shape.layers} LSTM tied, batch {shape.batch}, "
+              f"bptt {shape.bptt}, warmup {shape.warmup} + {shape.steps} timed steps", flush=True)
+        shape_rows = bench_shape(shape, args.device, args.precision, repeats, kinds, args.seed)
+        target = targets(args.device, shape, args.quick)
+        for row in shape_rows:
+            row["target"] = target if target is not None and row["contender"] != CONTENDERS["raw"] else ""
+        rows.extend(shape_rows)
+
+    table = [{k: v for k, v in row.items() if k != "all_s"} for row in rows]
+    title = f"Training throughput ({args.device}, precision {args.precision}{', quick' if args.quick else ''})"
+    print_table(title, table)
+    out = Path(args.out) / f"{NAME}.json"
+    write_json(out, NAME, rows, device=args.device, precision=args.precision, quick=args.quick, repeats=repeats,
+               lightning=L.__version__, demo=demo_note, contenders=CONTENDERS)
+    print(f"\nwrote {out}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

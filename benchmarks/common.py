@@ -1,0 +1,61 @@
+"""Shared benchmark helpers: repeated timing with medians, a markdown table, and a JSON record."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def median_seconds(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` untimed runs (CUDA synchronized)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        _sync()
+        start = time.perf_counter()
+        fn()
+        _sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def hardware() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    info = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def print_table(title: str, rows: list[dict[str, Any]]) -> None:
+    """Print ``rows`` (dicts with the same keys) as a markdown table."""
+    if not rows:
+        return
+    keys = list(rows[0])
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    print(f"\n### {title}\n")
+    print("| " + " | ".join(keys) + " |")
+    print("|" + "---|" * len(keys))
+    for row in rows:
+        print("| " + " | ".join(fmt(row[k]) for k in keys) + " |")
+
+
+def write_json(path: str | Path, name: str, rows: list[dict[str, Any]], **extra: Any) -> None:
+    """Write ``{"benchmark": name, "hardware": ..., "rows": rows, **extra}`` to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"benchmark": name, "hardware": hardware(), "rows": rows, **extra}, indent=2))
