@@ -119,7 +119,9 @@ class LanguageModel(L.LightningModule):
             return
         norm = torch.nn.utils.get_total_norm(grads)  # before clipping: what the clip threshold is compared with
         self.log("train/grad_norm", norm)
-        if not torch.isfinite(norm):  # stop before the optimizer writes NaN/inf into the weights
+        # fp16 with a GradScaler skips overflowing steps and lowers its scale by itself: nothing to stop.
+        scaled = getattr(self.trainer.precision_plugin, "scaler", None) is not None
+        if not scaled and not torch.isfinite(norm):  # stop before the optimizer writes NaN/inf into the weights
             raise FloatingPointError(
                 f"the gradient is not finite at step {self.global_step} (epoch {self.current_epoch}): "
                 f"gradient norm {float(norm)}, loss {float(self._last_loss)}. Training stopped before the update, "
