@@ -118,8 +118,7 @@ def ours(cache_dir: str, stages: dict[str, float] | None = None) -> Any:
     dm.setup("test")
     t3 = time.perf_counter()
     if stages is not None:
-        stages.update(load=t1 - t0, tokenizer=t2 - t1, token_ids=token_ids_seconds,
-                      streams=t3 - t2 - token_ids_seconds)
+        stages.update(load=t1 - t0, tokenizer=t2 - t1, token_ids=token_ids_seconds, streams=t3 - t2 - token_ids_seconds)
     return dm
 
 
@@ -157,9 +156,14 @@ def check_same_tokens(dm: Any, flat: dict[str, torch.Tensor], dictionary: Dictio
         n = min(len(a), len(b))
         differ = np.flatnonzero(a[:n] != b[:n])
         first = int(differ[0]) if len(differ) else (n if len(a) != len(b) else None)
-        out[split] = {"ours_targets": len(a), "plain_tokens": len(b), "same_tokens": first is None,
-                      "first_difference": None if first is None else
-                      {"position": first, "ours": a[first:first + 3].tolist(), "plain": b[first:first + 3].tolist()}}
+        out[split] = {
+            "ours_targets": len(a),
+            "plain_tokens": len(b),
+            "same_tokens": first is None,
+            "first_difference": None
+            if first is None
+            else {"position": first, "ours": a[first : first + 3].tolist(), "plain": b[first : first + 3].tolist()},
+        }
     return out
 
 
@@ -172,8 +176,10 @@ def main() -> None:
     args = parser.parse_args()
     missing = [name for name in FILES.values() if not (DATA_DIR / name).is_file()]
     if missing:
-        sys.exit(f"bench_data: WikiText-2 text files {missing} not found in {DATA_DIR}. Put train.txt, valid.txt "
-                 "and test.txt (the pytorch/examples word_language_model/data/wikitext-2 files) there.")
+        sys.exit(
+            f"bench_data: WikiText-2 text files {missing} not found in {DATA_DIR}. Put train.txt, valid.txt "
+            "and test.txt (the pytorch/examples word_language_model/data/wikitext-2 files) there."
+        )
     if args.threads:
         torch.set_num_threads(args.threads)
     repeats = args.repeats or (2 if args.quick else 5)
@@ -197,39 +203,62 @@ def main() -> None:
         warm_seconds, warm_stages = timed_with_stages(lambda stages: ours(warm_dir, stages), repeats)
         dm = ours(warm_dir)
         checks = check_same_tokens(dm, flat, dictionary)
-        shapes = {split: {"ours": list(dm._streams[split].inputs.shape), "plain": list(plain_streams[split].shape)}
-                  for split in FILES}
+        shapes = {
+            split: {"ours": list(dm._streams[split].inputs.shape), "plain": list(plain_streams[split].shape)}
+            for split in FILES
+        }
 
     rows: list[dict[str, Any]] = []
-    for method, seconds, stages in (("plain", plain_seconds, None), ("ours cold", cold_seconds, cold_stages),
-                                    ("ours warm", warm_seconds, warm_stages)):
+    for method, seconds, stages in (
+        ("plain", plain_seconds, None),
+        ("ours cold", cold_seconds, cold_stages),
+        ("ours warm", warm_seconds, warm_stages),
+    ):
         target = TARGETS.get(method)
         ratio = seconds / plain_seconds
-        rows.append({
-            "method": method,
-            "seconds": seconds,
-            "ratio_vs_plain": ratio,
-            "target": "-" if target is None else f"<= {target}",
-            "met": "-" if target is None else ("yes" if ratio <= target else "NO"),
-            **{f"{k}_s": "-" if stages is None else stages[k] for k in STAGES},
-        })
+        rows.append(
+            {
+                "method": method,
+                "seconds": seconds,
+                "ratio_vs_plain": ratio,
+                "target": "-" if target is None else f"<= {target}",
+                "met": "-" if target is None else ("yes" if ratio <= target else "NO"),
+                **{f"{k}_s": "-" if stages is None else stages[k] for k in STAGES},
+            }
+        )
     train = checks["train"]
     count_ok = train["ours_targets"] == train["plain_tokens"] == EXPECTED_TRAIN_TARGETS
-    print(f"train targets: ours {train['ours_targets']:,} (ids minus one <bos> per line), plain "
-          f"{train['plain_tokens']:,}, expected {EXPECTED_TRAIN_TARGETS:,}: {'OK' if count_ok else 'MISMATCH'}")
+    print(
+        f"train targets: ours {train['ours_targets']:,} (ids minus one <bos> per line), plain "
+        f"{train['plain_tokens']:,}, expected {EXPECTED_TRAIN_TARGETS:,}: {'OK' if count_ok else 'MISMATCH'}"
+    )
     for split, check in checks.items():
-        print(f"{split}: same word sequence as the plain reader: {check['same_tokens']} (ours "
-              f"{check['ours_targets']:,} targets, plain {check['plain_tokens']:,}); streams ours "
-              f"{shapes[split]['ours']} vs plain {shapes[split]['plain']}")
+        print(
+            f"{split}: same word sequence as the plain reader: {check['same_tokens']} (ours "
+            f"{check['ours_targets']:,} targets, plain {check['plain_tokens']:,}); streams ours "
+            f"{shapes[split]['ours']} vs plain {shapes[split]['plain']}"
+        )
         if not check["same_tokens"]:
-            print(f"  WARNING: first difference at target {check['first_difference']['position']:,}: ours "
-                  f"{check['first_difference']['ours']} vs plain {check['first_difference']['plain']}")
+            print(
+                f"  WARNING: first difference at target {check['first_difference']['position']:,}: ours "
+                f"{check['first_difference']['ours']} vs plain {check['first_difference']['plain']}"
+            )
     print_table(f"WikiText-2 text -> stream tensors (median of {repeats}, seconds)", rows)
     for row in rows[1:]:
-        print(f"{row['method']}: {row['ratio_vs_plain']:.3f}x the plain reader, target {row['target']}: "
-              f"{'met' if row['met'] == 'yes' else 'NOT met'}")
-    write_json(Path(args.out) / f"{NAME}.json", NAME, rows, repeats=repeats, checks=checks, shapes=shapes,
-               train_count_ok=count_ok, targets=TARGETS)
+        print(
+            f"{row['method']}: {row['ratio_vs_plain']:.3f}x the plain reader, target {row['target']}: "
+            f"{'met' if row['met'] == 'yes' else 'NOT met'}"
+        )
+    write_json(
+        Path(args.out) / f"{NAME}.json",
+        NAME,
+        rows,
+        repeats=repeats,
+        checks=checks,
+        shapes=shapes,
+        train_count_ok=count_ok,
+        targets=TARGETS,
+    )
     if not count_ok:
         sys.exit("bench_data: ours and the plain reader disagree on the number of train targets (see above).")
 

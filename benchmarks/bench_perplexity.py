@@ -192,28 +192,33 @@ def main() -> None:
         for dtype_name, dtype in DTYPES.items():
             logits = base.to(device=device, dtype=dtype)  # fp32 on CPU: `base` itself, no copy
             reference = reference_perplexity(logits, target)
-            metrics = {"torchmetrics": TorchmetricsPerplexity(), "ours": Perplexity(),
-                       "proposal": ProposalPerplexity(args.chunk_elements)}
+            metrics = {
+                "torchmetrics": TorchmetricsPerplexity(),
+                "ours": Perplexity(),
+                "proposal": ProposalPerplexity(args.chunk_elements),
+            }
             results = {}
             for method, metric in metrics.items():
                 results[method] = measure(metric.to(device), logits, target, repeats)
             baseline = results["torchmetrics"]
             for method, r in results.items():
                 rel_err = abs(r["value"] - reference) / reference if math.isfinite(r["value"]) else math.inf
-                rows.append({
-                    "B,T": f"{batch},{steps}",
-                    "V": vocab,
-                    "dtype": dtype_name,
-                    "method": method,
-                    "ms": r["seconds"] * 1e3,
-                    "time_vs_tm": r["seconds"] / baseline["seconds"],
-                    "peak_MB": r["peak"] / 2**20,
-                    "mem_vs_tm": r["peak"] / baseline["peak"] if baseline["peak"] else math.nan,
-                    "value": r["value"],
-                    "reference": reference,
-                    "rel_err": rel_err,
-                    "finite": math.isfinite(r["value"]),
-                })
+                rows.append(
+                    {
+                        "B,T": f"{batch},{steps}",
+                        "V": vocab,
+                        "dtype": dtype_name,
+                        "method": method,
+                        "ms": r["seconds"] * 1e3,
+                        "time_vs_tm": r["seconds"] / baseline["seconds"],
+                        "peak_MB": r["peak"] / 2**20,
+                        "mem_vs_tm": r["peak"] / baseline["peak"] if baseline["peak"] else math.nan,
+                        "value": r["value"],
+                        "reference": reference,
+                        "rel_err": rel_err,
+                        "finite": math.isfinite(r["value"]),
+                    }
+                )
             del logits
             print(f"done {batch}x{steps}x{vocab} {dtype_name}", file=sys.stderr, flush=True)
         del base
@@ -231,14 +236,24 @@ def main() -> None:
             "worst_rel_err": max(r["rel_err"] for r in mine),
         }
         s = summary[method]
-        print(f"{method}: time <= torchmetrics: {'met' if s['as_fast_as_torchmetrics'] else 'NOT met'} (worst "
-              f"{s['worst_time_vs_tm']:.2f}x); peak memory <= torchmetrics: "
-              f"{'met' if s['no_more_peak_memory'] else 'NOT met'} (worst {s['worst_mem_vs_tm']:.2f}x); finite in "
-              f"fp16: {'met' if s['finite_in_fp16'] else 'NOT met'}; worst relative error {s['worst_rel_err']:.2e}")
+        print(
+            f"{method}: time <= torchmetrics: {'met' if s['as_fast_as_torchmetrics'] else 'NOT met'} (worst "
+            f"{s['worst_time_vs_tm']:.2f}x); peak memory <= torchmetrics: "
+            f"{'met' if s['no_more_peak_memory'] else 'NOT met'} (worst {s['worst_mem_vs_tm']:.2f}x); finite in "
+            f"fp16: {'met' if s['finite_in_fp16'] else 'NOT met'}; worst relative error {s['worst_rel_err']:.2e}"
+        )
     tm_fp16 = [r for r in rows if r["method"] == "torchmetrics" and r["dtype"] == "fp16"]
     print(f"torchmetrics finite in fp16: {all(r['finite'] for r in tm_fp16)}")
-    write_json(Path(args.out) / f"{NAME}.json", NAME, rows, repeats=repeats, device=str(device), scale=SCALE,
-               chunk_elements=args.chunk_elements, summary=summary)
+    write_json(
+        Path(args.out) / f"{NAME}.json",
+        NAME,
+        rows,
+        repeats=repeats,
+        device=str(device),
+        scale=SCALE,
+        chunk_elements=args.chunk_elements,
+        summary=summary,
+    )
 
 
 if __name__ == "__main__":

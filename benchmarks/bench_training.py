@@ -13,11 +13,16 @@ rotating order, ``repeats`` times; the table shows medians.
 Rows:
     raw loop               the hand-written loop (the reference, ratio 1).
     LanguageModel+Trainer  ``rnn_lightning.LanguageModel`` in ``lightning.Trainer`` (what this library ships).
-    prototype: ...         a subclass of ``LanguageModel`` defined below with the overhead fixes proposed for the
-                           library (not library code).
+    prototype: ...         subclasses of ``LanguageModel`` defined below with the overhead fixes proposed for the
+                           library (benchmark code, not library code): 1 = grad norm taken from the clipping,
+                           lr / grad-norm logged on logging steps only; 2 = also ``train/loss`` off the progress
+                           bar (no per-step ``.item()``, matters on GPU). Default: 1 only on CPU, both on GPU.
     demo LightningLSTM     ``lightning.pytorch.demos.LightningLSTM``: Lightning's own LSTM language model (a
                            different network: 4x512 untied LSTM, 0.2 dropout; run on the same data, clip and
                            optimizer), i.e. what Lightning users get today. No raw twin, so no ratio.
+On CPU (full run) the batch-64 shape runs only the raw loop and LanguageModel, to stay near 5 minutes on 2 cores
+(``--extras-everywhere`` adds the other rows there). ``--quick`` uses a tiny network, where the step is a few
+ms: it mostly measures the Trainer's fixed per-step cost (``overhead_ms_per_step``).
 
 Usage:
     python benchmarks/bench_training.py [--out DIR] [--quick] [--device cpu|cuda] [--precision 32|bf16-mixed]
@@ -388,7 +393,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     repeats = args.repeats or 3
 
     rows: list[dict[str, Any]] = []
-    for shape in shapes(args.quick, args.device, args.steps, args.warmup, args.extras_everywhere):
+    run_shapes = shapes(args.quick, args.device, args.steps, args.warmup, args.extras_everywhere)
+    for shape in run_shapes:
         print(f"{shape.name}: vocab {shape.vocab}, {shape.dim}x{shape.layers} LSTM tied, batch {shape.batch}, "
               f"bptt {shape.bptt}, warmup {shape.warmup} + {shape.steps} timed steps", flush=True)
         shape_kinds = kinds if shape.extras else ["raw", "lightning"]
@@ -405,7 +411,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     print_table(title, table)
     out = Path(args.out) / f"{NAME}.json"
     write_json(out, NAME, rows, device=args.device, threads=torch.get_num_threads(), precision=args.precision,
-               quick=args.quick, repeats=repeats, lightning=L.__version__, demo=demo_note, contenders=CONTENDERS)
+               quick=args.quick, repeats=repeats, shapes=[shape.__dict__ for shape in run_shapes],
+               lightning=L.__version__, demo=demo_note, contenders=CONTENDERS)
     print(f"\nwrote {out}")
     return rows
 

@@ -77,6 +77,18 @@ def test_tokenization_is_cached_and_reused(tmp_path):
     assert all(p.stat().st_mtime_ns == m for p, m in mtimes.items())
 
 
+def test_trained_tokenizer_is_cached_per_settings(tmp_path):
+    kwargs = dict(path="text", data_files=_write_text(tmp_path), cache_dir=str(tmp_path / "cache"))
+    first = LanguageModelingDataModule(**kwargs).tokenizer
+    (saved,) = (tmp_path / "cache").rglob("rnn_lightning-tokenizer-*.json")
+    assert LanguageModelingDataModule(**kwargs).tokenizer.get_vocab() == first.get_vocab()
+    capped = LanguageModelingDataModule(**kwargs, min_frequency=5).tokenizer  # other settings: another file
+    assert capped.get_vocab_size() < first.get_vocab_size()
+    assert len(list((tmp_path / "cache").rglob("rnn_lightning-tokenizer-*.json"))) == 2
+    saved.write_text(first.to_str().replace('"cat"', '"CAT"'))  # the cache really is what the next run reads
+    assert "CAT" in LanguageModelingDataModule(**kwargs).tokenizer.get_vocab()
+
+
 def test_errors_name_the_argument(tmp_path):
     files = _write_text(tmp_path)
     with pytest.raises(ValueError, match="give exactly one corpus"):

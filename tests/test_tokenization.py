@@ -33,6 +33,17 @@ def test_word_fast_path_equals_tokenizers_encode():
     assert encode_lines(tok, pa.chunked_array([LINES[:3], LINES[3:]])).to_pylist() == _reference_rows(tok, LINES)
 
 
+def test_trailing_space_before_a_non_ascii_byte_in_the_buffer_is_still_a_separator():
+    """Regression: pyarrow's whitespace split read past the string end (seen on memory-mapped datasets)."""
+    import numpy as np
+
+    offsets = pa.py_buffer(np.array([0, 2], np.int32).tobytes())
+    texts = pa.StringArray.from_buffers(1, offsets, pa.py_buffer(b"a \xff").slice(0, 2))  # the string "a "
+    tok = train_word_tokenizer(["a"])
+    assert encode_lines(tok, texts).to_pylist() == _reference_rows(tok, ["a "])
+    assert train_word_tokenizer(texts).get_vocab_size() == len(SPECIAL_TOKENS) + 1
+
+
 def test_word_vocabulary_order_min_frequency_and_cap():
     tok = train_word_tokenizer(["b a a c c c", "d"], min_frequency=2)
     vocab = tok.get_vocab()
@@ -79,3 +90,19 @@ def test_wikitext2_vocabulary_and_token_count_match_published_counts():
     assert len(rows.values) - len(rows) == 2_088_628  # every token and <eos>; <bos> is input only
     # Independent reference: the plain reader of pytorch/examples (split on whitespace + one <eos> per line).
     assert sum(len(line.split()) + 1 for line in lines) == 2_088_628
+
+
+@pytest.mark.skipif(not WIKITEXT.exists(), reason="../shared/data/wikitext-2 not present")
+def test_every_wikitext2_split_matches_the_plain_reader_word_for_word(tmp_path):
+    from rnn_lightning import LanguageModelingDataModule
+
+    files = {"train": "train.txt", "validation": "valid.txt", "test": "test.txt"}
+    dm = LanguageModelingDataModule(path="text", data_files={k: str(WIKITEXT / v) for k, v in files.items()},
+                                    cache_dir=str(tmp_path))
+    vocab = dm.tokenizer.get_vocab()
+    for split, name in files.items():
+        ids = dm.token_ids(split).tolist()  # read back from the memory-mapped datasets cache
+        expected = []
+        for line in (WIKITEXT / name).read_text(encoding="utf-8").split("\n")[:-1]:
+            expected += [vocab["<bos>"], *(vocab.get(w, vocab["<unk>"]) for w in line.split()), vocab["<eos>"]]
+        assert ids == expected, split

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,7 +25,7 @@ from rnn_lightning.data.tokenization import (
 )
 
 SPLITS = ("train", "validation", "test")
-_ENCODER_VERSION = "lines-bos-eos-v1"  # bump when `encode_lines` changes output, to invalidate caches
+_ENCODER_VERSION = "lines-bos-eos-v2"  # bump when `encode_lines` changes output, to invalidate caches
 
 
 def _encode_batch(batch: pa.Table, tokenizer: Tokenizer, text_column: str) -> pa.Table:
@@ -207,20 +208,36 @@ class LanguageModelingDataModule(L.LightningDataModule):
 
     @property
     def tokenizer(self) -> Tokenizer:
-        """The HF tokenizer: built from the train split on first use, or loaded from a file."""
+        """The HF tokenizer: built from the train split on first use (cached beside it), or loaded from a file."""
         if self._tokenizer is None:
             kind = self.tokenizer_spec
-            if kind in ("word", "char"):
-                texts = self._split("train").data.column(self.text_column)
-                if kind == "word":
-                    self._tokenizer = train_word_tokenizer(
-                        texts, self.min_frequency, self.max_vocab_size
-                    )
-                else:
-                    self._tokenizer = train_char_tokenizer(texts)
-            else:
+            if kind not in ("word", "char"):
                 self._tokenizer = load_tokenizer(kind)
+                return self._tokenizer
+            train = self._split("train")
+            cached = self._tokenizer_cache(train)
+            if cached is not None and cached.exists():
+                self._tokenizer = Tokenizer.from_file(str(cached))
+                return self._tokenizer
+            texts = train.data.column(self.text_column)
+            if kind == "word":
+                self._tokenizer = train_word_tokenizer(texts, self.min_frequency, self.max_vocab_size)
+            else:
+                self._tokenizer = train_char_tokenizer(texts)
+            if cached is not None:
+                tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+                self._tokenizer.save(str(tmp))
+                os.replace(tmp, cached)  # atomic: concurrent ranks never read a half-written file
         return self._tokenizer
+
+    def _tokenizer_cache(self, train: Dataset) -> Path | None:
+        """Where a tokenizer trained on ``train`` with these settings is kept (beside its datasets cache)."""
+        if not train.cache_files:  # an in-memory dataset: nothing to cache beside
+            return None
+        key = (f"{train._fingerprint}|{self.tokenizer_spec}|{self.min_frequency}|{self.max_vocab_size}|"
+               f"{self.text_column}|{_ENCODER_VERSION}")
+        digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+        return Path(train.cache_files[0]["filename"]).parent / f"rnn_lightning-tokenizer-{digest}.json"
 
     @property
     def vocab_size(self) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import torch
 from torch import Tensor
 from torch.utils.data import IterableDataset
 
@@ -43,20 +42,22 @@ def split_streams(
             f"cannot cut {ids.numel()} tokens into {num_streams} streams: each stream needs at least one "
             "(input, target) pair. Use a smaller batch size or more data."
         )
-    if drop_remainder:
-        lengths = torch.full((num_streams,), num_targets // num_streams)
-    else:
+    if drop_remainder:  # equal rows: views of the split, no copy of the inputs
+        length = num_targets // num_streams
+        inputs = ids[: num_streams * length].view(num_streams, length)
+        targets = ids[1 : num_streams * length + 1].view(num_streams, length).clone()
+    else:  # the first `extra` rows are one longer; every target is kept
         base, extra = divmod(num_targets, num_streams)
-        lengths = torch.full((num_streams,), base) + (torch.arange(num_streams) < extra)
-    width = int(lengths.max())
-    starts = torch.cumsum(lengths, 0) - lengths  # (S,) first target index - 1
-    cols = torch.arange(width)  # (L,)
-    valid = cols < lengths[:, None]  # (S, L)
-    positions = (starts[:, None] + cols).clamp(max=num_targets - 1)  # (S, L) index of the input id
-    inputs = ids[positions].masked_fill(~valid, pad_id)
-    targets = ids[positions + 1].masked_fill(~valid, IGNORE_INDEX)
+        inputs = ids.new_full((num_streams, base + (extra > 0)), pad_id)
+        targets = ids.new_full(inputs.shape, IGNORE_INDEX)
+        cut = extra * (base + 1)  # targets 1..cut go to the long rows, the rest to the short ones
+        if extra:
+            inputs[:extra] = ids[:cut].view(extra, base + 1)
+            targets[:extra] = ids[1 : cut + 1].view(extra, base + 1)
+        inputs[extra:, :base] = ids[cut:num_targets].view(num_streams - extra, base)
+        targets[extra:, :base] = ids[cut + 1 :].view(num_streams - extra, base)
     for token in ignore_ids:
-        targets = targets.masked_fill(targets == token, IGNORE_INDEX)
+        targets.masked_fill_(targets == token, IGNORE_INDEX)
     return inputs, targets
 
 

@@ -18,7 +18,9 @@ SPECIAL_TOKENS = (PAD, UNK, BOS, EOS)
 
 def _split_words(texts: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarray]:
     """Split lines on whitespace as ``str.split()`` does: the words (N,) and each word's line index (N,)."""
-    split = pc.utf8_split_whitespace(texts)
+    # Trim first: pyarrow's split reads one byte past a string that ends in whitespace (when the next byte
+    # in the buffer is non-ASCII it keeps the trailing space in the last word); trimming has no such bug.
+    split = pc.utf8_split_whitespace(pc.utf8_trim_whitespace(texts))
     if isinstance(split, pa.ChunkedArray):
         split = split.combine_chunks()
     words = pc.list_flatten(split)

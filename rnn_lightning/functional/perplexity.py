@@ -70,15 +70,20 @@ def _nll_sum_and_count(
 ) -> tuple[Tensor, Tensor]:
     _check_logits_and_target(logits, target, ignore_index, caller)
     compute_dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
-    flat_logits = logits.reshape(-1, logits.shape[-1]).to(compute_dtype)  # (N, V)
+    flat_logits = logits.reshape(-1, logits.shape[-1])  # (N, V)
     flat_target = target.reshape(-1).long()  # (N,)
-    token_nll = F.cross_entropy(  # (N,), 0 where ignored; log_softmax inside, never log(softmax)
-        flat_logits,
-        flat_target,
-        ignore_index=-100 if ignore_index is None else ignore_index,  # -100 cannot occur: range checked
-        reduction="none",
-    )
-    nll_sum = token_nll.sum(dtype=torch.float64)  # ()
+    ignore = -100 if ignore_index is None else ignore_index  # -100 cannot occur: range checked
+    # Upcasting fp16/bf16 logits and their log_softmax costs 8 bytes per logit: do it in row chunks so the
+    # working memory stays below the input's own size (torchmetrics' softmax copy); fp32 needs no copy.
+    rows = flat_logits.shape[0]
+    if flat_logits.dtype != compute_dtype:
+        rows = max(1, rows * flat_logits.element_size() // (2 * torch.finfo(compute_dtype).bits // 8))
+    nll_sum = sum(
+        F.cross_entropy(chunk.to(compute_dtype), chunk_target, ignore_index=ignore, reduction="none").sum(
+            dtype=torch.float64
+        )  # log_softmax inside, never log(softmax); 0 where ignored
+        for chunk, chunk_target in zip(flat_logits.split(rows), flat_target.split(rows))
+    ) + torch.zeros((), dtype=torch.float64, device=flat_logits.device)  # a tensor even with no rows
     if ignore_index is None:
         count = torch.tensor(flat_target.numel(), dtype=torch.int64, device=flat_target.device)
     else:

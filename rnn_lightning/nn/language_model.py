@@ -78,12 +78,15 @@ class RNNLanguageModelNet(nn.Module):
         if self.decoder.weight is not self.embedding.weight:
             nn.init.uniform_(self.decoder.weight, -scale, scale)
 
-    def forward(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        """Args: tokens (B, T) ids; state from the previous window or ``None``.
+    def forward(self, tokens: Tensor, state: State | None = None, last_only: bool = False) -> tuple[Tensor, State]:
+        """Args: tokens (B, T) ids; state from the previous window or ``None``; ``last_only``: decode only the
+        last step (generation needs no logits for the prompt).
 
-        Returns: logits (B, T, V) and the final recurrent state.
+        Returns: logits (B, T, V), or (B, 1, V) with ``last_only``, and the final recurrent state.
         """
         x = self.dropout_in(self.embedding(tokens))  # (B, T, E)
         h, state = self.encoder(x, state)  # (B, T, H)
+        if last_only:
+            h = h[:, -1:]  # (B, 1, H)
         h = self.projection(self.dropout_out(h))  # (B, T, H or E)
         return self.decoder(h), state  # (B, T, V)

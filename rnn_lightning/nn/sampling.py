@@ -54,7 +54,7 @@ def sample_tokens(
     Each new token costs one recurrent step whatever the length so far.
 
     Args:
-        net: maps (1, T) ids and a state to (1, T, V) logits and the new state.
+        net: maps (1, T) ids, a state and ``last_only`` to (1, T or 1, V) logits and the new state.
         context: (T,) ids to condition on (at least one, e.g. ``<bos>``).
         max_new_tokens: stop after this many tokens.
         eos_id: stop after sampling this token (it is included in the result).
@@ -71,7 +71,7 @@ def sample_tokens(
         raise ValueError(f"`temperature` must be > 0, got {temperature!r}; use `greedy=True` for argmax decoding.")
     if context.dim() != 1 or context.numel() == 0:
         raise ValueError(f"`context` must be a non-empty 1-D tensor of ids, got shape {tuple(context.shape)}.")
-    logits, state = net(context.unsqueeze(0), None)  # (1, T, V)
+    logits, state = net(context.unsqueeze(0), None, last_only=True)  # (1, 1, V): the prompt's logits unused
     new: list[int] = []
     for _ in range(max_new_tokens):
         last = logits[:, -1].float()  # (1, V)
@@ -81,7 +81,7 @@ def sample_tokens(
             probs = filter_logits(last / temperature, top_k, top_p).softmax(-1)
             token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         new.append(int(token))
-        if eos_id is not None and new[-1] == eos_id:
+        if (eos_id is not None and new[-1] == eos_id) or len(new) == max_new_tokens:
             break
         logits, state = net(token.view(1, 1), state)  # one step: (1, 1, V)
     return new
