@@ -1,19 +1,21 @@
 """Generation speed: ``sample_tokens`` (carried recurrent state) vs re-running the whole prefix per new token.
 
-``sample_tokens`` feeds the context once and then makes one recurrent step per new token, so its cost per new
-token should not depend on how long the prefix is. The baseline (written here) keeps no state: for every new
-token it runs the embedding and the recurrent encoder over the whole sequence so far and decodes the last
-position only (the cheapest way to generate without a cache; decoding every position as ``net(seq)`` does
-would only add to its cost), so its cost per token grows linearly with the prefix.
+``sample_tokens`` feeds the context once (``net(context, None, last_only=True)``: only the last position is
+decoded) and then makes one recurrent step per further token, none after the last one, so its cost per new token
+should not depend on how long the prefix is. The baseline (written here) keeps no state: for every new token it
+calls ``net(seq, None, last_only=True)`` on the whole sequence so far, i.e. runs the embedding and the recurrent
+encoder over it and decodes the last position only (the cheapest way to generate without a cache; decoding
+every position as ``net(seq)`` does would only add to its cost), so its cost per token grows linearly with the
+prefix.
 
 Both decode greedily from the same network and context, and the script checks that they emit the same ids.
 
 Per-token cost is the marginal cost of a new token at that prefix length: ``(T(n) - T(1)) / (n - 1)``, where
 ``T(n)`` is the median time to produce ``n`` tokens from the prefix, so the one-off pass over the prefix is
 excluded (it is reported separately as ``first_token_ms``: the time to produce 1 token, i.e. the latency
-before the first new token; for ``sample_tokens`` it also includes the recurrent step that it runs after its
-last token). Each sample times ``n`` tokens right after 1 token; samples go round robin over prefixes and
-methods, ``repeats`` times, and the medians are taken over repeats.
+before the first new token: one pass over the prefix for both methods). Each sample times ``n`` tokens right
+after 1 token; samples go round robin over prefixes and methods, ``repeats`` times, and the medians are taken
+over repeats.
 
 Usage:
     python benchmarks/bench_generation.py [--out DIR] [--quick] [--device cpu|cuda] [--precision 32|bf16-mixed]
@@ -69,8 +71,7 @@ def recompute_generate(net: RNNLanguageModelNet, context: Tensor, max_new_tokens
     seq = context.unsqueeze(0)  # (1, T)
     new: list[int] = []
     for _ in range(max_new_tokens):
-        h, _ = net.encoder(net.dropout_in(net.embedding(seq)), None)  # (1, T, H), from a zero state
-        logits = net.decoder(net.projection(net.dropout_out(h[:, -1:])))  # (1, 1, V): the last position only
+        logits, _ = net(seq, None, last_only=True)  # (1, 1, V): the whole sequence from a zero state, last decoded
         token = logits[:, -1].float().argmax(-1)  # (1,)
         new.append(int(token))
         seq = torch.cat([seq, token.view(1, 1)], dim=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,18 +20,25 @@ from rnn_lightning.data.tokenization import (
     BOS,
     PAD,
     encode_lines,
+    is_whitespace_word_level,
     load_tokenizer,
     train_char_tokenizer,
     train_word_tokenizer,
+    vocabulary_by_id,
 )
 
 SPLITS = ("train", "validation", "test")
 _ENCODER_VERSION = "lines-bos-eos-v2"  # bump when `encode_lines` changes output, to invalidate caches
 
 
-def _encode_batch(batch: pa.Table, tokenizer: Tokenizer, text_column: str) -> pa.Table:
-    """``datasets.map`` function: one row per line, ``input_ids`` = ``<bos> ids... <eos>``."""
-    return pa.table({"input_ids": encode_lines(tokenizer, batch.column(text_column))})
+def _encode_batch(
+    batch: pa.Table, tokenizer: Tokenizer, text_column: str, by_id: Callable[[], pa.Array | None]
+) -> pa.Table:
+    """``datasets.map`` function: one row per line, ``input_ids`` = ``<bos> ids... <eos>``.
+
+    ``by_id`` is called only when the map runs (a cache hit needs no vocabulary array).
+    """
+    return pa.table({"input_ids": encode_lines(tokenizer, batch.column(text_column), by_id())})
 
 
 def _files_note(data_files: Any, split: str) -> str:
@@ -260,13 +268,18 @@ class LanguageModelingDataModule(L.LightningDataModule):
             _encode_batch,
             batched=True,
             batch_size=100_000,
-            fn_kwargs={"tokenizer": self.tokenizer, "text_column": self.text_column},
+            fn_kwargs={"tokenizer": self.tokenizer, "text_column": self.text_column, "by_id": self._by_id},
             remove_columns=data.column_names,
             new_fingerprint=digest,
             desc=f"Tokenizing {split}",
         )
         flat = encoded.data.column("input_ids").combine_chunks().flatten().to_numpy()
         return torch.from_numpy(flat.astype("int64"))
+
+    def _by_id(self) -> pa.Array | None:
+        if is_whitespace_word_level(self.tokenizer) and getattr(self, "_vocab_by_id", None) is None:
+            self._vocab_by_id = vocabulary_by_id(self.tokenizer)  # once, not once per split
+        return getattr(self, "_vocab_by_id", None)
 
     def _windows(self, split: str) -> StreamWindows:
         if split not in self._streams:

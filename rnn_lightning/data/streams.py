@@ -32,6 +32,7 @@ def split_streams(
         inputs (S, L) and targets (S, L), padding and ignored targets set to ``IGNORE_INDEX``.
 
     Example:
+        >>> import torch
         >>> x, y = split_streams(torch.arange(8), 3, pad_id=-1, drop_remainder=False)
         >>> x.tolist(), y.tolist()
         ([[0, 1, 2], [3, 4, -1], [5, 6, -1]], [[1, 2, 3], [4, 5, -100], [6, 7, -100]])

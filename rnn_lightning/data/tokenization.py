@@ -29,9 +29,14 @@ def _split_words(texts: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarra
     return words.filter(keep), line_of_word[keep.to_numpy(zero_copy_only=False)]
 
 
-def _word_counts(texts: pa.ChunkedArray | pa.Array) -> tuple[list[str], np.ndarray]:
-    counts = pc.value_counts(_split_words(texts)[0])  # struct<values, counts>
-    return counts.field("values").to_pylist(), counts.field("counts").to_numpy()
+def _words_by_frequency(texts: pa.ChunkedArray | pa.Array, min_frequency: int) -> list[str]:
+    """Distinct words seen at least ``min_frequency`` times: most frequent first, ties alphabetical."""
+    words = pc.list_flatten(pc.utf8_split_whitespace(pc.utf8_trim_whitespace(texts)))
+    counts = pa.Table.from_struct_array(pc.value_counts(words))  # columns: values, counts
+    keep = pc.and_(pc.greater_equal(counts["counts"], min_frequency),
+                   pc.invert(pc.is_in(counts["values"], value_set=pa.array(["", *SPECIAL_TOKENS]))))
+    ordered = counts.filter(keep).sort_by([("counts", "descending"), ("values", "ascending")])
+    return ordered["values"].to_pylist()
 
 
 def train_word_tokenizer(
@@ -58,9 +63,8 @@ def train_word_tokenizer(
             f"`max_vocab_size` must exceed the {len(SPECIAL_TOKENS)} special tokens, got {max_vocab_size!r}; "
             "use None to keep every word."
         )
-    words, counts = _word_counts(pa.array(texts) if isinstance(texts, list) else texts)
-    kept = [(-int(c), w) for w, c in zip(words, counts) if c >= min_frequency and w not in SPECIAL_TOKENS]
-    vocab = list(SPECIAL_TOKENS) + [w for _, w in sorted(kept)]  # most frequent first, ties alphabetical
+    texts = pa.array(texts, pa.string()) if isinstance(texts, list) else texts
+    vocab = list(SPECIAL_TOKENS) + _words_by_frequency(texts, min_frequency)
     if max_vocab_size is not None:
         vocab = vocab[:max_vocab_size]
     tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token=UNK))
@@ -107,13 +111,23 @@ def is_whitespace_word_level(tokenizer: Tokenizer) -> bool:
     )
 
 
-def encode_lines(tokenizer: Tokenizer, texts: pa.ChunkedArray | pa.Array) -> pa.ListArray:
-    """Encode each line as ``<bos> ids... <eos>``; returns a list<int32> array, one row per line."""
+def vocabulary_by_id(tokenizer: Tokenizer) -> pa.Array:
+    """The tokenizer's tokens as an arrow array whose position is the id."""
+    vocab = tokenizer.get_vocab()
+    return pa.array(sorted(vocab, key=vocab.__getitem__), pa.string())
+
+
+def encode_lines(
+    tokenizer: Tokenizer, texts: pa.ChunkedArray | pa.Array, by_id: pa.Array | None = None
+) -> pa.ListArray:
+    """Encode each line as ``<bos> ids... <eos>``; returns a list<int32> array, one row per line.
+
+    ``by_id`` (:func:`vocabulary_by_id`, for the fast word-level path) can be passed to save recomputing it.
+    """
     bos, eos = tokenizer.token_to_id(BOS), tokenizer.token_to_id(EOS)
     if is_whitespace_word_level(tokenizer):
         words, line_of_token = _split_words(texts)  # (N,), (N,)
-        vocab = tokenizer.get_vocab()
-        by_id = pa.array(sorted(vocab, key=vocab.__getitem__))  # position == id
+        by_id = vocabulary_by_id(tokenizer) if by_id is None else by_id
         ids = pc.fill_null(pc.index_in(words, value_set=by_id), tokenizer.token_to_id(UNK)).to_numpy()
     else:
         lines = pc.fill_null(texts, "").to_pylist()  # a missing value is an empty line
