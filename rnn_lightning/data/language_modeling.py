@@ -13,9 +13,8 @@ import pyarrow as pa
 import torch
 from datasets import Dataset, DatasetDict, load_dataset
 from tokenizers import Tokenizer
-from torch.utils.data import DataLoader
 
-from rnn_lightning.data.streams import StreamWindows, split_streams
+from rnn_lightning.data.streams import StreamLoader, StreamWindows, split_streams
 from rnn_lightning.data.tokenization import (
     BOS,
     PAD,
@@ -313,22 +312,18 @@ class LanguageModelingDataModule(L.LightningDataModule):
         for split in needed:
             self._windows(split)
 
-    def _loader(self, split: str) -> DataLoader:
-        return DataLoader(
-            self._windows(split),
-            batch_size=None,  # windows are already batched (streams x bptt)
-            num_workers=self.num_workers,
-            pin_memory=torch.cuda.is_available(),
-        )
+    def _loader(self, split: str) -> StreamLoader:
+        # Windows are already batched (streams x bptt); the loader's state lets a run resume mid-epoch.
+        return StreamLoader(self._windows(split), self.num_workers, pin_memory=torch.cuda.is_available())
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> StreamLoader:
         return self._loader("train")
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> StreamLoader:
         return self._loader("validation")
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> StreamLoader:
         return self._loader("test")
 
-    def predict_dataloader(self) -> DataLoader:
+    def predict_dataloader(self) -> StreamLoader:
         return self._loader("test")

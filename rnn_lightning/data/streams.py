@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import torch
 from torch import Tensor
-from torch.utils.data import IterableDataset
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 IGNORE_INDEX = -100
 
@@ -85,10 +86,55 @@ class StreamWindows(IterableDataset):
         self.targets = targets[rank * rows : (rank + 1) * rows]
         self.bptt = bptt
 
+        self.start = 0  # first window of the next pass (set when resuming mid-epoch)
+
     def __len__(self) -> int:
         return -(-self.inputs.size(1) // self.bptt)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        for start in range(0, self.inputs.size(1), self.bptt):
-            end = start + self.bptt
-            yield self.inputs[:, start:end], self.targets[:, start:end]
+        # Read `start` now (not lazily inside a generator), so the loader can reset it for the next epoch.
+        # DataLoader workers take every num_workers-th window; the loader returns them back in order.
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        return self._windows(range(self.start + worker, len(self), workers))
+
+    def _windows(self, indices: range) -> Iterator[tuple[Tensor, Tensor]]:
+        for window in indices:
+            cols = slice(window * self.bptt, (window + 1) * self.bptt)
+            yield self.inputs[:, cols], self.targets[:, cols]
+
+
+class StreamLoader(DataLoader):
+    """DataLoader over :class:`StreamWindows` that can resume mid-epoch (Lightning saves its ``state_dict``).
+
+    Args:
+        dataset: the windows to iterate, in order.
+        num_workers: DataLoader workers (each produces every ``num_workers``-th window; the order is kept).
+        pin_memory: pin batches for faster host-to-GPU copies.
+        kwargs: other DataLoader arguments (Lightning re-creates loaders with them).
+    """
+
+    def __init__(self, dataset: StreamWindows, num_workers: int = 0, pin_memory: bool = False, **kwargs) -> None:
+        # Windows are already batched (streams x bptt). An own generator keeps iteration from drawing on the
+        # global RNG (DataLoader draws a seed per epoch), so a resumed run's random stream stays identical.
+        kwargs = {"batch_size": None, "generator": torch.Generator().manual_seed(0), **kwargs}
+        super().__init__(dataset, num_workers=num_workers, pin_memory=pin_memory, **kwargs)
+        self.windows_done = 0
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        self.windows_done = self.dataset.start
+        batches = super().__iter__()  # the dataset (or each worker's copy) has read its start
+        self.dataset.start = 0  # the next epoch starts from the first window, however this one ends
+        return self._count(batches)
+
+    def _count(self, batches: Iterator[tuple[Tensor, Tensor]]) -> Iterator[tuple[Tensor, Tensor]]:
+        for batch in batches:
+            self.windows_done += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"windows_done": self.windows_done}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        done = state["windows_done"]
+        self.dataset.start = done if done < len(self.dataset) else 0

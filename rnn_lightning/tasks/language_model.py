@@ -82,6 +82,7 @@ class LanguageModel(L.LightningModule):
         self.test_ppl = Perplexity()
         self.tokenizer: Tokenizer | None = None
         self._state: dict[str, State | None] = {}
+        self._resume_rng: tuple[Tensor, list[Tensor]] | None = None  # RNG state to restore when resuming
 
     def forward(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """tokens (B, T) -> logits (B, T, V), final state."""
@@ -99,7 +100,15 @@ class LanguageModel(L.LightningModule):
         return nll_sum, (targets != IGNORE_INDEX).sum()
 
     def on_train_epoch_start(self) -> None:
-        self._state["train"] = None
+        self._state["train"] = None  # (Lightning skips this hook when a run resumes mid-epoch)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self._resume_rng is not None:  # first batch after a resume: the dropout masks of the unbroken run
+            cpu, cuda = self._resume_rng
+            torch.set_rng_state(cpu)
+            if cuda and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(cuda)
+            self._resume_rng = None
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         nll_sum, count = self._step(batch, "train")
@@ -192,8 +201,23 @@ class LanguageModel(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.tokenizer is not None:
             checkpoint["tokenizer"] = self.tokenizer.to_str()
+        # To resume exactly: the carried TBPTT state (mid-epoch) and the RNG (dropout) of this process.
+        loader = getattr(self._trainer, "train_dataloader", None) if self._trainer is not None else None
+        done = getattr(loader, "windows_done", 0)
+        checkpoint["rnn_lightning_resume"] = {
+            "mid_epoch": bool(loader is not None and 0 < done < len(loader)),
+            "train_state": self._state.get("train"),
+            "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if (resume := checkpoint.get("rnn_lightning_resume")) is not None:
+            if resume["mid_epoch"]:
+                self._state["train"] = resume["train_state"]  # continue the streams where they were
+            # Only dropout draws from the global RNG during training (data loaders have their own
+            # generator, sampling too), so restoring it before the next training batch is exact.
+            self._resume_rng = (resume["rng"], resume["cuda_rng"])
         if "tokenizer" not in checkpoint:
             return
         saved = Tokenizer.from_str(checkpoint["tokenizer"])

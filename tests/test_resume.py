@@ -1,0 +1,108 @@
+"""Kill a training process (SIGKILL) and resume from last.ckpt: the result equals an unbroken run, exactly."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = dict(num_words=40, train_tokens=6000, validation_tokens=1500, test_tokens=500, batch_size=4,
+            eval_batch_size=3, bptt=10)
+
+
+def _windows_per_epoch() -> int:
+    from rnn_lightning import MarkovCorpusDataModule
+
+    dm = MarkovCorpusDataModule(**DATA)
+    dm.setup("fit")
+    return len(dm.train_dataloader())
+
+
+WINDOWS = _windows_per_epoch()
+CONFIG = """
+seed_everything: 7
+trainer:
+  accelerator: cpu
+  devices: 1
+  deterministic: true
+  max_epochs: 2
+  log_every_n_steps: 1
+  gradient_clip_val: 0.5
+  enable_progress_bar: false
+  enable_model_summary: false
+  logger:
+    class_path: lightning.pytorch.loggers.CSVLogger
+    init_args: {save_dir: logs}
+  callbacks:
+    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
+      init_args: {dirpath: ckpt, every_n_train_steps: EVERY, save_last: true, save_top_k: 0}
+    - class_path: kill_helper.SaveAtEnd
+    - class_path: kill_helper.KillAtStep
+      init_args: {step: KILL}
+model:
+  class_path: rnn_lightning.LanguageModel
+  init_args:
+    embedding_dim: 16
+    hidden_size: 24
+    num_layers: 2
+    dropout_embedding: 0.3   # dropout draws random numbers: the RNG state must resume too
+    dropout_between: 0.3
+    dropout_output: 0.3
+    optimizer: {class_path: torch.optim.Adam, init_args: {lr: 0.01}}
+    lr_scheduler: {class_path: torch.optim.lr_scheduler.StepLR, init_args: {step_size: 1, gamma: 0.5}}
+data:
+  class_path: rnn_lightning.MarkovCorpusDataModule
+  init_args: DATA
+"""
+
+
+def _fit(workdir: Path, kill: int = -1, every: int = 15, resume: bool = False) -> subprocess.CompletedProcess:
+    workdir.mkdir(exist_ok=True)
+    config = CONFIG.replace("KILL", str(kill)).replace("EVERY", str(every)).replace("DATA", json.dumps(DATA))
+    (workdir / "config.yaml").write_text(config)
+    cmd = [sys.executable, "-m", "rnn_lightning.cli", "fit", "-c", "config.yaml"]
+    if resume:
+        cmd += ["--ckpt_path", "last"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _final(workdir: Path) -> tuple[dict, float]:
+    state = torch.load(workdir / "final.ckpt", weights_only=True)  # safe loading, no pickled code
+    ppl = []
+    for path in sorted((workdir / "logs").rglob("metrics.csv")):  # version_0, then the resumed version_1
+        with path.open() as f:
+            ppl += [float(row["val/ppl"]) for row in csv.DictReader(f) if row.get("val/ppl")]
+    return state, ppl[-1]
+
+
+@pytest.fixture(scope="module")
+def unbroken(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("unbroken")
+    result = _fit(workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return _final(workdir)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_at, every, where", [
+    (37, 15, "mid-epoch, last.ckpt at step 30"),
+    (WINDOWS + 2, WINDOWS, "early in epoch 2, last.ckpt at the end of epoch 1"),
+    (WINDOWS + 37, 15, "mid-epoch 2, last.ckpt mid-epoch too"),
+])
+def test_sigkill_then_resume_equals_an_unbroken_run(tmp_path, unbroken, kill_at, every, where):
+    killed = _fit(tmp_path, kill=kill_at, every=every)
+    assert killed.returncode == -9, f"expected SIGKILL ({where}): {killed.stderr[-2000:]}"
+    assert not (tmp_path / "final.ckpt").exists()
+    resumed = _fit(tmp_path, every=every, resume=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    (state, ppl), (ref_state, ref_ppl) = _final(tmp_path), unbroken
+    assert state["global_step"] == ref_state["global_step"] == 2 * WINDOWS
+    for name, ref in ref_state["state_dict"].items():
+        torch.testing.assert_close(state["state_dict"][name], ref, rtol=0, atol=0, msg=f"{name} ({where})")
+    assert ppl == ref_ppl
