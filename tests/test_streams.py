@@ -64,3 +64,24 @@ def test_windows_reject_bad_bptt():
     inputs, targets = split_streams(torch.arange(10), 1, pad_id=0, drop_remainder=True)
     with pytest.raises(ValueError, match="`bptt` must be a positive integer, got 0"):
         StreamWindows(inputs, targets, bptt=0)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_stream_loader_keeps_order_with_workers_and_resumes_from_its_state(workers):
+    from rnn_lightning.data.streams import StreamLoader
+
+    inputs, targets = split_streams(torch.arange(200), 3, pad_id=0, drop_remainder=True)
+    windows = [x for x, _ in StreamWindows(inputs, targets, bptt=7)]
+    loader = StreamLoader(StreamWindows(inputs, targets, bptt=7), num_workers=workers)
+    seen = []
+    for i, (x, _) in enumerate(loader):
+        seen.append(x)
+        if i == 4:
+            state = loader.state_dict()
+    assert len(seen) == len(windows) and all(torch.equal(a, b) for a, b in zip(seen, windows))
+    assert state == {"windows_done": 5}
+    fresh = StreamLoader(StreamWindows(inputs, targets, bptt=7), num_workers=workers)
+    fresh.load_state_dict(state)
+    rest = [x for x, _ in fresh]  # resumes at window 5 ...
+    assert all(torch.equal(a, b) for a, b in zip(rest, windows[5:])) and len(rest) == len(windows) - 5
+    assert len([x for x, _ in fresh]) == len(windows)  # ... and the next epoch starts from the first window
