@@ -26,7 +26,6 @@ from rnn_lightning.data.tokenization import (
     vocabulary_by_id,
 )
 
-SPLITS = ("train", "validation", "test")
 _ENCODER_VERSION = "lines-bos-eos-v2"  # bump when `encode_lines` changes output, to invalidate caches
 
 
