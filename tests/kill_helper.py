@@ -22,3 +22,23 @@ class SaveAtEnd(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         trainer.save_checkpoint("final.ckpt")
+
+
+class KillDuringSave(L.Callback):
+    """SIGKILL this process halfway through writing its ``nth`` checkpoint file."""
+
+    def __init__(self, nth: int = 2) -> None:
+        self.nth, self.seen = nth, 0
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        self.seen += 1
+        if self.seen != self.nth:
+            return
+        from fsspec.implementations.local import LocalFileOpener
+
+        def write_half_then_die(opener, data):
+            opener.f.write(bytes(data)[: len(data) // 2])
+            opener.f.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        LocalFileOpener.write = write_half_then_die

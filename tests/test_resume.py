@@ -106,3 +106,20 @@ def test_sigkill_then_resume_equals_an_unbroken_run(tmp_path, unbroken, kill_at,
     for name, ref in ref_state["state_dict"].items():
         torch.testing.assert_close(state["state_dict"][name], ref, rtol=0, atol=0, msg=f"{name} ({where})")
     assert ppl == ref_ppl
+
+
+@pytest.mark.slow
+def test_a_kill_while_writing_a_checkpoint_leaves_the_previous_last_ckpt_intact(tmp_path):
+    config = CONFIG.replace("KILL", "-1").replace("EVERY", "15").replace("DATA", json.dumps(DATA))
+    config = config.replace("    - class_path: kill_helper.SaveAtEnd",
+                            "    - class_path: kill_helper.KillDuringSave\n      init_args: {nth: 2}")
+    (tmp_path / "config.yaml").write_text(config)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), "OMP_NUM_THREADS": "1"}
+    killed = subprocess.run([sys.executable, "-m", "rnn_lightning.cli", "fit", "-c", "config.yaml"], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    # The first save (step 15) is whole; the second (step 30) died half-written, away from last.ckpt.
+    assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)["global_step"] == 15
+    resumed = _fit(tmp_path, resume=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert torch.load(tmp_path / "final.ckpt", weights_only=True)["global_step"] == 2 * WINDOWS
