@@ -176,6 +176,7 @@ class LanguageModelingDataModule(L.LightningDataModule):
         self._raw: DatasetDict | None = dataset
         self._tokenizer: Tokenizer | None = None
         self._streams: dict[str, StreamWindows] = {}
+        self._vocab_by_id: pa.Array | None = None
 
     # -- corpus and tokenizer (lazy: LightningCLI reads `vocab_size` right after __init__) --
     @property
@@ -275,9 +276,10 @@ class LanguageModelingDataModule(L.LightningDataModule):
         return torch.from_numpy(flat.astype("int64"))
 
     def _by_id(self) -> pa.Array | None:
-        if is_whitespace_word_level(self.tokenizer) and getattr(self, "_vocab_by_id", None) is None:
-            self._vocab_by_id = vocabulary_by_id(self.tokenizer)  # once, not once per split
-        return getattr(self, "_vocab_by_id", None)
+        """The vocabulary array of the fast word-level encoder: built once, not once per split."""
+        if self._vocab_by_id is None and is_whitespace_word_level(self.tokenizer):
+            self._vocab_by_id = vocabulary_by_id(self.tokenizer)
+        return self._vocab_by_id
 
     def _windows(self, split: str) -> StreamWindows:
         if split not in self._streams:
