@@ -47,6 +47,7 @@ def generate(argv: list[str] | None = None) -> list[str]:
     parser.add_argument("--top_p", type=float, default=None)
     parser.add_argument("--greedy", action="store_true", help="argmax decoding instead of sampling")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--multiline", action="store_true", help="go on past <eos> over several lines")
     parser.add_argument("--num_samples", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
@@ -55,7 +56,7 @@ def generate(argv: list[str] | None = None) -> list[str]:
     for i in range(args.num_samples):
         seed = None if args.seed is None else args.seed + i
         text = model.generate(args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p,
-                              args.greedy, seed)
+                              args.greedy, seed, stop_at_eos=not args.multiline)
         samples.append(text)
         print(f"{args.prompt} {text}" if args.prompt else text)
     return samples

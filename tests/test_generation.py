@@ -94,3 +94,21 @@ def test_filter_logits_and_sampling_argument_errors(recorded_lm):
         filter_logits(torch.zeros(1, 3), top_p=1.5)
     with pytest.raises(ValueError, match="`temperature` must be > 0"):
         lm.generate(temperature=0.0)
+
+
+def test_multiline_goes_on_after_eos_with_bos_as_in_training(recorded_lm):
+    lm, tok, calls = recorded_lm
+    eos, bos = tok.token_to_id("<eos>"), tok.token_to_id("<bos>")
+    with torch.no_grad():  # make <eos> likely so several lines appear
+        lm.net.decoder.bias[eos] = 4.0
+    ids = lm.generate_ids(lm.encode_prompt(None), max_new_tokens=40, seed=0, stop_at_eos=False)
+    assert len(ids) == 40 and ids.count(eos) >= 2  # went on past <eos>
+    for (inp, _), prev in zip(calls[1:], ids):
+        expected = [[eos, bos]] if prev == eos else [[prev]]  # a new line starts with <eos> <bos>
+        assert inp.tolist() == expected
+    text = lm.generate(max_new_tokens=40, seed=0, stop_at_eos=False)
+    words = {tok.id_to_token(i) for i in range(tok.get_vocab_size())}
+    lines = text.split("\n")
+    assert len(lines) == ids.count(eos) + 1
+    assert all(set(line.split()) <= words - {"<eos>", "<bos>", "<pad>"} for line in lines)
+    assert lm.generate(max_new_tokens=40, seed=0) == lines[0]  # stopping at <eos> gives the first line

@@ -19,6 +19,7 @@ class GenerateSamples(L.Callback):
         top_k: sample among the k most likely tokens.
         top_p: nucleus sampling mass.
         seed: seed of the sampling generator.
+        stop_at_eos: stop each sample at the end of its line; ``False`` samples over several lines.
     """
 
     def __init__(
@@ -29,9 +30,11 @@ class GenerateSamples(L.Callback):
         top_k: int | None = None,
         top_p: float | None = None,
         seed: int = 0,
+        stop_at_eos: bool = True,
     ) -> None:
         self.prompts = list(prompts) if prompts else [None]
-        self.kwargs = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p)
+        self.kwargs = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                           stop_at_eos=stop_at_eos)
         self.seed = seed
         self.rows: list[list] = []
 

@@ -48,6 +48,8 @@ def sample_tokens(
     top_p: float | None = None,
     greedy: bool = False,
     generator: torch.Generator | None = None,
+    stop_at_eos: bool = True,
+    line_start_id: int | None = None,
 ) -> list[int]:
     """Feed ``context`` once, then sample token by token, carrying the recurrent state.
 
@@ -63,6 +65,8 @@ def sample_tokens(
         top_p: sample from the nucleus of probability mass ``top_p``.
         greedy: take the most likely token instead of sampling.
         generator: random generator for reproducible sampling.
+        stop_at_eos: stop at ``eos_id``; otherwise go on with a new line (up to ``max_new_tokens``).
+        line_start_id: id fed after ``eos_id`` when going on (``<bos>``, as in the training streams).
 
     Returns:
         The new token ids.
@@ -81,7 +85,11 @@ def sample_tokens(
             probs = filter_logits(last / temperature, top_k, top_p).softmax(-1)
             token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         new.append(int(token))
-        if (eos_id is not None and new[-1] == eos_id) or len(new) == max_new_tokens:
+        at_eos = eos_id is not None and new[-1] == eos_id
+        if (at_eos and stop_at_eos) or len(new) == max_new_tokens:
             break
-        logits, state = net(token.view(1, 1), state)  # one step: (1, 1, V)
+        step = token.view(1, 1)
+        if at_eos and line_start_id is not None:  # a new line starts as in training: <eos> then <bos>
+            step = torch.tensor([[new[-1], line_start_id]], device=token.device)
+        logits, state = net(step, state, last_only=True)  # one or two steps: (1, 1, V)
     return new

@@ -243,6 +243,7 @@ class LanguageModel(L.LightningModule):
         top_p: float | None = None,
         greedy: bool = False,
         seed: int | None = None,
+        stop_at_eos: bool = True,
     ) -> str:
         """Sample a continuation of ``prompt`` (or a fresh line from ``<bos>``), stopping at ``<eos>``.
 
@@ -254,9 +255,11 @@ class LanguageModel(L.LightningModule):
             top_p: sample from the smallest set of tokens with probability mass >= top_p.
             greedy: take the argmax instead of sampling.
             seed: seed for reproducible samples.
+            stop_at_eos: stop at the end of the line; ``False`` goes on over several lines (e.g. for
+                character models, where a line is short), up to ``max_new_tokens``.
 
         Returns:
-            The generated text (the prompt excluded, special tokens removed).
+            The generated text (the prompt excluded, special tokens removed, lines joined by newlines).
         """
         if self.tokenizer is None:
             raise RuntimeError(
@@ -264,9 +267,18 @@ class LanguageModel(L.LightningModule):
                 "a checkpoint saved by one, or set `model.tokenizer` to a tokenizers.Tokenizer."
             )
         ids = self.generate_ids(
-            self.encode_prompt(prompt), max_new_tokens, temperature, top_k, top_p, greedy, seed
+            self.encode_prompt(prompt), max_new_tokens, temperature, top_k, top_p, greedy, seed, stop_at_eos
         )
-        return self.tokenizer.decode([i for i in ids if i not in self._special_ids()])
+        eos = self.tokenizer.token_to_id(EOS)
+        lines, line = [], []
+        for i in ids:
+            if i == eos:
+                lines.append(line)
+                line = []
+            elif i not in self._special_ids():
+                line.append(i)
+        text = "\n".join(self.tokenizer.decode(chunk) for chunk in [*lines, line])
+        return text.removesuffix("\n") if stop_at_eos else text
 
     def _special_ids(self) -> set[int]:
         return {self.tokenizer.token_to_id(t) for t in (PAD, BOS, EOS)}
@@ -285,18 +297,20 @@ class LanguageModel(L.LightningModule):
         top_p: float | None = None,
         greedy: bool = False,
         seed: int | None = None,
+        stop_at_eos: bool = True,
     ) -> list[int]:
         """Token-level :meth:`generate`: new ids after ``context`` (the ``<eos>`` that stopped it included)."""
         generator = None
         if seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(seed)
-        eos = self.tokenizer.token_to_id(EOS) if self.tokenizer is not None else None
+        tok = self.tokenizer
+        eos, bos = (tok.token_to_id(EOS), tok.token_to_id(BOS)) if tok is not None else (None, None)
         was_training = self.training
         self.eval()
         try:
             return sample_tokens(
                 self.net, torch.tensor(context, device=self.device), max_new_tokens, eos,
-                temperature, top_k, top_p, greedy, generator,
+                temperature, top_k, top_p, greedy, generator, stop_at_eos, bos,
             )
         finally:
             self.train(was_training)
