@@ -7,6 +7,7 @@ target is predicted exactly once whatever S is. Each rank of a DDP job takes its
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 
 import torch
@@ -14,6 +15,10 @@ from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 IGNORE_INDEX = -100
+
+# Lightning warns that an IterableDataset with __len__ may repeat data across DataLoader workers;
+# StreamWindows hands each worker its own windows (tested), so the warning does not apply here.
+warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined", category=UserWarning)
 
 
 def split_streams(
