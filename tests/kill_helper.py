@@ -7,13 +7,16 @@ import lightning as L
 
 
 class KillAtStep(L.Callback):
-    """SIGKILL this process when training reaches ``step`` (before that step runs); -1 never."""
+    """SIGKILL this process (with ``group``: its whole process group, all DDP ranks) when training reaches
+    ``step`` (before that step runs); -1 never."""
 
-    def __init__(self, step: int = -1) -> None:
-        self.step = step
+    def __init__(self, step: int = -1, group: bool = False) -> None:
+        self.step, self.group = step, group
 
     def on_train_batch_start(self, trainer: L.Trainer, *args) -> None:
         if trainer.global_step == self.step:
+            if self.group:
+                os.killpg(os.getpgid(0), signal.SIGKILL)
             os.kill(os.getpid(), signal.SIGKILL)
 
 

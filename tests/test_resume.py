@@ -43,7 +43,7 @@ trainer:
       init_args: {dirpath: ckpt, every_n_train_steps: EVERY, save_last: true, save_top_k: 0}
     - class_path: kill_helper.SaveAtEnd
     - class_path: kill_helper.KillAtStep
-      init_args: {step: KILL}
+      init_args: {step: KILL, group: true}
 model:
   class_path: rnn_lightning.LanguageModel
   init_args:
@@ -61,15 +61,20 @@ data:
 """
 
 
-def _fit(workdir: Path, kill: int = -1, every: int = 15, resume: bool = False) -> subprocess.CompletedProcess:
+def _fit(workdir: Path, kill: int = -1, every: int = 15, resume: bool = False, devices: int = 1):
     workdir.mkdir(exist_ok=True)
     config = CONFIG.replace("KILL", str(kill)).replace("EVERY", str(every)).replace("DATA", json.dumps(DATA))
+    if devices > 1:  # the same global batch (batch_size streams per device), real DDP over gloo
+        config = config.replace("  devices: 1", f"  devices: {devices}\n  strategy: ddp")
+        config = config.replace('"batch_size": 4', f'"batch_size": {4 // devices}')
     (workdir / "config.yaml").write_text(config)
     cmd = [sys.executable, "-m", "rnn_lightning.cli", "fit", "-c", "config.yaml"]
     if resume:
         cmd += ["--ckpt_path", "last"]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), "OMP_NUM_THREADS": "1"}
-    return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+    # A session of its own: the kill takes the whole process group (every DDP rank), never pytest.
+    return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=300,
+                          start_new_session=True)
 
 
 def _final(workdir: Path) -> tuple[dict, float]:
@@ -123,3 +128,19 @@ def test_a_kill_while_writing_a_checkpoint_leaves_the_previous_last_ckpt_intact(
     resumed = _fit(tmp_path, resume=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert torch.load(tmp_path / "final.ckpt", weights_only=True)["global_step"] == 2 * WINDOWS
+
+
+@pytest.mark.slow
+def test_ddp_job_killed_mid_epoch_resumes_to_the_unbroken_ddp_result(tmp_path):
+    """2 processes: each rank's stream position, BPTT state and dropout stream come back."""
+    unbroken = _fit(tmp_path / "unbroken", devices=2)
+    assert unbroken.returncode == 0, unbroken.stderr[-3000:]
+    killed = _fit(tmp_path / "killed", kill=37, devices=2)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    resumed = _fit(tmp_path / "killed", resume=True, devices=2)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    (state, ppl), (ref_state, ref_ppl) = _final(tmp_path / "killed"), _final(tmp_path / "unbroken")
+    assert state["global_step"] == ref_state["global_step"]
+    for name, ref in ref_state["state_dict"].items():
+        torch.testing.assert_close(state["state_dict"][name], ref, rtol=0, atol=0, msg=name)
+    assert ppl == ref_ppl

@@ -9,6 +9,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_warn
 from tokenizers import Tokenizer
 from torch import Tensor
 
@@ -82,7 +83,7 @@ class LanguageModel(L.LightningModule):
         self.test_ppl = Perplexity()
         self.tokenizer: Tokenizer | None = None
         self._state: dict[str, State | None] = {}
-        self._resume_rng: tuple[Tensor, list[Tensor]] | None = None  # RNG state to restore when resuming
+        self._resume: dict[str, Any] | None = None  # what a checkpoint carried for this rank, until used
 
     def forward(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """tokens (B, T) -> logits (B, T, V), final state."""
@@ -103,12 +104,18 @@ class LanguageModel(L.LightningModule):
         self._state["train"] = None  # (Lightning skips this hook when a run resumes mid-epoch)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        if self._resume_rng is not None:  # first batch after a resume: the dropout masks of the unbroken run
-            cpu, cuda = self._resume_rng
-            torch.set_rng_state(cpu)
-            if cuda and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(cuda)
-            self._resume_rng = None
+        resume, self._resume = self._resume, None
+        if resume is None:
+            return
+        # First batch after a resume: this rank's streams continue where they were (mid-epoch), and its
+        # dropout masks follow the unbroken run's. Only dropout draws on the global RNG during training
+        # (loaders and sampling have their own generators), so restoring it here is exact.
+        if resume["mid_epoch"] and resume["train_state"] is not None:
+            state = tuple(s.to(self.device) for s in resume["train_state"])
+            self._state["train"] = state if len(state) == 2 else state[0]
+        torch.set_rng_state(resume["rng"])
+        if resume["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(resume["cuda_rng"])
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         nll_sum, count = self._step(batch, "train")
@@ -201,23 +208,36 @@ class LanguageModel(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.tokenizer is not None:
             checkpoint["tokenizer"] = self.tokenizer.to_str()
-        # To resume exactly: the carried TBPTT state (mid-epoch) and the RNG (dropout) of this process.
+        # To resume exactly: every rank's carried TBPTT state (its own streams) and RNG (dropout masks).
         loader = getattr(self._trainer, "train_dataloader", None) if self._trainer is not None else None
         done = getattr(loader, "windows_done", 0)
-        checkpoint["rnn_lightning_resume"] = {
-            "mid_epoch": bool(loader is not None and 0 < done < len(loader)),
-            "train_state": self._state.get("train"),
+        state = self._state.get("train")
+        mine = {
+            "train_state": None if state is None else tuple(s.cpu() for s in (state if isinstance(state, tuple)
+                                                                            else (state,))),
             "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
+        ranks = [mine]
+        if self._trainer is not None and self.trainer.world_size > 1:  # Lightning dumps on every rank
+            ranks = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(ranks, mine)
+        checkpoint["rnn_lightning_resume"] = {
+            "mid_epoch": bool(loader is not None and 0 < done < len(loader)),
+            "ranks": ranks,
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if (resume := checkpoint.get("rnn_lightning_resume")) is not None:
-            if resume["mid_epoch"]:
-                self._state["train"] = resume["train_state"]  # continue the streams where they were
-            # Only dropout draws from the global RNG during training (data loaders have their own
-            # generator, sampling too), so restoring it before the next training batch is exact.
-            self._resume_rng = (resume["rng"], resume["cuda_rng"])
+        resume = checkpoint.get("rnn_lightning_resume")
+        if resume is not None and self._trainer is not None:
+            ranks, world = resume["ranks"], self.trainer.world_size
+            if len(ranks) == world:
+                self._resume = {"mid_epoch": resume["mid_epoch"], **ranks[self.trainer.global_rank]}
+            else:
+                rank_zero_warn(
+                    f"the checkpoint was written by {len(ranks)} processes and this run has {world}: the carried "
+                    "BPTT state and random streams start afresh (the weights and optimizer are restored)."
+                )
         if "tokenizer" not in checkpoint:
             return
         saved = Tokenizer.from_str(checkpoint["tokenizer"])
