@@ -21,6 +21,13 @@ from rnn_lightning.nn.encoder import Cell, State
 from rnn_lightning.nn.sampling import sample_tokens
 
 
+def _move_state(state: State | None, device: torch.device | str) -> State | None:
+    """A recurrent state (a tensor, or the LSTM's (h, c) pair) on ``device``."""
+    if state is None:
+        return None
+    return tuple(s.to(device) for s in state) if isinstance(state, tuple) else state.to(device)
+
+
 def _default_optimizer(params: Any) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=20.0)
 
@@ -110,9 +117,8 @@ class LanguageModel(L.LightningModule):
         # First batch after a resume: this rank's streams continue where they were (mid-epoch), and its
         # dropout masks follow the unbroken run's. Only dropout draws on the global RNG during training
         # (loaders and sampling have their own generators), so restoring it here is exact.
-        if resume["mid_epoch"] and resume["train_state"] is not None:
-            state = tuple(s.to(self.device) for s in resume["train_state"])
-            self._state["train"] = state if len(state) == 2 else state[0]
+        if resume["mid_epoch"]:
+            self._state["train"] = _move_state(resume["train_state"], self.device)
         torch.set_rng_state(resume["rng"])
         if resume["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(resume["cuda_rng"])
@@ -211,10 +217,8 @@ class LanguageModel(L.LightningModule):
         # To resume exactly: every rank's carried TBPTT state (its own streams) and RNG (dropout masks).
         loader = getattr(self._trainer, "train_dataloader", None) if self._trainer is not None else None
         done = getattr(loader, "windows_done", 0)
-        state = self._state.get("train")
         mine = {
-            "train_state": None if state is None else tuple(s.cpu() for s in (state if isinstance(state, tuple)
-                                                                            else (state,))),
+            "train_state": _move_state(self._state.get("train"), "cpu"),
             "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
