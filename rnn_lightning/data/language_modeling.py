@@ -45,16 +45,21 @@ def _files_note(data_files: Any, split: str) -> str:
     return f" (data_files = {data_files!r})" if data_files else ""
 
 
+def _local_files(data_files: Any) -> list[tuple[str, str]]:
+    """``(split, path)`` for every file named in ``data_files`` (a path, a list, or a dict of either)."""
+    per_split = data_files.items() if isinstance(data_files, dict) else [("train", data_files)]
+    return [(split, path) for split, files in per_split
+            for path in ([files] if isinstance(files, str) else files or [])]
+
+
 def _check_not_empty(data_files: Any) -> None:
     """Refuse an empty local file up front (``datasets`` would only say 'corresponds to no data')."""
-    per_split = data_files.items() if isinstance(data_files, dict) else [("train", data_files)]
-    for split, files in per_split:
-        for path in [files] if isinstance(files, str) else files or []:
-            if Path(path).is_file() and Path(path).stat().st_size == 0:
-                raise ValueError(
-                    f"the {split!r} split is empty (0 rows): `data_files` {path!r} is an empty file. Give it a "
-                    "non-empty file, or leave the split out and carve it off train with `holdout`."
-                )
+    for split, path in _local_files(data_files):
+        if Path(path).is_file() and Path(path).stat().st_size == 0:
+            raise ValueError(
+                f"the {split!r} split is empty (0 rows): `data_files` {path!r} is an empty file. Give it a "
+                "non-empty file, or leave the split out and carve it off train with `holdout`."
+            )
 
 
 def _unicode_cause(err: BaseException | None) -> UnicodeDecodeError | None:
@@ -65,9 +70,7 @@ def _unicode_cause(err: BaseException | None) -> UnicodeDecodeError | None:
 
 def _non_utf8_error(data_files: Any) -> ValueError:
     """Find the first local file that is not UTF-8 and say where."""
-    files = data_files.values() if isinstance(data_files, dict) else [data_files]
-    paths = [p for f in files for p in ([f] if isinstance(f, str) else f or [])]
-    for path in paths:
+    for _, path in _local_files(data_files):
         try:
             raw = Path(path).read_bytes()
         except OSError:

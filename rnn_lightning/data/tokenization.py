@@ -16,13 +16,17 @@ PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 SPECIAL_TOKENS = (PAD, UNK, BOS, EOS)
 
 
-def _split_words(texts: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarray]:
-    """Split lines on whitespace as ``str.split()`` does: the words (N,) and each word's line index (N,)."""
+def _split_lines(texts: pa.ChunkedArray | pa.Array) -> pa.ListArray:
+    """Each line's whitespace-separated words (rows of empty lines hold one empty string)."""
     # Trim first: pyarrow's split reads one byte past a string that ends in whitespace (when the next byte
     # in the buffer is non-ASCII it keeps the trailing space in the last word); trimming has no such bug.
     split = pc.utf8_split_whitespace(pc.utf8_trim_whitespace(texts))
-    if isinstance(split, pa.ChunkedArray):
-        split = split.combine_chunks()
+    return split.combine_chunks() if isinstance(split, pa.ChunkedArray) else split
+
+
+def _split_words(texts: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """Split lines on whitespace as ``str.split()`` does: the words (N,) and each word's line index (N,)."""
+    split = _split_lines(texts)
     words = pc.list_flatten(split)
     line_of_word = pc.list_parent_indices(split).to_numpy()
     keep = pc.not_equal(words, "")  # leading/trailing whitespace leaves empty strings
@@ -31,7 +35,7 @@ def _split_words(texts: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarra
 
 def _words_by_frequency(texts: pa.ChunkedArray | pa.Array, min_frequency: int) -> list[str]:
     """Distinct words seen at least ``min_frequency`` times: most frequent first, ties alphabetical."""
-    words = pc.list_flatten(pc.utf8_split_whitespace(pc.utf8_trim_whitespace(texts)))
+    words = pc.list_flatten(_split_lines(texts))  # empty strings are dropped below
     counts = pa.Table.from_struct_array(pc.value_counts(words))  # columns: values, counts
     keep = pc.and_(pc.greater_equal(counts["counts"], min_frequency),
                    pc.invert(pc.is_in(counts["values"], value_set=pa.array(["", *SPECIAL_TOKENS]))))
