@@ -1,9 +1,14 @@
 """rnn_lightning: recurrent networks (simple RNN, GRU, LSTM) as reusable PyTorch Lightning components."""
 
 from rnn_lightning.callbacks import GenerateSamples, TokensPerSecond
-from rnn_lightning.data import LanguageModelingDataModule, MarkovCorpusDataModule
-from rnn_lightning.metrics import Perplexity
-from rnn_lightning.tasks import LanguageModel
+from rnn_lightning.data import (
+    LanguageModelingDataModule,
+    MarkovCorpusDataModule,
+    TaggingDataModule,
+    TextClassificationDataModule,
+)
+from rnn_lightning.metrics import Perplexity, SpanF1
+from rnn_lightning.tasks import LanguageModel, SequenceClassifier, SequenceTagger
 
 __version__ = "0.1.0"
 __all__ = [
@@ -12,5 +17,10 @@ __all__ = [
     "LanguageModelingDataModule",
     "MarkovCorpusDataModule",
     "Perplexity",
+    "SequenceClassifier",
+    "SequenceTagger",
+    "SpanF1",
+    "TaggingDataModule",
+    "TextClassificationDataModule",
     "TokensPerSecond",
 ]

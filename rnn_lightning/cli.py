@@ -9,30 +9,46 @@ from __future__ import annotations
 import argparse
 import sys
 
+import lightning as L
 from lightning.pytorch.cli import LightningCLI
 
-from rnn_lightning.data import LanguageModelingDataModule
 from rnn_lightning.tasks import LanguageModel
+from rnn_lightning.tasks.common import RecurrentTask
+
+# DataModule attribute -> task argument. A link whose source or target the chosen classes lack is skipped
+# (a LanguageModel has no labels).
+LINKS = (
+    ("data.vocab_size", "model.init_args.vocab_size"),
+    ("data.pad_id", "model.init_args.pad_id"),
+    ("data.num_labels", "model.init_args.num_labels"),
+    ("data.labels", "model.init_args.labels"),
+    ("data.scheme", "model.init_args.span_scheme"),
+)
 
 
 class RNNLightningCLI(LightningCLI):
-    """LightningCLI whose model receives ``vocab_size`` and ``pad_id`` from the DataModule."""
+    """LightningCLI whose model receives vocabulary size, pad id, and label set and scheme from the DataModule."""
 
     def add_arguments_to_parser(self, parser) -> None:
-        parser.link_arguments("data.vocab_size", "model.init_args.vocab_size", apply_on="instantiate")
-        parser.link_arguments("data.pad_id", "model.init_args.pad_id", apply_on="instantiate")
+        for source, target in LINKS:
+            parser.link_arguments(source, target, apply_on="instantiate")
 
     def after_fit(self) -> None:
-        """Print the final validation perplexity (and the source's, for a synthetic corpus) and a sample."""
+        """Print the final validation metrics (perplexity: also the source's, for a synthetic corpus) and a sample."""
         trainer, model, data = self.trainer, self.model, self.datamodule
-        if not trainer.is_global_zero or "val/ppl" not in trainer.callback_metrics:
+        if not trainer.is_global_zero:
+            return
+        if "val/ppl" not in trainer.callback_metrics:
+            final = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+            if final:
+                print("validation: " + ", ".join(f"{k.removeprefix('val/')} {v:.4f}" for k, v in sorted(final.items())))
             return
         print(f"validation perplexity: {float(trainer.callback_metrics['val/ppl']):.3f}")
         reference = getattr(data, "reference_perplexity", None)
         if callable(reference):
             print(f"source perplexity on the same validation tokens: {reference('validation'):.3f} "
                   f"(entropy rate: {data.source.perplexity():.3f})")
-        if getattr(model, "tokenizer", None) is not None:
+        if isinstance(model, LanguageModel) and model.tokenizer is not None:
             print(f"sample: {model.generate(max_new_tokens=40, seed=0)}")
 
 
@@ -69,8 +85,8 @@ def main(args: list[str] | None = None) -> None:
         generate(argv[1:])
         return
     RNNLightningCLI(
-        LanguageModel,
-        LanguageModelingDataModule,
+        RecurrentTask,  # any rnn_lightning task, or a subclass of one
+        L.LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
         save_config_kwargs={"overwrite": True},

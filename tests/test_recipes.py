@@ -11,10 +11,17 @@ RECIPES = ROOT / "recipes"
 SHARED = ROOT.parent / "shared" / "data"
 needs_shared = pytest.mark.skipif(not SHARED.exists(), reason="../shared/data not present")
 
-LM_RECIPES = sorted(p.name for p in (RECIPES / "lm").glob("*.yaml"))
+TASK_RECIPES = sorted(str(p.relative_to(RECIPES)) for folder in ("lm", "tagging", "classification")
+                      for p in (RECIPES / folder).glob("*.yaml"))
+LOCAL_DATA = {  # recipe -> the fragment that reads its corpus from ../shared/data
+    "tagging/ud_ewt_upos_bilstm.yaml": "ud_ewt_local.yaml",
+    "tagging/conll2003_ner_bilstm.yaml": "conll2003_local.yaml",
+    "tagging/conll2003_ner_bilstm_crf.yaml": "conll2003_local.yaml",
+    "classification/sst2_bilstm.yaml": "sst2_local.yaml",
+}
 
 
-@pytest.mark.parametrize("recipe", ["quickstart.yaml", *(f"lm/{r}" for r in LM_RECIPES)])
+@pytest.mark.parametrize("recipe", ["quickstart.yaml", *TASK_RECIPES])
 def test_recipe_parses_with_its_hub_dataset(recipe, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", "-c", str(RECIPES / recipe), "--print_config"])
@@ -55,3 +62,13 @@ def test_ptb_recipes_on_local_ptb_format_files(size, tmp_path, monkeypatch):
     if size == "large":  # keep CPU time small: the 1500-unit network is what the recipe is about, not the test
         args += ["--model.init_args.hidden_size", "64", "--model.init_args.embedding_dim", "64"]
     main(args)
+
+
+@needs_shared
+@pytest.mark.parametrize("recipe", sorted(LOCAL_DATA))
+def test_tagging_and_classification_recipes_on_local_files(recipe, monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)
+    main(["fit", "-c", str(RECIPES / recipe), "-c", str(RECIPES / "data" / LOCAL_DATA[recipe]),
+          "--trainer.fast_dev_run", "1", "--trainer.accelerator", "cpu"])
+    summary = capsys.readouterr().out
+    assert "validation: acc" in summary and ("f1 " in summary) == ("conll2003" in recipe)

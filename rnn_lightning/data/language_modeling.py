@@ -284,9 +284,14 @@ class LanguageModelingDataModule(L.LightningDataModule):
             self._vocab_by_id = vocabulary_by_id(self.tokenizer)
         return self._vocab_by_id
 
+    def __str__(self) -> str:
+        # Lightning's default builds every dataloader (for a summary); jsonargparse calls str() when it skips a
+        # link the class lacks, before any trainer is attached. Keep it cheap and free of side effects.
+        return f"{type(self).__name__}(path={self.path!r}, name={self.name!r}, data_files={self.data_files!r})"
+
     def _windows(self, split: str) -> StreamWindows:
-        if split not in self._streams:
-            rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        if split not in self._streams or (self._streams[split].rank, self._streams[split].world_size) != (rank, world):
             per_device = self.batch_size if split == "train" else self.eval_batch_size
             ids = self.token_ids(split)
             needed = per_device * world * (self.bptt + 1) if split == "train" else per_device * world + 1

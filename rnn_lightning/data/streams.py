@@ -89,8 +89,7 @@ class StreamWindows(IterableDataset):
         assert rows * world_size == inputs.size(0), "streams must divide evenly across ranks"
         self.inputs = inputs[rank * rows : (rank + 1) * rows]
         self.targets = targets[rank * rows : (rank + 1) * rows]
-        self.bptt = bptt
-
+        self.bptt, self.rank, self.world_size = bptt, rank, world_size
         self.start = 0  # first window of the next pass (set when resuming mid-epoch)
 
     def __len__(self) -> int:

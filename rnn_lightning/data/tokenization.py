@@ -33,9 +33,8 @@ def _split_words(texts: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarra
     return words.filter(keep), line_of_word[keep.to_numpy(zero_copy_only=False)]
 
 
-def _words_by_frequency(texts: pa.ChunkedArray | pa.Array, min_frequency: int) -> list[str]:
-    """Distinct words seen at least ``min_frequency`` times: most frequent first, ties alphabetical."""
-    words = pc.list_flatten(_split_lines(texts))  # empty strings are dropped below
+def _words_by_frequency(words: pa.Array | pa.ChunkedArray, min_frequency: int) -> list[str]:
+    """Distinct ``words`` seen at least ``min_frequency`` times: most frequent first, ties alphabetical."""
     counts = pa.Table.from_struct_array(pc.value_counts(words))  # columns: values, counts
     keep = pc.and_(pc.greater_equal(counts["counts"], min_frequency),
                    pc.invert(pc.is_in(counts["values"], value_set=pa.array(["", *SPECIAL_TOKENS]))))
@@ -44,16 +43,20 @@ def _words_by_frequency(texts: pa.ChunkedArray | pa.Array, min_frequency: int) -
 
 
 def train_word_tokenizer(
-    texts: pa.ChunkedArray | pa.Array | list[str], min_frequency: int = 1, max_vocab_size: int | None = None
+    texts: pa.ChunkedArray | pa.Array | list[str],
+    min_frequency: int = 1,
+    max_vocab_size: int | None = None,
+    pretokenized: bool = False,
 ) -> Tokenizer:
     """A whitespace word-level tokenizer whose vocabulary is every word of ``texts``.
 
     Words are ordered by decreasing frequency (ties alphabetically), after the special tokens.
 
     Args:
-        texts: the training lines.
+        texts: the training lines, or with ``pretokenized`` their words (a flat array of strings).
         min_frequency: drop words seen fewer times (they become ``<unk>``).
         max_vocab_size: keep at most this many entries, special tokens included (``None``: all).
+        pretokenized: ``texts`` already holds one word per entry (tagging corpora).
 
     Example:
         >>> tok = train_word_tokenizer(["the cat sat", "the dog"])
@@ -68,12 +71,20 @@ def train_word_tokenizer(
             "use None to keep every word."
         )
     texts = pa.array(texts, pa.string()) if isinstance(texts, list) else texts
-    vocab = list(SPECIAL_TOKENS) + _words_by_frequency(texts, min_frequency)
+    words = texts if pretokenized else pc.list_flatten(_split_lines(texts))  # empty strings are dropped later
+    vocab = list(SPECIAL_TOKENS) + _words_by_frequency(words, min_frequency)
     if max_vocab_size is not None:
         vocab = vocab[:max_vocab_size]
     tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token=UNK))
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     return tokenizer
+
+
+def encode_words(tokenizer: Tokenizer, words: pa.Array | pa.ChunkedArray, by_id: pa.Array | None = None) -> np.ndarray:
+    """Look words up in a word-level vocabulary: (N,) strings -> (N,) int64 ids (``<unk>`` if absent)."""
+    by_id = vocabulary_by_id(tokenizer) if by_id is None else by_id
+    ids = pc.fill_null(pc.index_in(words, value_set=by_id), tokenizer.token_to_id(UNK))
+    return ids.to_numpy().astype(np.int64)
 
 
 def train_char_tokenizer(texts: pa.ChunkedArray | pa.Array | list[str]) -> Tokenizer:

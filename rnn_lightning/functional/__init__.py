@@ -1,5 +1,16 @@
-"""Pure-torch functional metrics."""
+"""Pure-torch functional metrics and tag-scheme utilities."""
 
 from rnn_lightning.functional.perplexity import nll_sum_and_count, perplexity, perplexity_from_nll
+from rnn_lightning.functional.span_f1 import extract_spans, span_counts, span_f1_from_counts
+from rnn_lightning.functional.tag_schemes import check_tag_sequence, convert_tags
 
-__all__ = ["nll_sum_and_count", "perplexity", "perplexity_from_nll"]
+__all__ = [
+    "check_tag_sequence",
+    "convert_tags",
+    "extract_spans",
+    "nll_sum_and_count",
+    "perplexity",
+    "perplexity_from_nll",
+    "span_counts",
+    "span_f1_from_counts",
+]

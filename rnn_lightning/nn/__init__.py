@@ -1,7 +1,21 @@
 """Pure-torch building blocks (no Lightning imports)."""
 
+from rnn_lightning.nn.classifier import SequenceClassifierNet
+from rnn_lightning.nn.crf import CRF, allowed_transitions
 from rnn_lightning.nn.encoder import RecurrentEncoder, detach_state
 from rnn_lightning.nn.language_model import RNNLanguageModelNet
+from rnn_lightning.nn.pooling import pool_states
 from rnn_lightning.nn.sampling import filter_logits
+from rnn_lightning.nn.tagger import SequenceTaggerNet
 
-__all__ = ["RecurrentEncoder", "RNNLanguageModelNet", "detach_state", "filter_logits"]
+__all__ = [
+    "CRF",
+    "RNNLanguageModelNet",
+    "RecurrentEncoder",
+    "SequenceClassifierNet",
+    "SequenceTaggerNet",
+    "allowed_transitions",
+    "detach_state",
+    "filter_logits",
+    "pool_states",
+]

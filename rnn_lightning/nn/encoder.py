@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 Cell = Literal["rnn_tanh", "rnn_relu", "gru", "lstm"]
 # LSTM state is (h, c); the others carry h only. Each is (num_layers * directions, B, H).
@@ -78,17 +79,34 @@ class RecurrentEncoder(nn.Module):
         """Features per output step: ``hidden_size * (2 if bidirectional else 1)``."""
         return self.hidden_size * (2 if self.bidirectional else 1)
 
-    def forward(self, inputs: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+    def forward(
+        self, inputs: Tensor, state: State | None = None, lengths: Tensor | None = None
+    ) -> tuple[Tensor, State]:
         """Encode a batch of sequences.
 
         Args:
-            inputs: (B, T, D) features.
+            inputs: (B, T, D) features, right-padded when ``lengths`` is given.
             state: initial state from a previous call (zeros when ``None``).
+            lengths: (B,) real length of each sequence. The padding is then skipped (packed sequences): the
+                final state is each sequence's own, the right-to-left pass starts at its last real step, and
+                outputs at padded steps are zeros. Required for correct bidirectional results on padded batches.
 
         Returns:
             outputs (B, T, H * directions) and the final state, each (layers * directions, B, H).
         """
-        return self.rnn(inputs, state)
+        if lengths is None:
+            return self.rnn(inputs, state)
+        if lengths.shape != inputs.shape[:1]:
+            raise ValueError(f"`lengths` must have shape (B,) = ({inputs.shape[0]},), got {tuple(lengths.shape)}.")
+        if (lengths < 1).any() or (lengths > inputs.shape[1]).any():
+            raise ValueError(
+                f"`lengths` must lie in [1, T={inputs.shape[1]}], got min {int(lengths.min())}, max "
+                f"{int(lengths.max())}. Drop empty sequences before encoding."
+            )
+        packed = pack_padded_sequence(inputs, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        outputs, state = self.rnn(packed, state)
+        outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=inputs.shape[1])
+        return outputs, state
 
 
 def detach_state(state: State | None) -> State | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
@@ -19,6 +18,7 @@ from rnn_lightning.metrics import Perplexity
 from rnn_lightning.nn import RNNLanguageModelNet, detach_state
 from rnn_lightning.nn.encoder import Cell, State
 from rnn_lightning.nn.sampling import sample_tokens
+from rnn_lightning.tasks.common import RecurrentTask
 
 
 def _move_state(state: State | None, device: torch.device | str) -> State | None:
@@ -32,7 +32,7 @@ def _default_optimizer(params: Any) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=20.0)
 
 
-class LanguageModel(L.LightningModule):
+class LanguageModel(RecurrentTask):
     """Next-token prediction over token streams, with the hidden state carried between windows.
 
     Training: teacher forcing; the loss is the cross-entropy averaged over every target token of the window.
@@ -135,23 +135,6 @@ class LanguageModel(L.LightningModule):
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
         return loss
 
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        grads = [p.grad for p in self.parameters() if p.grad is not None]
-        if not grads:
-            return
-        norm = torch.nn.utils.get_total_norm(grads)  # before clipping: what the clip threshold is compared with
-        self.log("train/grad_norm", norm)
-        # fp16 with a GradScaler skips overflowing steps and lowers its scale by itself: nothing to stop.
-        scaled = getattr(self.trainer.precision_plugin, "scaler", None) is not None
-        if not scaled and not torch.isfinite(norm):  # stop before the optimizer writes NaN/inf into the weights
-            raise FloatingPointError(
-                f"the gradient is not finite at step {self.global_step} (epoch {self.current_epoch}): "
-                f"gradient norm {float(norm)}, loss {float(self._last_loss)}. Training stopped before the update, "
-                "so the weights are still finite. Likely cause: exploding gradients or a too large learning "
-                "rate. Clip the gradient norm (trainer.gradient_clip_val, e.g. 0.25) or lower the optimizer's lr; "
-                "with fp16 use bf16-mixed precision."
-            )
-
     def _eval_start(self, stage: str) -> None:
         self._state[stage] = None
 
@@ -198,22 +181,9 @@ class LanguageModel(L.LightningModule):
         )  # (B, T)
         return {"targets": targets, "nll": nll.masked_fill(targets == IGNORE_INDEX, float("nan"))}
 
-    def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer(self.parameters())
-        if self.lr_scheduler is None:
-            return optimizer
-        scheduler = self.lr_scheduler(optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
-
     # -- tokenizer travels inside the checkpoint (as JSON text) --
-    def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None and hasattr(datamodule, "tokenizer"):
-            self.tokenizer = datamodule.tokenizer
-
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if self.tokenizer is not None:
-            checkpoint["tokenizer"] = self.tokenizer.to_str()
+        self._save_tokenizer(checkpoint)
         # To resume exactly: every rank's carried TBPTT state (its own streams) and RNG (dropout masks).
         loader = getattr(self._trainer, "train_dataloader", None) if self._trainer is not None else None
         done = getattr(loader, "windows_done", 0)
@@ -242,20 +212,7 @@ class LanguageModel(L.LightningModule):
                     f"the checkpoint was written by {len(ranks)} processes and this run has {world}: the carried "
                     "BPTT state and random streams start afresh (the weights and optimizer are restored)."
                 )
-        if "tokenizer" not in checkpoint:
-            return
-        saved = Tokenizer.from_str(checkpoint["tokenizer"])
-        if self.tokenizer is not None and self.tokenizer.get_vocab() != saved.get_vocab():
-            ours, theirs = self.tokenizer.get_vocab_size(), saved.get_vocab_size()
-            raise ValueError(
-                f"the checkpoint's vocabulary ({theirs} tokens) differs from the DataModule's ({ours} tokens"
-                f"{', same size but other ids' if ours == theirs else ''}): its weights would read the wrong rows. "
-                "Use the data settings the checkpoint was trained with (same corpus, tokenizer, min_frequency, "
-                "max_vocab_size), or save the checkpoint's tokenizer "
-                "(`LanguageModel.load_from_checkpoint(path).tokenizer.save('tokenizer.json')`) and pass that file "
-                "as the DataModule's `tokenizer`."
-            )
-        self.tokenizer = saved
+        self._load_tokenizer(checkpoint)
 
     # -- generation --
     def generate(

@@ -1,0 +1,81 @@
+"""Variable-length sequences kept flat (ids + offsets) and padded into batches on the fly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from rnn_lightning.data.streams import IGNORE_INDEX  # target value that losses and metrics skip (padding)
+
+
+class RaggedSequences(Dataset):
+    """Sequence ``i`` is ``ids[offsets[i]:offsets[i + 1]]``, with per-token tags or one label per sequence.
+
+    Args:
+        ids: (N,) token ids of all sequences, concatenated.
+        offsets: (S + 1,) start of each sequence in ``ids``, then N.
+        tags: (N,) per-token label ids (tagging) or ``None``.
+        labels: (S,) per-sequence label ids (classification) or ``None``.
+        max_length: cut longer sequences into consecutive pieces of at most this many tokens (bounds the memory
+            of a training step; ``None`` keeps them whole).
+
+    Example:
+        >>> seqs = RaggedSequences(np.arange(5), np.array([0, 3, 5]), tags=np.array([1, 0, 1, 1, 0]))
+        >>> len(seqs), seqs[0]
+        (2, {'tokens': array([0, 1, 2]), 'tags': array([1, 0, 1])})
+        >>> len(RaggedSequences(np.arange(5), np.array([0, 3, 5]), max_length=2))
+        3
+    """
+
+    def __init__(
+        self,
+        ids: np.ndarray,
+        offsets: np.ndarray,
+        tags: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+        max_length: int | None = None,
+    ) -> None:
+        starts, ends = offsets[:-1], offsets[1:]
+        self.sequence_of_piece = np.arange(len(starts))
+        if max_length is not None:  # split every sequence into ceil(length / max_length) pieces
+            pieces = np.maximum(1, -(-(ends - starts) // max_length))
+            self.sequence_of_piece = np.repeat(np.arange(len(starts)), pieces)
+            first = np.repeat(np.cumsum(pieces) - pieces, pieces)
+            starts = starts[self.sequence_of_piece] + (np.arange(pieces.sum()) - first) * max_length
+            ends = np.minimum(starts + max_length, ends[self.sequence_of_piece])
+        self.ids, self.starts, self.ends, self.tags, self.labels = ids, starts, ends, tags, labels
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        span = slice(self.starts[i], self.ends[i])
+        item: dict[str, Any] = {"tokens": self.ids[span]}
+        if self.tags is not None:
+            item["tags"] = self.tags[span]
+        if self.labels is not None:
+            item["label"] = self.labels[self.sequence_of_piece[i]]
+        return item
+
+
+def pad_batch(items: list[dict[str, Any]], pad_id: int) -> dict[str, Tensor]:
+    """Right-pad a list of sequences: ``tokens`` (B, T) with ``pad_id``, ``tags`` (B, T) with -100, ``lengths`` (B,),
+    and ``label`` (B,) when present."""
+    lengths = torch.tensor([len(item["tokens"]) for item in items])
+    width = int(lengths.max())
+    tokens = torch.full((len(items), width), pad_id, dtype=torch.long)
+    for row, item in enumerate(items):
+        tokens[row, : len(item["tokens"])] = torch.from_numpy(np.asarray(item["tokens"], dtype=np.int64))
+    batch = {"tokens": tokens, "lengths": lengths}
+    if "tags" in items[0]:
+        tags = torch.full((len(items), width), IGNORE_INDEX, dtype=torch.long)
+        for row, item in enumerate(items):
+            tags[row, : len(item["tags"])] = torch.from_numpy(np.asarray(item["tags"], dtype=np.int64))
+        batch["tags"] = tags
+    if "label" in items[0]:
+        batch["label"] = torch.tensor([int(item["label"]) for item in items])
+    return batch

@@ -1,0 +1,269 @@
+"""Shared machinery of the tagging and classification DataModules: corpus, vocabularies, label ids, loaders.
+
+A subclass says where the words and the labels of a split are (:meth:`_words`, :meth:`_label_values`); this
+class builds the word vocabulary and the label list from ``train``, checks every split against them, and serves
+padded batches ``{"tokens", "lengths", "tags" | "label"}``.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import lightning as L
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+from datasets import ClassLabel, Dataset, DatasetDict, load_dataset
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from tokenizers import Tokenizer
+from torch.utils.data import DataLoader
+
+from rnn_lightning.data.batching import RaggedSequences, pad_batch
+from rnn_lightning.data.language_modeling import _carve_holdout, _check_not_empty, _non_utf8_error, _unicode_cause
+from rnn_lightning.data.tokenization import PAD, encode_words, load_tokenizer, train_word_tokenizer
+
+STAGE_SPLITS = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",),
+                "predict": ("test",)}
+
+
+def _column(data: Dataset, column: str) -> pa.ChunkedArray:
+    """A column as arrow, honouring a selection (indices mapping) if the dataset has one."""
+    if data._indices is not None:
+        data = data.flatten_indices()
+    return data.data.column(column)
+
+
+def nest_like(lists: pa.ListArray, values: pa.Array) -> pa.ListArray:
+    """Flat per-item ``values`` cut into rows of the same lengths as ``lists``."""
+    offsets = lists.offsets
+    return pa.ListArray.from_arrays(pc.subtract(offsets, offsets[0]), values)
+
+
+class LabeledSequenceDataModule(L.LightningDataModule):
+    """Base of :class:`TaggingDataModule` and :class:`TextClassificationDataModule` (see their docs)."""
+
+    per_token = True  # labels per token (tagging) or per sequence (classification)
+
+    def __init__(
+        self,
+        path: str | None,
+        name: str | None,
+        data_files: dict[str, str | list[str]] | str | None,
+        dataset: DatasetDict | None,
+        text_column: str,
+        label_column: str,
+        labels: list[str] | None,
+        tokenizer: str,
+        min_frequency: int,
+        max_vocab_size: int | None,
+        batch_size: int,
+        eval_batch_size: int,
+        max_length: int | None,
+        num_workers: int,
+        cache_dir: str | None,
+        holdout: dict[str, float] | None,
+    ) -> None:
+        super().__init__()
+        if (path is None) == (dataset is None):
+            raise ValueError(
+                "give exactly one corpus: `path` (a hub name, or a builder such as 'csv' with `data_files`) or "
+                f"`dataset` (a DatasetDict); got path={path!r}, dataset={type(dataset).__name__}."
+            )
+        if dataset is not None and not isinstance(dataset, DatasetDict):
+            raise TypeError(f"`dataset` must be a datasets.DatasetDict, got {type(dataset).__name__}.")
+        for arg, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{arg}` must be a positive integer, got {value!r}.")
+        if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
+            raise ValueError(f"`max_length` must be a positive integer or None (no cut), got {max_length!r}.")
+        if labels is not None and len(set(labels)) != len(labels):
+            raise ValueError(f"`labels` must not repeat a label, got {labels}.")
+        self.path, self.name, self.data_files, self.cache_dir = path, name, data_files, cache_dir
+        self.text_column, self.label_column, self.tokenizer_spec = text_column, label_column, tokenizer
+        self.min_frequency, self.max_vocab_size = min_frequency, max_vocab_size
+        self.batch_size, self.eval_batch_size, self.max_length = batch_size, eval_batch_size, max_length
+        self.num_workers, self.holdout = num_workers, holdout
+        self._raw: DatasetDict | None = dataset
+        self._labels: list[str] | None = list(labels) if labels is not None else None
+        self._tokenizer: Tokenizer | None = None
+        self._sequences: dict[str, RaggedSequences] = {}
+
+    def __str__(self) -> str:
+        # Lightning's default builds every dataloader (for a summary); keep str() cheap and free of side effects.
+        return f"{type(self).__name__}(path={self.path!r}, name={self.name!r}, data_files={self.data_files!r})"
+
+    # -- corpus --
+    def _load(self) -> DatasetDict:
+        """Load the corpus (subclasses add local formats)."""
+        return load_dataset(self.path, self.name, data_files=self.data_files, cache_dir=self.cache_dir)
+
+    @property
+    def raw(self) -> DatasetDict:
+        """The corpus as loaded, before encoding."""
+        if self._raw is None:
+            _check_not_empty(self.data_files)
+            try:
+                self._raw = self._load()
+            except Exception as err:
+                if _unicode_cause(err) is None:
+                    raise
+                raise _non_utf8_error(self.data_files) from err
+            if self.holdout:
+                self._raw = _carve_holdout(self._raw, self.holdout)
+        return self._raw
+
+    def _split(self, split: str) -> Dataset:
+        if split not in self.raw:
+            raise ValueError(
+                f"the corpus has no {split!r} split (it has {sorted(self.raw)}). Name the files per split, e.g. "
+                "data_files={'train': ..., 'validation': ..., 'test': ...}, or carve it off train with "
+                f"holdout={{{split!r}: 0.05}}."
+            )
+        data = self.raw[split]
+        if len(data) == 0:
+            raise ValueError(f"the {split!r} split is empty (0 rows). Give it a non-empty file or use `holdout`.")
+        for arg in ("text_column", "label_column"):
+            column = getattr(self, arg)
+            if column not in data.column_names:
+                raise ValueError(
+                    f"`{arg}` {column!r} is not a column of the {split!r} split; its columns are "
+                    f"{data.column_names}. Set `{arg}` to the right one."
+                )
+        return data
+
+    # -- what a subclass provides --
+    def _words(self, data: Dataset) -> pa.ListArray:
+        """Each row's words, one list per sequence."""
+        raise NotImplementedError
+
+    def _label_values(self, data: Dataset, split: str) -> pa.Array:
+        """All label strings of ``split``: one per token (tagging) or per row (classification)."""
+        values = _column(data, self.label_column)
+        values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+        feature = data.features[self.label_column]
+        if self.per_token:
+            values, feature = pc.list_flatten(values), getattr(feature, "feature", feature)
+        if isinstance(feature, ClassLabel):  # hub datasets store ids with the names in the schema
+            if len(values) and pc.min(values).as_py() < 0:
+                raise ValueError(
+                    f"the {split!r} split has no labels (`{self.label_column}` holds -1, as GLUE's hidden test "
+                    "sets do). Evaluate on a labelled split instead."
+                )
+            return pa.array(feature.names, pa.string()).take(values)
+        if values.null_count:
+            raise ValueError(f"`{self.label_column}` of the {split!r} split has {values.null_count} missing labels.")
+        return pc.cast(values, pa.string())
+
+    # -- vocabularies (lazy: the CLI reads vocab_size / labels right after __init__) --
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """Word-level tokenizer: vocabulary from the train split, or loaded from a ``tokenizer.json``."""
+        if self._tokenizer is None:
+            if self.tokenizer_spec != "word":
+                self._tokenizer = load_tokenizer(self.tokenizer_spec)
+            else:
+                words = pc.list_flatten(self._words(self._split("train")))
+                self._tokenizer = train_word_tokenizer(words, self.min_frequency, self.max_vocab_size, True)
+        return self._tokenizer
+
+    @property
+    def labels(self) -> list[str]:
+        """Label names; a label's id is its position. Given, from the dataset's ClassLabel, or sorted from train."""
+        if self._labels is None:
+            data = self._split("train")
+            feature = data.features[self.label_column]
+            feature = getattr(feature, "feature", feature) if self.per_token else feature
+            if isinstance(feature, ClassLabel):
+                self._labels = list(feature.names)
+            else:
+                self._labels = sorted(pc.unique(self._label_values(data, "train")).to_pylist())
+        return self._labels
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.get_vocab_size()
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.token_to_id(PAD)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+    # -- encoded splits --
+    def _check_labels(self, values: pa.Array, split: str) -> np.ndarray:
+        ids = pc.index_in(values, value_set=pa.array(self.labels, pa.string()))
+        if ids.null_count:
+            unseen = pc.value_counts(values.filter(pc.is_null(ids))).to_pylist()
+            listed = ", ".join(f"{u['values']!r} ({u['counts']}x)" for u in unseen[:10])
+            raise ValueError(
+                f"the {split!r} split has labels that are not in the label set {self.labels}: {listed}. The label set "
+                "comes from the train split (or `labels`); a label train never saw cannot be learned. Pass "
+                "`labels=[...]` listing every label, or fix the data."
+            )
+        return ids.to_numpy().astype(np.int64)
+
+    def _check_sequences(self, data: Dataset, words: pa.ListArray, split: str) -> None:
+        """Hook for subclasses: validate a split before encoding (e.g. tag-scheme checks)."""
+
+    def sequences(self, split: str) -> RaggedSequences:
+        """The split encoded: token ids and label ids, as :class:`RaggedSequences`."""
+        if split not in self._sequences:
+            data = self._split(split)
+            words = self._words(data)
+            lengths = pc.list_value_length(words).to_numpy(zero_copy_only=False)
+            if (lengths == 0).any():
+                row = int(np.flatnonzero(lengths == 0)[0])
+                raise ValueError(
+                    f"row {row} of the {split!r} split has no tokens ({int((lengths == 0).sum())} such rows): an "
+                    f"empty sequence has nothing to encode. Remove empty rows from `{self.text_column}`."
+                )
+            self._check_sequences(data, words, split)
+            values = self._label_values(data, split)
+            label_ids = self._check_labels(values, split)
+            offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+            np.cumsum(lengths, out=offsets[1:])
+            ids = encode_words(self.tokenizer, pc.list_flatten(words))
+            tags, per_row = (label_ids, None) if self.per_token else (None, label_ids)
+            max_length = self.max_length if split == "train" else None  # evaluate whole sequences
+            self._sequences[split] = RaggedSequences(ids, offsets, tags, per_row, max_length)
+        return self._sequences[split]
+
+    # -- Lightning hooks --
+    def prepare_data(self) -> None:
+        self.raw  # noqa: B018  (downloads a hub dataset once, on rank zero)
+
+    def setup(self, stage: str) -> None:
+        for split in STAGE_SPLITS[stage]:
+            self.sequences(split)
+
+    def _loader(self, split: str) -> DataLoader:
+        data = self.sequences(split)
+        train = split == "train"
+        sampler = None
+        if not train and self.trainer is not None and self.trainer.world_size > 1:
+            # Each sentence on exactly one rank (Lightning's default sampler would repeat some to even out ranks).
+            sampler = UnrepeatedDistributedSampler(data, self.trainer.world_size, self.trainer.global_rank, False)
+        return DataLoader(
+            data,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            sampler=sampler,
+            collate_fn=partial(pad_batch, pad_id=self.pad_id),
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test")

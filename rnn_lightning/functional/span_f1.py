@@ -1,0 +1,389 @@
+"""Span-level (entity) precision, recall and F1 of sequence tagging, equal to conlleval and seqeval.
+
+Spans are decoded with the rules of ``conlleval.pl``, which ``seqeval`` uses in its default (non-strict) mode
+(``start_of_chunk``/``end_of_chunk`` in ``seqeval/metrics/sequence_labeling.py``): they accept IOB1, IOB2 and
+IOBES tags, and ill-formed sequences too (an ``I-X`` after ``O`` starts a span; a type change ends one). ``L``
+reads as ``E`` and ``U`` as ``S``, so BILOU tags give the spans of their IOBES spelling. A predicted span is
+correct when a gold span has the same sentence, start, end and type.
+
+Everything is tensor ops, with no Python loop over tokens or sentences. Each row of a ``(B, T)`` batch is one
+sentence; ``mask`` is True at its tokens. The kept tokens are gathered into one sequence, each sentence between
+two ids ``C`` (``C`` labels; ``C`` reads "outside"), as seqeval joins sentences with ``"O"``, so the work scales
+with the tokens, not with the padded grid (~8x the tokens on CoNLL-2003). conlleval's rules become two
+``(C + 1) ** 2`` tables over pairs of neighbouring label ids, so every token's start and end flags are one lookup
+each, and each span start finds its end with a reverse ``cummin``. Spans never cross rows. Masked positions are
+skipped: a span may run across them (e.g. the ``-100`` of non-first word pieces), as if they were removed.
+
+This module is pure torch: it imports neither lightning nor torchmetrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import chain
+
+import torch
+from torch import Tensor
+
+from rnn_lightning.functional.tag_schemes import split_tag
+
+__all__ = ["PREFIX_CODES", "extract_spans", "label_table", "span_counts", "span_f1_from_counts", "tags_to_ids"]
+
+O, B, I, E, S = range(5)  # noqa: E741
+PREFIX_CODES = {"O": O, "B": B, "I": I, "E": E, "S": S, "L": E, "U": S}
+
+# conlleval's rules on prefixes, as (5 * previous + current) -> flag tables. A span also starts at a non-O tag
+# whose type differs from the previous tag's, and ends at a non-O tag whose type differs from the next one's.
+_STARTS = torch.zeros(5, 5, dtype=torch.bool)  # [previous, current]
+_STARTS[:, [B, S]] = True  # B and S always start a span
+for _prev in (E, S, O):
+    _STARTS[_prev, [I, E]] = True  # I or E after E, S or O (no span open) start one
+_ENDS = torch.zeros(5, 5, dtype=torch.bool)  # [current, next]
+_ENDS[[E, S], :] = True  # E and S always end a span
+for _cur in (B, I):
+    _ENDS[_cur, [B, S, O]] = True  # B or I followed by B, S or O (not by I or E) end one
+
+
+def _shape(t: Tensor) -> str:
+    return str(tuple(t.shape))
+
+
+def _is_integer_tensor(t: object) -> bool:
+    return isinstance(t, Tensor) and not (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool)
+
+
+def label_table(labels: Sequence[str]) -> tuple[Tensor, Tensor, list[str]]:
+    """Per label id, its prefix code and its type id, and the sorted type names.
+
+    Args:
+        labels: The tag of each label id, e.g. ``["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]``, in any scheme
+            (prefixes ``B I O E S L U``).
+
+    Returns:
+        ``(prefixes, types, type_names)``: two int64 tensors of shape ``(C,)`` for ``C = len(labels)``, with the
+        prefix codes of :data:`PREFIX_CODES` (``O=0, B=1, I=2, E=L=3, S=U=4``) and the index of each label's
+        type in ``type_names`` (``-1`` for ``O``), and the sorted list of type names.
+
+    Raises:
+        ValueError: If ``labels`` is empty or a label is malformed (see :func:`.split_tag`).
+
+    Example:
+        >>> label_table(["O", "B-PER", "I-PER", "B-LOC", "I-LOC"])
+        (tensor([0, 1, 2, 1, 2]), tensor([-1,  1,  1,  0,  0]), ['LOC', 'PER'])
+    """
+    if isinstance(labels, str) or len(labels) == 0:
+        raise ValueError(
+            f"label_table: `labels` must be a non-empty sequence of tags, got {labels!r}. Pass the tag of each "
+            "label id, e.g. ['O', 'B-PER', 'I-PER']."
+        )
+    parsed = []
+    for i, label in enumerate(labels):
+        try:
+            parsed.append(split_tag(label))
+        except ValueError as error:
+            raise ValueError(f"label_table: `labels[{i}]`: {str(error).removeprefix('split_tag: ')}") from None
+    type_names = sorted({type_ for _, type_ in parsed} - {""})
+    type_ids = {name: i for i, name in enumerate(type_names)}
+    prefixes = torch.tensor([PREFIX_CODES[prefix] for prefix, _ in parsed], dtype=torch.long)
+    types = torch.tensor([type_ids.get(type_, -1) for _, type_ in parsed], dtype=torch.long)
+    return prefixes, types, type_names
+
+
+def tags_to_ids(sentences: Sequence[Sequence[str]], labels: Sequence[str]) -> tuple[Tensor, Tensor]:
+    """Encode tag strings as a right-padded ``(B, T)`` id tensor and its mask.
+
+    Args:
+        sentences: ``B`` sentences of tags, e.g. ``[["B-PER", "O"], ["O"]]``.
+        labels: The tag of each label id; every tag of ``sentences`` must be one of them.
+
+    Returns:
+        ``(ids, mask)``: int64 ids ``(B, T)`` (0 at padding) and a bool mask ``(B, T)`` True at the tags, with
+        ``T`` the longest sentence.
+
+    Raises:
+        ValueError: If a tag is not in ``labels``.
+
+    Example:
+        >>> tags_to_ids([["B-PER", "I-PER", "O"], ["B-LOC"]], ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"])
+        (tensor([[1, 2, 0],
+                [3, 0, 0]]), tensor([[ True,  True,  True],
+                [ True, False, False]]))
+    """
+    lookup = {label: i for i, label in enumerate(labels)}
+    lengths = torch.tensor(list(map(len, sentences)), dtype=torch.long)  # (B,)
+    ids_of_tags = map(lookup.__getitem__, chain.from_iterable(sentences))
+    try:
+        if len(lookup) <= 256:  # one byte per id: 2x faster than torch.tensor(list) from Python ints
+            flat = torch.frombuffer(bytearray(ids_of_tags) or bytearray(1), dtype=torch.uint8).long()
+            flat = flat[: int(lengths.sum())]  # (N,) (a dummy byte stands in for no tag at all)
+        else:
+            flat = torch.tensor(list(ids_of_tags), dtype=torch.long)  # (N,)
+    except KeyError:
+        b, t, tag = next((b, t, tag) for b, s in enumerate(sentences) for t, tag in enumerate(s) if tag not in lookup)
+        raise ValueError(
+            f"tags_to_ids: the tag {tag!r} of sentence {b}, position {t}, is not in `labels` {list(labels)}. "
+            "Add it to `labels` (or fix the data)."
+        ) from None
+    width = int(lengths.max()) if len(lengths) else 0
+    mask = torch.arange(width) < lengths[:, None]  # (B, T)
+    ids = torch.zeros(mask.shape, dtype=torch.long).masked_scatter_(mask, flat)  # row-major, like the flattening
+    return ids, mask
+
+
+def _check(tag_ids: dict[str, Tensor], mask: Tensor, prefixes: Tensor, types: Tensor, caller: str) -> None:
+    """Validate shapes and dtypes (no host sync); raise a ``TypeError``/``ValueError`` naming the argument."""
+    for name, value in (("prefixes", prefixes), ("types", types)):
+        if not _is_integer_tensor(value) or value.ndim != 1:
+            got = f"{value.dtype} {_shape(value)}" if isinstance(value, Tensor) else type(value).__name__
+            raise TypeError(
+                f"{caller}: `{name}` must be a 1-d integer tensor (one entry per label id), got {got}. "
+                "Build it with `label_table(labels)`."
+            )
+    if prefixes.shape != types.shape:
+        raise ValueError(
+            f"{caller}: `prefixes` and `types` must have one entry per label id, got shapes {_shape(prefixes)} "
+            f"and {_shape(types)}. Build both with `label_table(labels)`."
+        )
+    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+        got = mask.dtype if isinstance(mask, Tensor) else type(mask).__name__
+        raise TypeError(f"{caller}: `mask` must be a bool tensor (True at tokens), got {got}. Pass e.g. `ids != pad`.")
+    for name, value in tag_ids.items():
+        if not _is_integer_tensor(value):
+            got = value.dtype if isinstance(value, Tensor) else type(value).__name__
+            raise TypeError(
+                f"{caller}: `{name}` must be an integer tensor of label ids, got {got}. Take the argmax of scores "
+                "first, e.g. `logits.argmax(-1)`."
+            )
+        if value.ndim != 2 or value.shape != mask.shape:
+            raise ValueError(
+                f"{caller}: `{name}` must have shape (B, T) equal to the shape of `mask`, got {_shape(value)} and "
+                f"mask {_shape(mask)}. Pass one row per sentence, padded on the right."
+            )
+
+
+def _flatten(tag_ids: list[Tensor], mask: Tensor) -> tuple[Tensor, Tensor]:
+    """The kept tokens in row-major order: their flat indices into the ``(B, T)`` grid ``(N,)``, and the ids of
+    each tensor of ``tag_ids`` there, stacked ``(k, N)``."""
+    index = mask.flatten().nonzero().squeeze(1)  # (N,)
+    return index, torch.stack([ids.flatten().index_select(0, index).long() for ids in tag_ids])
+
+
+def _check_range(names: list[str], flat: Tensor, index: Tensor, steps: int, num_labels: int, caller: str) -> None:
+    """Raise a ``ValueError`` if a kept id lies outside ``[0, num_labels)`` (one host sync)."""
+    if flat.numel() == 0:
+        return
+    low, high = torch.aminmax(flat)
+    if int(low) >= 0 and int(high) < num_labels:
+        return
+    which, position = (int(i) for i in ((flat < 0) | (flat >= num_labels)).nonzero()[0])
+    row, col = divmod(int(index[position]), steps)
+    raise ValueError(
+        f"{caller}: `{names[which]}` must hold label ids in [0, {num_labels}) (one per entry of `labels`) where "
+        f"`mask` is True, got {int(flat[which, position])} at [{row}, {col}]. Mask the padding (`mask=False`) or "
+        "fix the label list."
+    )
+
+
+def _transition_tables(prefixes: Tensor, types: Tensor) -> tuple[Tensor, Tensor]:
+    """conlleval's rules per pair of label ids ``(a, b)``, flattened to ``a * (C + 1) + b``, with id ``C`` for
+    "outside the sentence": does a span start at ``b`` after ``a``, and does a span end at ``a`` before ``b``."""
+    prefix = torch.cat([prefixes, prefixes.new_tensor([O])])  # (C + 1,)
+    type_ = torch.cat([types, types.new_tensor([-1])])
+    other_type = type_[:, None] != type_[None, :]  # (C + 1, C + 1) [a, b]
+    pairs = (prefix[:, None] * 5 + prefix[None, :]).flatten()
+    starts = _STARTS.to(prefix.device).flatten()[pairs] | (other_type & (prefix != O)[None, :]).flatten()
+    ends = _ENDS.to(prefix.device).flatten()[pairs] | (other_type & (prefix != O)[:, None]).flatten()
+    return starts, ends
+
+
+def _spans(tag_ids: list[Tensor], mask: Tensor, prefixes: Tensor, types: Tensor, names: list[str], caller: str):
+    """Decode the spans of each tensor of ``tag_ids`` ``(B, T)`` under ``mask``.
+
+    The kept tokens of each row are written into one sequence ``seq`` ``(k, L)``, ``L = N + B + 1``, each
+    sentence preceded and followed by id ``C`` ("outside"), as seqeval joins sentences with ``"O"``. The pair
+    ``(seq[j], seq[j + 1])`` says, through the transition tables, whether a span starts at ``j + 1`` and whether
+    one ends at ``j``; the span starting at ``i`` ends at the first end at or after ``i`` (always in its own
+    sentence, as "outside" ends any open span).
+
+    Returns:
+        ``(starts, end, type_, index, position)``: bool ``(k, L)`` where a span starts, int64 ``(k, L)`` the
+        position in ``seq`` of the last token of the span starting there, int64 ``(k, L)`` the type id (-1 for
+        ``O`` and "outside"), and for each kept token ``(N,)`` its flat index into the ``(B, T)`` grid and its
+        position in ``seq``.
+    """
+    batch, steps = mask.shape
+    outside = prefixes.numel()  # the id C
+    index, flat = _flatten(tag_ids, mask)  # (N,), (k, N)
+    _check_range(names, flat, index, steps, outside, caller)
+    row = torch.div(index, steps, rounding_mode="floor")  # (N,)
+    position = torch.arange(index.numel(), device=index.device) + row + 1  # (N,) row b is shifted by b + 1
+    length = index.numel() + batch + 1
+    seq = flat.new_full((flat.shape[0], length), outside).index_copy_(1, position, flat)  # (k, L)
+    table_starts, table_ends = _transition_tables(prefixes, types)
+    pairs = (seq[:, :-1] * (outside + 1) + seq[:, 1:]).flatten()  # (k * (L - 1),)
+    starts = torch.zeros_like(seq, dtype=torch.bool)  # (k, L)
+    starts[:, 1:] = table_starts.index_select(0, pairs).view(seq.shape[0], length - 1)
+    ends = torch.zeros_like(starts)
+    ends[:, :-1] = table_ends.index_select(0, pairs).view(seq.shape[0], length - 1)
+    at = torch.arange(length, device=seq.device)
+    end = torch.where(ends, at, length).flip(-1).cummin(dim=-1).values.flip(-1)  # (k, L) the next end
+    type_ = torch.cat([types, types.new_tensor([-1])]).index_select(0, seq.flatten()).view_as(seq)  # (k, L)
+    return starts, end, type_, index, position
+
+
+def extract_spans(tag_ids: Tensor, mask: Tensor, prefixes: Tensor, types: Tensor) -> Tensor:
+    """The spans of a batch of tag-id sequences, decoded with conlleval's rules.
+
+    Args:
+        tag_ids: Label ids of shape ``(B, T)``, one sentence per row, any integer dtype (any value where
+            ``mask`` is False).
+        mask: Bool tensor ``(B, T)``, True at the tokens of each sentence; masked positions are skipped.
+        prefixes: Prefix code per label id ``(C,)``, from :func:`label_table`.
+        types: Type id per label id ``(C,)``, from :func:`label_table` (``-1`` for ``O``).
+
+    Returns:
+        int64 tensor ``(N, 4)`` of ``[row, start, end (inclusive), type]``, sorted by row then start. Columns
+        index ``tag_ids``.
+
+    Raises:
+        TypeError: If an argument has the wrong dtype.
+        ValueError: If the shapes disagree or an id under ``mask`` is not in ``[0, C)``.
+
+    Example:
+        >>> import torch
+        >>> prefixes, types, names = label_table(["O", "B-PER", "I-PER", "B-LOC", "I-LOC"])
+        >>> tag_ids = torch.tensor([[1, 2, 0, 4], [2, 3, 0, 0]])  # B-PER I-PER O I-LOC | I-PER B-LOC pad pad
+        >>> mask = torch.tensor([[True, True, True, True], [True, True, False, False]])
+        >>> extract_spans(tag_ids, mask, prefixes, types)  # names[0] = 'LOC', names[1] = 'PER'
+        tensor([[0, 0, 1, 1],
+                [0, 3, 3, 0],
+                [1, 0, 0, 1],
+                [1, 1, 1, 0]])
+    """
+    _check({"tag_ids": tag_ids}, mask, prefixes, types, "extract_spans")
+    prefixes, types = prefixes.to(tag_ids.device), types.to(tag_ids.device)
+    steps = tag_ids.shape[1]
+    starts, end, type_, index, position = _spans([tag_ids], mask, prefixes, types, ["tag_ids"], "extract_spans")
+    grid = torch.full_like(end[0], -1).index_copy_(0, position, index)  # (L,) position in seq -> flat grid index
+    at = starts[0].nonzero().squeeze(1)  # (S,) where the spans start in seq
+    first, last = grid[at], grid[end[0, at]]
+    return torch.stack([first // steps, first % steps, last % steps, type_[0, at]], dim=1)
+
+
+def _span_counts(
+    preds: Tensor,
+    target: Tensor,
+    mask: Tensor,
+    prefixes: Tensor,
+    types: Tensor,
+    num_types: int,
+    caller: str = "span_counts",
+) -> Tensor:
+    """:func:`span_counts` without the argument checks (the range check stays: it guards the table lookups)."""
+    names = ["preds", "target"]
+    starts, end, type_, _, _ = _spans([preds, target], mask, prefixes, types, names, caller)  # (2, L) each
+    correct = starts[0] & starts[1] & (end[0] == end[1]) & (type_[0] == type_[1])  # (L,)
+    return torch.stack(
+        [torch.bincount(type_[0][m], minlength=num_types) for m in (correct, starts[0])]
+        + [torch.bincount(type_[1][starts[1]], minlength=num_types)],
+        dim=1,
+    )  # (num_types, 3)
+
+
+def span_counts(preds: Tensor, target: Tensor, mask: Tensor, prefixes: Tensor, types: Tensor, num_types: int) -> Tensor:
+    """Per span type, the number of correct, predicted and gold spans of a batch.
+
+    Args:
+        preds: Predicted label ids ``(B, T)``, any integer dtype.
+        target: Gold label ids ``(B, T)``, any integer dtype.
+        mask: Bool tensor ``(B, T)``, True at the tokens of each sentence (the same for both).
+        prefixes: Prefix code per label id ``(C,)``, from :func:`label_table`.
+        types: Type id per label id ``(C,)``, from :func:`label_table`.
+        num_types: Number of span types (``len(type_names)`` of :func:`label_table`).
+
+    Returns:
+        int64 tensor ``(num_types, 3)`` of ``[correct, predicted, gold]`` per type; rows add up over batches
+        (and processes) before :func:`span_f1_from_counts`.
+
+    Raises:
+        TypeError: If an argument has the wrong dtype.
+        ValueError: If the shapes disagree, an id under ``mask`` is not in ``[0, C)``, or a type id is not in
+            ``[-1, num_types)``.
+
+    Example:
+        >>> import torch
+        >>> prefixes, types, names = label_table(["O", "B-PER", "I-PER", "B-LOC", "I-LOC"])
+        >>> target = torch.tensor([[1, 2, 0, 3]])  # PER [0, 1], LOC [3, 3]
+        >>> preds = torch.tensor([[1, 0, 0, 3]])  # PER [0, 0], LOC [3, 3]
+        >>> span_counts(preds, target, torch.ones(1, 4, dtype=torch.bool), prefixes, types, len(names))
+        tensor([[1, 1, 1],
+                [0, 1, 1]])
+    """
+    _check({"preds": preds, "target": target}, mask, prefixes, types, "span_counts")
+    if isinstance(num_types, bool) or not isinstance(num_types, int) or num_types < 0:
+        raise ValueError(
+            f"span_counts: `num_types` must be a non-negative int, got {num_types!r}. Pass `len(type_names)` from "
+            "`label_table(labels)`."
+        )
+    if types.numel() and not bool(((types >= -1) & (types < num_types)).all()):
+        raise ValueError(
+            f"span_counts: `types` must hold type ids in [-1, num_types={num_types}), got "
+            f"{types.tolist()}. Pass `num_types=len(type_names)` from `label_table(labels)`."
+        )
+    prefixes, types = prefixes.to(preds.device), types.to(preds.device)
+    return _span_counts(preds, target, mask, prefixes, types, num_types)
+
+
+def _precision_recall_f1(correct: Tensor, predicted: Tensor, gold: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """float64 precision, recall and F1 (0 where undefined), in the order of operations of seqeval."""
+    correct, predicted, gold = correct.double(), predicted.double(), gold.double()
+    precision = torch.where(predicted > 0, correct / predicted.clamp(min=1), 0.0)
+    recall = torch.where(gold > 0, correct / gold.clamp(min=1), 0.0)
+    denominator = precision + recall
+    f1 = torch.where(denominator > 0, 2 * precision * recall / torch.where(denominator > 0, denominator, 1.0), 0.0)
+    return precision, recall, f1
+
+
+def span_f1_from_counts(counts: Tensor, type_names: Sequence[str] | None = None) -> dict:
+    """Micro precision, recall and F1, and the F1 of each type, from ``[correct, predicted, gold]`` counts.
+
+    Undefined values (no predicted span for precision, no gold span for recall, both 0 for F1) are 0, as
+    seqeval's default ``zero_division`` gives, without its warning. The values equal seqeval's to the last bit
+    (same float64 operations).
+
+    Args:
+        counts: Integer tensor ``(num_types, 3)`` from :func:`span_counts`, summed over batches.
+        type_names: Names of the types, keys of ``"f1_per_type"`` (default: the type ids).
+
+    Returns:
+        ``{"precision": float, "recall": float, "f1": float, "f1_per_type": {name: float}}``.
+
+    Raises:
+        ValueError: If ``counts`` is not ``(num_types, 3)`` or ``type_names`` has another length.
+
+    Example:
+        >>> import torch
+        >>> span_f1_from_counts(torch.tensor([[1, 1, 1], [0, 1, 1]]), ["LOC", "PER"])
+        {'precision': 0.5, 'recall': 0.5, 'f1': 0.5, 'f1_per_type': {'LOC': 1.0, 'PER': 0.0}}
+    """
+    if not isinstance(counts, Tensor) or counts.ndim != 2 or counts.shape[1] != 3:
+        got = _shape(counts) if isinstance(counts, Tensor) else type(counts).__name__
+        raise ValueError(
+            f"span_f1_from_counts: `counts` must be a (num_types, 3) tensor of [correct, predicted, gold], got "
+            f"{got}. Pass the output of `span_counts`."
+        )
+    names = list(range(counts.shape[0])) if type_names is None else list(type_names)
+    if len(names) != counts.shape[0]:
+        raise ValueError(
+            f"span_f1_from_counts: `type_names` must name the {counts.shape[0]} rows of `counts`, got "
+            f"{len(names)} names. Pass the `type_names` of `label_table(labels)`."
+        )
+    counts = counts.detach().cpu()
+    precision, recall, f1 = _precision_recall_f1(*counts.sum(0))
+    per_type = _precision_recall_f1(*counts.unbind(1))[2].tolist()
+    return {
+        "precision": precision.item(),
+        "recall": recall.item(),
+        "f1": f1.item(),
+        "f1_per_type": dict(zip(names, per_type)),
+    }

@@ -1,0 +1,425 @@
+"""Linear-chain CRF over per-token tag scores (B, T, C), the output layer of a BiLSTM-CRF tagger (Lample et al. 2016).
+
+A tag path ``y`` of length ``L`` scores ``start[y_0] + sum_t emissions[t, y_t] + sum_t transitions[y_{t-1}, y_t]
++ end[y_{L-1}]``; ``p(y | x)`` is its softmax over all ``C ** L`` paths, summed by the forward algorithm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
+
+Scheme = Literal["IOB1", "IOB2", "IOBES", "BILOU"]
+Reduction = Literal["token_mean", "sum", "mean", "none"]
+
+SCHEMES = ("IOB1", "IOB2", "IOBES", "BILOU")
+REDUCTIONS = ("token_mean", "sum", "mean", "none")
+# Score of a forbidden start/transition/end in the likelihood: exp(-1e4) is exactly 0 in float32 and float64, so
+# forbidden paths drop out of the partition, yet the value stays finite (no NaN gradients, a finite loss for a gold
+# path that breaks the rules). Viterbi uses -inf instead, so a decoded path never takes a forbidden step.
+FORBIDDEN = -1e4
+
+
+class CRF(nn.Module):
+    """Linear-chain conditional random field: training loss (negative log-likelihood) and Viterbi decoding.
+
+    Parameters (initialised uniform(-0.1, 0.1), as pytorch-crf does): ``start`` (C) and ``end`` (C) score the first
+    and last tag of a sequence, ``transitions`` (C, C) scores tag ``i`` followed by tag ``j`` at ``[i, j]``.
+    Forbidden moves (``allowed_*`` False, see :func:`allowed_transitions`) score ``-1e4`` in the likelihood (a gold
+    path through one gets a finite, very large loss) and are never decoded: the constructor checks that every length
+    has an allowed path. Sequences are right-padded: ``mask`` is True on real tokens, and each sequence ends (and gets
+    its ``end`` score) at its own last real token. Emissions must be finite: rule a tag out with e.g. -1e4, not -inf.
+
+    Sums run in float32 for half/bfloat16 inputs and in float64 when emissions or parameters are double. The
+    partition's gradient comes from a hand-written backward algorithm (first-order only: no double backward), with
+    the forward sums renormalised every 16 steps so float32 gradients stay accurate on long sequences. The loops run
+    over T (not over the batch); memory is linear in T: at peak about ``3 * B * T * C**2`` floats for the likelihood
+    and its gradient, ``B * T * C**2`` floats plus ``3 * B * T * C`` int64 for :meth:`decode` (T = 100k, B = 1,
+    C = 9 in float32: about 100 MB and 55 MB).
+
+    Args:
+        num_tags: number of tags (C).
+        allowed_transitions: optional (C, C) bool tensor, ``[i, j]`` True when tag ``j`` may follow tag ``i``.
+        allowed_start: optional (C,) bool tensor, True for the tags a sequence may start with.
+        allowed_end: optional (C,) bool tensor, True for the tags a sequence may end with.
+
+    Example:
+        >>> import torch
+        >>> start, trans, end = allowed_transitions(["O", "B-PER", "I-PER"], "IOB2")
+        >>> crf = CRF(3, trans, allowed_start=start, allowed_end=end)
+        >>> emissions, mask = torch.randn(2, 4, 3), torch.tensor([[True] * 4, [True, True, False, False]])
+        >>> loss = crf(emissions, torch.zeros(2, 4, dtype=torch.long), mask)  # mean NLL per real token
+        >>> loss.shape, crf.decode(emissions, mask).shape
+        (torch.Size([]), torch.Size([2, 4]))
+    """
+
+    def __init__(
+        self,
+        num_tags: int,
+        allowed_transitions: Tensor | None = None,
+        allowed_start: Tensor | None = None,
+        allowed_end: Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(num_tags, int) or num_tags < 1:
+            raise ValueError(f"`num_tags` must be a positive integer, got {num_tags!r}.")
+        self.num_tags = num_tags
+        self.start = nn.Parameter(torch.empty(num_tags))  # (C,)
+        self.end = nn.Parameter(torch.empty(num_tags))  # (C,)
+        self.transitions = nn.Parameter(torch.empty(num_tags, num_tags))  # (C, C) [from, to]
+        masks = {}
+        for name, value, shape in (
+            ("allowed_start", allowed_start, (num_tags,)),
+            ("allowed_transitions", allowed_transitions, (num_tags, num_tags)),
+            ("allowed_end", allowed_end, (num_tags,)),
+        ):
+            masks[name] = _check_bool_mask(name, value, shape)
+        _check_some_path(masks["allowed_start"], masks["allowed_transitions"], masks["allowed_end"])
+        for name, value in masks.items():
+            self.register_buffer(name, value)  # persistent: a saved model keeps its constraints
+        self.reset_parameters()
+
+    @property
+    def constrained(self) -> bool:
+        """Whether any start, transition or end is forbidden."""
+        return not all(bool(m.all()) for m in (self.allowed_start, self.allowed_transitions, self.allowed_end))
+
+    def reset_parameters(self) -> None:
+        """Draw ``start``, ``end`` and ``transitions`` from uniform(-0.1, 0.1)."""
+        for p in (self.start, self.end, self.transitions):
+            nn.init.uniform_(p, -0.1, 0.1)
+
+    def extra_repr(self) -> str:
+        return f"num_tags={self.num_tags}, constrained={self.constrained}"
+
+    # -- public API -------------------------------------------------------------------------------------------------
+    def forward(
+        self, emissions: Tensor, tags: Tensor, mask: Tensor | None = None, reduction: Reduction = "token_mean"
+    ) -> Tensor:
+        """Negative log-likelihood of the gold tags: the training loss.
+
+        Args:
+            emissions: (B, T, C) unnormalised tag scores, e.g. a BiLSTM's projected outputs.
+            tags: (B, T) int64 gold tags in ``[0, C)`` (any value, e.g. -100, on padded positions).
+            mask: (B, T) bool, True on real tokens, right-padded, ``mask[:, 0]`` all True; None means no padding.
+            reduction: ``"token_mean"`` (summed NLL / number of real tokens, the scale of a token-mean
+                cross-entropy), ``"sum"``, ``"mean"`` (over sequences) or ``"none"`` (B,).
+
+        Returns:
+            The reduced NLL, () or (B,) for ``"none"``, in float32 (float64 for double inputs).
+        """
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"`reduction` must be one of {REDUCTIONS}, got {reduction!r}.")
+        emissions, tags, mask = self._check(emissions, tags, mask)
+        nll = -self._log_likelihood(emissions, tags, mask)  # (B,)
+        if reduction == "none":
+            return nll
+        if reduction == "sum":
+            return nll.sum()
+        if reduction == "mean":
+            return nll.mean()
+        return nll.sum() / mask.sum()
+
+    def log_likelihood(self, emissions: Tensor, tags: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Per-sequence ``log p(tags | emissions)``.
+
+        Args:
+            emissions: (B, T, C) unnormalised tag scores.
+            tags: (B, T) int64 gold tags in ``[0, C)`` (any value on padded positions).
+            mask: (B, T) bool, True on real tokens, right-padded, ``mask[:, 0]`` all True; None means no padding.
+
+        Returns:
+            (B,) log-likelihoods, in float32 (float64 for double inputs).
+        """
+        emissions, tags, mask = self._check(emissions, tags, mask)
+        return self._log_likelihood(emissions, tags, mask)
+
+    @torch.no_grad()
+    def decode(self, emissions: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Viterbi: the highest-scoring allowed tag path of every sequence, batched (no gradient).
+
+        Args:
+            emissions: (B, T, C) unnormalised tag scores.
+            mask: (B, T) bool, True on real tokens, right-padded, ``mask[:, 0]`` all True; None means no padding.
+
+        Returns:
+            (B, T) int64 best paths. Padded positions hold 0, a real tag index: select real ones with ``paths[mask]``.
+        """
+        emissions, _, mask = self._check(emissions, None, mask)
+        start, transitions, end = self._scores(emissions.dtype, float("-inf"))
+        batch, steps, num_tags = emissions.shape
+        score = start + emissions[:, 0]  # (B, C) best score of a path ending in each tag
+        # pointers[:, t, j]: the tag at t of the best path that is at tag j at t + 1; the last step points to itself.
+        pointers = []
+        for step in self._steps(emissions, mask, transitions).unbind(1):  # each (B, C, C) [to, from]
+            candidates = score.unsqueeze(1) + step  # (B, C, C) [to, from]
+            # argmax + amax over the last dim: on CPU, max(dim) with indices is erratic (up to 10x slower) with threads.
+            pointers.append(candidates.argmax(dim=2))  # (B, C)
+            score = candidates.amax(dim=2)  # (B, C)
+        pointers.append(torch.arange(num_tags, device=emissions.device).expand(batch, num_tags))
+        pointers = torch.stack(pointers, dim=1)  # (B, T, C)
+        best_last = (score + end).argmax(dim=1)  # (B,)
+        # Padded steps are identity maps (see `_steps`), so following pointers back from T - 1 keeps `best_last` up to
+        # each sequence's own last token. Backtrace by pointer doubling: after the round with offset d, pointers[:, t]
+        # maps the tag at min(t + 2d, T - 1) to the tag at t; log2(T) batched gathers instead of T dependent ones.
+        offset = 1
+        while offset < steps:
+            pointers = torch.cat([pointers[:, :-offset].gather(2, pointers[:, offset:]), pointers[:, -offset:]], dim=1)
+            offset *= 2
+        paths = pointers.gather(2, best_last.view(batch, 1, 1).expand(batch, steps, 1)).squeeze(2)  # (B, T)
+        return paths.masked_fill_(~mask, 0)
+
+    # -- internals --------------------------------------------------------------------------------------------------
+    def _scores(self, dtype: torch.dtype, forbidden: float) -> tuple[Tensor, Tensor, Tensor]:
+        """``start`` (C), ``transitions`` (C, C), ``end`` (C) in ``dtype``, forbidden entries set to ``forbidden``."""
+        return tuple(
+            torch.where(allowed, param.to(dtype), forbidden)
+            for param, allowed in (
+                (self.start, self.allowed_start),
+                (self.transitions, self.allowed_transitions),
+                (self.end, self.allowed_end),
+            )
+        )
+
+    def _steps(self, emissions: Tensor, mask: Tensor, transitions: Tensor) -> Tensor:
+        """(B, T - 1, C, C): ``[:, t, j, i]`` scores tag i at t followed by tag j at t + 1; identity on padding.
+
+        [to, from] puts the reduction of both loops on the contiguous last dim (faster on CPU). The log-semiring
+        identity (0 on the diagonal, -inf off it) on padded steps carries forward and Viterbi scores (and pointers)
+        through unchanged, so neither loop needs a per-step ``where``.
+        """
+        eye = torch.eye(emissions.shape[-1], dtype=torch.bool, device=emissions.device)  # (C, C)
+        log_eye = torch.zeros((), dtype=emissions.dtype, device=emissions.device).masked_fill(~eye, float("-inf"))
+        moves = transitions.t().contiguous() + emissions[:, 1:].unsqueeze(3)  # (B, T - 1, C, C) [to, from]
+        keep = mask[:, 1:, None, None]  # (B, T - 1, 1, 1)
+        if torch.is_grad_enabled() and moves.requires_grad:
+            return torch.where(keep, moves, log_eye)  # saves only `keep` for backward
+        return torch.where(keep, moves, log_eye, out=moves)  # no second (B, T - 1, C, C) tensor
+
+    def _log_likelihood(self, emissions: Tensor, tags: Tensor, mask: Tensor) -> Tensor:
+        start, transitions, end = self._scores(emissions.dtype, FORBIDDEN)
+        # Gold path score; padded tags may hold anything (e.g. -100), so point them at tag 0 and mask their terms.
+        tags = tags.masked_fill(~mask, 0)
+        last = tags.gather(1, (mask.sum(dim=1, keepdim=True) - 1)).squeeze(1)  # (B,) each sequence's last real tag
+        emitted = emissions.gather(2, tags.unsqueeze(2)).squeeze(2)  # (B, T)
+        moved = transitions[tags[:, :-1], tags[:, 1:]]  # (B, T - 1)
+        gold = (
+            start[tags[:, 0]]
+            + torch.where(mask, emitted, 0).sum(dim=1)
+            + torch.where(mask[:, 1:], moved, 0).sum(dim=1)
+            + end[last]
+        )  # (B,)
+        # Forward algorithm: alpha[:, j] = log-sum of the scores of all paths so far that end in tag j.
+        alpha = _ForwardAlgorithm.apply(start + emissions[:, 0], self._steps(emissions, mask, transitions))  # (B, C)
+        log_partition = torch.logsumexp(alpha + end, dim=1)  # (B,)
+        return gold - log_partition
+
+    def _check(self, emissions: Tensor, tags: Tensor | None, mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """Validate shapes and values; return emissions in the compute dtype and a bool mask."""
+        if not isinstance(emissions, Tensor) or emissions.dim() != 3 or emissions.shape[2] != self.num_tags:
+            got = tuple(emissions.shape) if isinstance(emissions, Tensor) else type(emissions).__name__
+            raise ValueError(
+                f"`emissions` must be a (B, T, num_tags={self.num_tags}) tensor, got shape {got}. Project the encoder"
+                f" output to {self.num_tags} scores per token, e.g. with nn.Linear(hidden, {self.num_tags})."
+            )
+        if not emissions.is_floating_point():
+            raise TypeError(f"`emissions` must be a floating-point tensor, got {emissions.dtype}. Use `.float()`.")
+        batch, steps, _ = emissions.shape
+        if steps == 0:
+            raise ValueError("`emissions` must have at least one time step (T >= 1), got T = 0.")
+        if mask is None:
+            mask = torch.ones(batch, steps, dtype=torch.bool, device=emissions.device)
+        elif mask.shape != (batch, steps):
+            raise ValueError(
+                f"`mask` must have the (B, T) shape of `emissions`, {(batch, steps)}, got {tuple(mask.shape)}."
+            )
+        elif mask.dtype != torch.bool:
+            raise TypeError(f"`mask` must be a bool tensor (True on real tokens), got {mask.dtype}. Use `mask.bool()`.")
+        checks = [mask[:, 0].all(), (mask[:, 1:] <= mask[:, :-1]).all()]
+        if tags is not None:
+            if tags.shape != (batch, steps):
+                raise ValueError(
+                    f"`tags` must have the (B, T) shape of `emissions`, {(batch, steps)}, got {tuple(tags.shape)}."
+                )
+            if tags.dtype != torch.long:
+                raise TypeError(f"`tags` must be an int64 tensor, got {tags.dtype}. Use `tags.long()`.")
+            checks.append(((tags >= 0) & (tags < self.num_tags) | ~mask).all())
+        first_ok, right_padded, *tags_ok = torch.stack(checks).tolist()  # one device sync for all value checks
+        if not first_ok:
+            raise ValueError(
+                "`mask[:, 0]` must be all True (every sequence has at least one token), got a False in the first "
+                "column. Drop empty sequences from the batch."
+            )
+        if not right_padded:
+            raise ValueError(
+                "`mask` must be right-padded (each row True then False), got a True after a False. Put the padding "
+                "at the end of each sequence."
+            )
+        if tags_ok and not tags_ok[0]:
+            bad = tags[mask & ((tags < 0) | (tags >= self.num_tags))]
+            raise ValueError(
+                f"`tags` on real tokens must lie in [0, num_tags={self.num_tags}), got {bad[:5].tolist()}. Check the "
+                "label vocabulary, or set `mask` False where `tags` holds a padding value."
+            )
+        dtype = torch.promote_types(torch.promote_types(emissions.dtype, self.transitions.dtype), torch.float32)
+        return emissions.to(dtype), tags, mask
+
+
+class _ForwardAlgorithm(torch.autograd.Function):
+    """Forward algorithm ``alpha_{t+1}[j] = logsumexp_i(alpha_t[i] + steps[:, t, j, i])``; backward by the backward
+    algorithm.
+
+    Autograd through the T-step loop would record ~3 nodes per step and save every (B, C, C) sum; here the loop runs
+    without autograd, saves the (B, T, C) alphas, and the backward pass is one vectorised softmax plus a loop of T small
+    vector-matrix products: the gradient of ``alpha_{t+1}[j]`` w.r.t. ``alpha_t[i]`` (and ``steps[:, t, j, i]``) is
+    ``probs[:, t, j, i] = exp(alpha_t[i] + steps[:, t, j, i] - alpha_{t+1}[j])``, which sums to 1 over ``i``.
+
+    Every ``RENORM`` steps the alphas are shifted down by their max (the shifts add back at the end), so they stay
+    small and ``probs`` keeps its float32 precision however long the sequence (unshifted alphas grow ~linearly in T:
+    at T = 100k their float32 spacing would be ~0.03, i.e. a ~3% error in every ``probs`` entry).
+    """
+
+    RENORM = 16
+
+    @staticmethod
+    def forward(ctx, alpha: Tensor, steps: Tensor) -> Tensor:  # (B, C), (B, S, C, C) -> (B, C)
+        alphas, shifts = [alpha], []
+        for t, step in enumerate(steps.unbind(1)):  # each (B, C, C) [to, from]
+            alphas.append(torch.logsumexp(alphas[-1].unsqueeze(1) + step, dim=2))  # (B, C)
+            if t % _ForwardAlgorithm.RENORM == _ForwardAlgorithm.RENORM - 1:
+                shifts.append(alphas[-1].amax(dim=1, keepdim=True))  # (B, 1)
+                alphas[-1] = alphas[-1] - shifts[-1]
+        # shift[:, t]: what was subtracted from the output of step t (0 on most steps).
+        shift = alpha.new_zeros(steps.shape[:2])  # (B, S)
+        if shifts:
+            shift[:, _ForwardAlgorithm.RENORM - 1 :: _ForwardAlgorithm.RENORM] = torch.cat(shifts, dim=1)
+        ctx.save_for_backward(torch.stack(alphas, dim=1), steps, shift)  # (B, S + 1, C)
+        return alphas[-1] + shift.sum(dim=1, keepdim=True)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor]:  # (B, C) -> (B, C), (B, S, C, C)
+        alphas, steps, shift = ctx.saved_tensors
+        outputs = alphas[:, 1:] + shift.unsqueeze(2)  # (B, S, C) each step's logsumexp before its shift
+        # -inf steps (padding identity) give probs ~0, not NaN: the alphas stay finite (forbidden moves score -1e4).
+        # The clamp (exp(-87) = 1.6e-38, float32's smallest normal) moves probs by < 2e-38 but keeps exp off its slow
+        # path for underflowing arguments, which the padding makes common: 2.5x faster on CPU.
+        logits = alphas[:, :-1].unsqueeze(2) + steps - outputs.unsqueeze(3)  # (B, S, C, C)
+        probs = logits.clamp_min_(-87.0).exp_()  # (B, S, C, C)
+        grads = [grad]  # grads[k]: d loss / d alpha_{S - k}
+        for prob in reversed(probs.unbind(1)):  # each (B, C, C) [to, from]
+            grads.append(torch.bmm(grads[-1].unsqueeze(1), prob).squeeze(1))  # (B, C)
+        grads.reverse()
+        if len(grads) > 1:  # S > 0
+            probs.mul_(torch.stack(grads[1:], dim=1).unsqueeze(3))  # (B, S, C, C): d loss / d steps
+        return grads[0], probs
+
+
+def _check_bool_mask(name: str, value: Tensor | None, shape: tuple[int, ...]) -> Tensor:
+    """``value`` as a bool tensor of ``shape`` (all True when None), or a ``ValueError``/``TypeError`` naming it."""
+    if value is None:
+        return torch.ones(shape, dtype=torch.bool)
+    if not isinstance(value, Tensor) or value.dtype != torch.bool:
+        got = value.dtype if isinstance(value, Tensor) else type(value).__name__
+        raise TypeError(f"`{name}` must be a bool tensor (True = allowed), got {got}. Use `.bool()`.")
+    if tuple(value.shape) != shape:
+        raise ValueError(f"`{name}` must have shape {shape} (num_tags), got {tuple(value.shape)}.")
+    return value.detach().clone()
+
+
+def _check_some_path(start: Tensor, transitions: Tensor, end: Tensor, max_length: int = 10_000) -> None:
+    """Raise a ``ValueError`` if, for some length L <= ``max_length``, every tag path of length L is forbidden.
+
+    Iterates the set of tags an allowed path of length L can end in (a bitset), until the set repeats.
+    """
+    successors = [sum(1 << j for j in range(len(row)) if row[j]) for row in transitions.tolist()]
+    reach = sum(1 << j for j, ok in enumerate(start.tolist()) if ok)
+    ends = sum(1 << j for j, ok in enumerate(end.tolist()) if ok)
+    seen = set()
+    for length in range(1, max_length + 1):
+        if not reach & ends:
+            raise ValueError(
+                f"`allowed_start`, `allowed_transitions` and `allowed_end` forbid every tag path of length {length}, "
+                "so no sequence of that length could be scored or decoded. Allow more moves (e.g. O -> O, start -> O, "
+                "O -> end); `allowed_transitions(labels, scheme)` builds consistent masks."
+            )
+        if reach in seen:
+            return
+        seen.add(reach)
+        nxt, i = 0, 0
+        while reach >> i:
+            if reach >> i & 1:
+                nxt |= successors[i]
+            i += 1
+        reach = nxt
+
+
+def _parse_label(label: str, prefixes: str, scheme: str) -> tuple[str, str]:
+    """``"O"`` -> ``("O", "")``; ``"B-PER"`` -> ``("B", "PER")``; anything else is a ``ValueError``."""
+    if label == "O":
+        return "O", ""
+    prefix, sep, kind = label.partition("-")
+    if not sep or prefix not in prefixes or not kind:
+        raise ValueError(
+            f"`labels` must be 'O' or '<P>-<TYPE>' with P in {tuple(prefixes)} for scheme {scheme!r}, got {label!r}. "
+            "Remove special labels such as padding, or pick the matching `scheme`."
+        )
+    return prefix, kind
+
+
+def allowed_transitions(labels: Sequence[str], scheme: Scheme) -> tuple[Tensor, Tensor, Tensor]:
+    """Masks of the tag moves a chunking scheme allows, for :class:`CRF`.
+
+    Rules (``X``, ``Y`` entity types, ``Y != X``):
+
+    - IOB2 (BIO): ``I-X`` only after ``B-X`` or ``I-X``; a sequence may not start with ``I-X``.
+    - IOB1: ``I-X`` may follow anything (it opens a chunk after ``O``/another type); ``B-X`` only right after ``B-X``
+      or ``I-X`` (it separates two adjacent X chunks), so not at the start either.
+    - IOBES: after ``O``, ``E-X``, ``S-X`` (or at the start) come ``O``, ``B-*``, ``S-*``; after ``B-X``, ``I-X`` come
+      ``I-X``, ``E-X``; a sequence ends with ``O``, ``E-X`` or ``S-X``.
+    - BILOU: IOBES with ``L`` for ``E`` and ``U`` for ``S``.
+
+    Args:
+        labels: tag names in index order, each ``"O"`` or ``"<prefix>-<TYPE>"`` (e.g. ``"B-PER"``).
+        scheme: ``"IOB1"``, ``"IOB2"``, ``"IOBES"`` or ``"BILOU"``.
+
+    Returns:
+        ``start_allowed`` (C,), ``transitions_allowed`` (C, C) [from, to], ``end_allowed`` (C,), all bool.
+
+    Example:
+        >>> start, trans, end = allowed_transitions(["O", "B-LOC", "I-LOC"], "IOB2")
+        >>> start.tolist(), trans[0].tolist(), end.tolist()
+        ([True, True, False], [True, True, False], [True, True, True])
+    """
+    if scheme not in SCHEMES:
+        raise ValueError(f"`scheme` must be one of {SCHEMES}, got {scheme!r}.")
+    if isinstance(labels, str) or len(labels) == 0:
+        raise ValueError(f"`labels` must be a non-empty sequence of tag names, got {labels!r}.")
+    if len(set(labels)) != len(labels):
+        dupes = sorted({label for label in labels if labels.count(label) > 1})
+        raise ValueError(f"`labels` must be distinct, got duplicates {dupes}. Pass each tag name once, in index order.")
+    prefixes = {"IOB1": "BI", "IOB2": "BI", "IOBES": "BIES", "BILOU": "BILU"}[scheme]
+    parsed = [_parse_label(label, prefixes, scheme) for label in labels]
+    if scheme == "BILOU":  # the same rules as IOBES
+        parsed = [({"L": "E", "U": "S"}.get(p, p), k) for p, k in parsed]
+
+    def move(prev: tuple[str, str] | None, nxt: tuple[str, str] | None) -> bool:
+        """Whether ``nxt`` may follow ``prev``; None is the start (as ``prev``) or the end (as ``nxt``)."""
+        (p, pk), (n, nk) = prev or ("O", ""), nxt or ("O", "")
+        inside = p in ("B", "I") and pk == nk  # prev is inside a chunk of nxt's type
+        if scheme == "IOB2":
+            return n != "I" or inside
+        if scheme == "IOB1":
+            return n != "B" or inside
+        if n in ("I", "E"):  # IOBES / BILOU: continue a chunk only inside one of the same type ...
+            return inside
+        return p in ("O", "E", "S")  # ... and start O/B/S (or end) only after a closed chunk
+
+    start = torch.tensor([move(None, b) for b in parsed])
+    trans = torch.tensor([[move(a, b) for b in parsed] for a in parsed])
+    end = torch.tensor([move(a, None) for a in parsed])
+    return start, trans, end

@@ -1,0 +1,48 @@
+"""Token embedding + recurrent encoder over padded batches: the body every tagger and classifier shares."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from rnn_lightning.nn.encoder import Cell, RecurrentEncoder, check_dropout
+
+
+class EmbedEncode(nn.Module):
+    """ids (B, T) + lengths (B,) -> contextual states (B, T, H * directions), padding skipped.
+
+    Args:
+        vocab_size: number of token ids.
+        embedding_dim: token embedding size (E).
+        hidden_size: recurrent state size per direction (H).
+        num_layers: stacked recurrent layers.
+        cell: ``"rnn_tanh"``, ``"rnn_relu"``, ``"gru"`` or ``"lstm"``.
+        bidirectional: read each sequence both ways and concatenate (2H features per step).
+        dropout: dropout on the embeddings, between layers, and on the outputs.
+        pad_id: embedding row kept at zero for padding.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embedding_dim: int,
+        hidden_size: int,
+        num_layers: int,
+        cell: Cell,
+        bidirectional: bool,
+        dropout: float,
+        pad_id: int | None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(vocab_size, int) or vocab_size < 2:
+            raise ValueError(f"`vocab_size` must be an integer >= 2, got {vocab_size!r}.")
+        check_dropout("dropout", dropout)
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
+        self.encoder = RecurrentEncoder(embedding_dim, hidden_size, num_layers, cell, bidirectional, dropout)
+        self.dropout = nn.Dropout(dropout)
+        self.output_dim = self.encoder.output_dim
+
+    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        """tokens (B, T), lengths (B,) -> states (B, T, H * directions), zeros at padded steps."""
+        x = self.dropout(self.embedding(tokens))  # (B, T, E)
+        states, _ = self.encoder(x, lengths=lengths)  # (B, T, H * directions)
+        return self.dropout(states)

@@ -1,0 +1,49 @@
+"""Seq2vec pooling: one vector per sequence from an encoder's states (B, T, H) -> (B, H)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+Pooling = Literal["final", "mean", "max"]
+POOLINGS = ("final", "mean", "max")
+
+
+def pool_states(outputs: Tensor, lengths: Tensor, mode: Pooling = "final", bidirectional: bool = False) -> Tensor:
+    """Summarise each sequence's states in one vector.
+
+    Args:
+        outputs: (B, T, H * directions) encoder outputs, right-padded.
+        lengths: (B,) real lengths (>= 1).
+        mode: ``"final"``: the state after the last real step (for a bidirectional encoder, the left-to-right
+            half at the last step and the right-to-left half at the first step: each direction's final state);
+            ``"mean"`` / ``"max"``: mean or max over the real steps.
+        bidirectional: whether ``outputs`` concatenates two directions (matters for ``"final"`` only).
+
+    Returns:
+        (B, H * directions).
+
+    Example:
+        >>> out = torch.tensor([[[1.0], [3.0], [9.0]], [[2.0], [4.0], [6.0]]])  # (2, 3, 1)
+        >>> lengths = torch.tensor([2, 3])
+        >>> [pool_states(out, lengths, m).flatten().tolist() for m in POOLINGS]
+        [[3.0, 6.0], [2.0, 4.0], [3.0, 6.0]]
+    """
+    if mode not in POOLINGS:
+        raise ValueError(f"`pooling` must be one of {POOLINGS}, got {mode!r}.")
+    batch, steps, _ = outputs.shape
+    last = (lengths - 1).to(outputs.device)  # (B,)
+    rows = torch.arange(batch, device=outputs.device)
+    if mode == "final":
+        forward = outputs[rows, last]  # (B, H * directions)
+        if not bidirectional:
+            return forward
+        half = outputs.shape[-1] // 2
+        return torch.cat([forward[:, :half], outputs[:, 0, half:]], dim=-1)
+    mask = torch.arange(steps, device=outputs.device) < lengths.to(outputs.device)[:, None]  # (B, T)
+    if mode == "mean":
+        summed = (outputs * mask[..., None]).sum(1)
+        return summed / lengths.to(outputs.device, outputs.dtype)[:, None]
+    return outputs.masked_fill(~mask[..., None], float("-inf")).amax(1)

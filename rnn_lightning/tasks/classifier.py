@@ -1,0 +1,126 @@
+"""SequenceClassifier: one label per text from a pooled RNN summary (final state, mean or max)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from rnn_lightning.nn.classifier import SequenceClassifierNet
+from rnn_lightning.nn.encoder import Cell
+from rnn_lightning.nn.pooling import Pooling
+from rnn_lightning.tasks.common import RecurrentTask, default_optimizer
+
+
+class SequenceClassifier(RecurrentTask):
+    """Text classification (sentiment, topic) with cross-entropy over the batch's texts.
+
+    Logs ``train/loss`` and, for validation and test, ``loss``, ``acc`` (accuracy) and ``f1_macro``, each summed
+    over all processes with every text counted once.
+
+    Args:
+        vocab_size: number of token ids (linked from the DataModule by the CLI).
+        num_labels: number of classes (linked).
+        pad_id: padding id (linked).
+        labels: class names in id order (linked); stored in the checkpoint, used by :meth:`classify`.
+        embedding_dim: token embedding size.
+        hidden_size: recurrent state size per direction.
+        num_layers: stacked recurrent layers.
+        cell: ``"rnn_tanh"``, ``"rnn_relu"``, ``"gru"`` or ``"lstm"``.
+        bidirectional: read each text in both directions.
+        dropout: dropout on embeddings, between layers and before the classifier.
+        pooling: ``"final"`` state (each direction's), or ``"mean"`` / ``"max"`` over all steps' states.
+        optimizer: optimizer factory (YAML ``class_path`` + ``init_args``); default Adam lr 1e-3.
+        lr_scheduler: optional LR scheduler factory; ``ReduceLROnPlateau`` watches ``val/loss``.
+
+    Example:
+        >>> model = SequenceClassifier(vocab_size=20, num_labels=2, pooling="mean")
+        >>> tuple(model(torch.randint(1, 20, (3, 7)), torch.tensor([7, 2, 4])).shape)
+        (3, 2)
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_labels: int,
+        pad_id: int = 0,
+        labels: list[str] | None = None,
+        embedding_dim: int = 100,
+        hidden_size: int = 150,
+        num_layers: int = 1,
+        cell: Cell = "lstm",
+        bidirectional: bool = True,
+        dropout: float = 0.5,
+        pooling: Pooling = "final",
+        optimizer: OptimizerCallable = default_optimizer,
+        lr_scheduler: LRSchedulerCallable | None = None,
+    ) -> None:
+        super().__init__()
+        if labels is not None and len(labels) != num_labels:
+            raise ValueError(f"`labels` names {len(labels)} classes but `num_labels` is {num_labels}; they must agree.")
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        self.net = SequenceClassifierNet(vocab_size, num_labels, embedding_dim, hidden_size, num_layers, cell,
+                                         bidirectional, dropout, pooling, pad_id)
+        self.optimizer, self.lr_scheduler, self.labels = optimizer, lr_scheduler, labels
+        self.metrics = torch.nn.ModuleDict({
+            stage: torch.nn.ModuleDict({
+                "loss": MeanMetric(),
+                "acc": MulticlassAccuracy(num_labels, average="micro"),
+                "f1_macro": MulticlassF1Score(num_labels, average="macro"),
+            })
+            for stage in ("val", "test")
+        })
+
+    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        """tokens (B, T), lengths (B,) -> logits (B, C)."""
+        return self.net(tokens, lengths)
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        loss = F.cross_entropy(self(batch["tokens"], batch["lengths"]).float(), batch["label"])
+        self._last_loss = loss.detach()
+        self.log("train/loss", self._last_loss, prog_bar=True, batch_size=len(batch["label"]))
+        return loss
+
+    def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
+        logits, target = self(batch["tokens"], batch["lengths"]).float(), batch["label"]
+        metrics = self.metrics[stage]
+        metrics["loss"].update(F.cross_entropy(logits, target), weight=len(target))
+        metrics["acc"].update(logits, target)
+        metrics["f1_macro"].update(logits, target)
+
+    def _eval_end(self, stage: str) -> None:
+        metrics = self.metrics[stage]
+        self.log_dict({f"{stage}/{name}": metric.compute() for name, metric in metrics.items()}, prog_bar=True)
+        for metric in metrics.values():
+            metric.reset()
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_end("val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_end("test")
+
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> list[str]:
+        """The predicted class name of each text of the batch."""
+        ids = self(batch["tokens"], batch["lengths"]).argmax(-1).tolist()
+        return [self.labels[i] if self.labels is not None else str(i) for i in ids]
+
+    @torch.no_grad()
+    def classify(self, texts: list[str]) -> list[str]:
+        """Classify whitespace-tokenized texts; returns one class name per text."""
+        tokens, lengths = self.encode_words([t.split() for t in texts], "texts")
+        was_training = self.training
+        self.eval()
+        try:
+            return self.predict_step({"tokens": tokens, "lengths": lengths}, 0)
+        finally:
+            self.train(was_training)

@@ -1,0 +1,113 @@
+"""What every task shares: optimizer wiring, the gradient-norm log and NaN stop, the tokenizer in the checkpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from tokenizers import Tokenizer
+
+
+def default_optimizer(params: Any) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=1e-3)
+
+
+def configure(module: L.LightningModule) -> Any:
+    """``configure_optimizers`` from the task's ``optimizer`` / ``lr_scheduler`` factories (YAML-configurable)."""
+    optimizer = module.optimizer(module.parameters())
+    if module.lr_scheduler is None:
+        return optimizer
+    scheduler = module.lr_scheduler(optimizer)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
+
+
+def log_grad_norm_or_stop(module: L.LightningModule, loss: torch.Tensor | None) -> None:
+    """Log ``train/grad_norm`` (before clipping) and stop before the update if the gradient is not finite."""
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return
+    norm = torch.nn.utils.get_total_norm(grads)  # before clipping: what the clip threshold is compared with
+    module.log("train/grad_norm", norm)
+    # fp16 with a GradScaler skips overflowing steps and lowers its scale by itself: nothing to stop.
+    scaled = getattr(module.trainer.precision_plugin, "scaler", None) is not None
+    if not scaled and not torch.isfinite(norm):  # stop before the optimizer writes NaN/inf into the weights
+        raise FloatingPointError(
+            f"the gradient is not finite at step {module.global_step} (epoch {module.current_epoch}): "
+            f"gradient norm {float(norm)}, loss {float(loss) if loss is not None else 'n/a'}. Training stopped "
+            "before the update, so the weights are still finite. Likely cause: exploding gradients or a too large "
+            "learning rate. Clip the gradient norm (trainer.gradient_clip_val, e.g. 0.25) or lower the optimizer's "
+            "lr; with fp16 use bf16-mixed precision."
+        )
+
+
+class TokenizerInCheckpoint:
+    """Mixin: take the DataModule's tokenizer at setup, store it as JSON text in checkpoints, restore it on load."""
+
+    tokenizer: Tokenizer | None = None
+
+    def _take_tokenizer(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "tokenizer"):
+            self.tokenizer = datamodule.tokenizer
+
+    def _save_tokenizer(self, checkpoint: dict[str, Any]) -> None:
+        if self.tokenizer is not None:
+            checkpoint["tokenizer"] = self.tokenizer.to_str()
+
+    def _load_tokenizer(self, checkpoint: dict[str, Any]) -> None:
+        if "tokenizer" not in checkpoint:
+            return
+        saved = Tokenizer.from_str(checkpoint["tokenizer"])
+        if self.tokenizer is not None and self.tokenizer.get_vocab() != saved.get_vocab():
+            ours, theirs = self.tokenizer.get_vocab_size(), saved.get_vocab_size()
+            raise ValueError(
+                f"the checkpoint's vocabulary ({theirs} tokens) differs from the DataModule's ({ours} tokens"
+                f"{', same size but other ids' if ours == theirs else ''}): its weights would read the wrong rows. "
+                "Use the data settings the checkpoint was trained with (same corpus, tokenizer, min_frequency, "
+                "max_vocab_size), or save the checkpoint's tokenizer "
+                "(`Task.load_from_checkpoint(path).tokenizer.save('tokenizer.json')`) and pass that file "
+                "as the DataModule's `tokenizer`."
+            )
+        self.tokenizer = saved
+
+
+class RecurrentTask(TokenizerInCheckpoint, L.LightningModule):
+    """Base of the tasks: optimizer factories, gradient-norm log and NaN stop, tokenizer in the checkpoint.
+
+    Subclasses set ``self.optimizer``, ``self.lr_scheduler`` and, in ``training_step``, ``self._last_loss``.
+    """
+
+    _last_loss: torch.Tensor | None = None
+
+    def configure_optimizers(self) -> Any:
+        return configure(self)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        log_grad_norm_or_stop(self, self._last_loss)
+
+    def setup(self, stage: str) -> None:
+        self._take_tokenizer()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._save_tokenizer(checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._load_tokenizer(checkpoint)
+
+    def encode_words(self, token_lists: list[list[str]], arg: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Word lists -> padded ids (B, T) and lengths (B,) on the model's device, with the stored tokenizer."""
+        if self.tokenizer is None:
+            raise RuntimeError(
+                f"this {type(self).__name__} has no tokenizer: train it with one of rnn_lightning's DataModules or "
+                "load it from a checkpoint saved by one."
+            )
+        empty = [i for i, tokens in enumerate(token_lists) if not tokens]
+        if empty:
+            raise ValueError(f"`{arg}` at positions {empty} are empty: each needs at least one token.")
+        vocab, unk = self.tokenizer.get_vocab(), self.tokenizer.token_to_id("<unk>")
+        lengths = torch.tensor([len(t) for t in token_lists])
+        tokens = torch.full((len(token_lists), int(lengths.max())), self.tokenizer.token_to_id("<pad>"))
+        for row, words in enumerate(token_lists):
+            tokens[row, : len(words)] = torch.tensor([vocab.get(w, unk) for w in words])
+        return tokens.to(self.device), lengths.to(self.device)

@@ -1,0 +1,164 @@
+"""SequenceTagger: one label per token (POS tagging, NER) with a (bidirectional) RNN, optionally with a CRF."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from rnn_lightning.data.streams import IGNORE_INDEX
+from rnn_lightning.metrics import SpanF1
+from rnn_lightning.nn.crf import CRF, allowed_transitions
+from rnn_lightning.nn.encoder import Cell
+from rnn_lightning.nn.tagger import SequenceTaggerNet
+from rnn_lightning.tasks.common import RecurrentTask, default_optimizer
+
+
+class SequenceTagger(RecurrentTask):
+    """Token-level tagging: cross-entropy averaged over the real tokens of a batch, or a CRF's likelihood.
+
+    Logs ``train/loss``, and for validation and test ``loss``, token accuracy ``acc`` and, when the tags mark
+    spans (``span_scheme`` set), span-level ``f1``, ``precision`` and ``recall`` as conlleval computes them. Every
+    metric sums its counts over all processes, each sentence counted once.
+
+    Args:
+        vocab_size: number of token ids (linked from the DataModule by the CLI).
+        num_labels: number of tags (linked).
+        pad_id: padding id (linked).
+        labels: tag names in id order (linked); stored in the checkpoint, used by :meth:`tag` and span F1.
+        span_scheme: span scheme of ``labels`` (``"IOB1"``, ``"IOB2"``, ``"IOBES"``, ``"BILOU"``; linked from the
+            DataModule's ``scheme``); ``None`` for tags without spans (POS).
+        embedding_dim: token embedding size.
+        hidden_size: recurrent state size per direction.
+        num_layers: stacked recurrent layers.
+        cell: ``"rnn_tanh"``, ``"rnn_relu"``, ``"gru"`` or ``"lstm"``.
+        bidirectional: read each sentence in both directions.
+        dropout: dropout on embeddings, between layers and before the output layer.
+        crf: decode with a linear-chain CRF (trained by its likelihood; with ``span_scheme`` the moves the scheme
+            forbids, such as ``O -> I-PER`` in IOB2, are never decoded).
+        optimizer: optimizer factory (YAML ``class_path`` + ``init_args``); default Adam lr 1e-3.
+        lr_scheduler: optional LR scheduler factory; ``ReduceLROnPlateau`` watches ``val/loss``.
+
+    Example:
+        >>> tagger = SequenceTagger(vocab_size=20, num_labels=3, labels=["B-X", "I-X", "O"], span_scheme="IOB2")
+        >>> tuple(tagger(torch.randint(1, 20, (2, 5)), torch.tensor([5, 3])).shape)
+        (2, 5, 3)
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_labels: int,
+        pad_id: int = 0,
+        labels: list[str] | None = None,
+        span_scheme: str | None = None,
+        embedding_dim: int = 100,
+        hidden_size: int = 100,
+        num_layers: int = 1,
+        cell: Cell = "lstm",
+        bidirectional: bool = True,
+        dropout: float = 0.5,
+        crf: bool = False,
+        optimizer: OptimizerCallable = default_optimizer,
+        lr_scheduler: LRSchedulerCallable | None = None,
+    ) -> None:
+        super().__init__()
+        if labels is not None and len(labels) != num_labels:
+            raise ValueError(f"`labels` names {len(labels)} tags but `num_labels` is {num_labels}; they must agree.")
+        if span_scheme is not None and labels is None:
+            raise ValueError(f"`span_scheme={span_scheme!r}` needs the tag names: pass `labels` (one per tag id).")
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        self.net = SequenceTaggerNet(vocab_size, num_labels, embedding_dim, hidden_size, num_layers, cell,
+                                     bidirectional, dropout, pad_id)
+        self.crf = None
+        if crf:
+            masks = allowed_transitions(labels, span_scheme) if span_scheme else (None, None, None)
+            self.crf = CRF(num_labels, masks[1], allowed_start=masks[0], allowed_end=masks[2])
+        self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
+        self.labels, self.span_scheme = labels, span_scheme
+        self.metrics = torch.nn.ModuleDict({
+            stage: torch.nn.ModuleDict({
+                "loss": MeanMetric(),
+                "acc": MulticlassAccuracy(num_labels, average="micro", ignore_index=IGNORE_INDEX),
+                **({"f1": SpanF1(labels)} if span_scheme else {}),
+            })
+            for stage in ("val", "test")
+        })
+
+    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        """tokens (B, T), lengths (B,) -> label scores (B, T, C)."""
+        return self.net(tokens, lengths)
+
+    def _loss(self, scores: Tensor, tags: Tensor) -> Tensor:
+        """Mean negative log-likelihood per real token."""
+        if self.crf is None:
+            return F.cross_entropy(scores.flatten(0, 1).float(), tags.flatten(), ignore_index=IGNORE_INDEX)
+        return self.crf(scores, tags, tags != IGNORE_INDEX, reduction="token_mean")
+
+    def decode(self, scores: Tensor, mask: Tensor) -> Tensor:
+        """Best tag ids (B, T): Viterbi with a CRF, else the argmax per token."""
+        return self.crf.decode(scores, mask) if self.crf is not None else scores.argmax(-1)
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        loss = self._loss(self(batch["tokens"], batch["lengths"]), batch["tags"])
+        self._last_loss = loss.detach()
+        self.log("train/loss", self._last_loss, prog_bar=True, batch_size=len(batch["lengths"]))
+        return loss
+
+    def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
+        tags = batch["tags"]
+        mask = tags != IGNORE_INDEX
+        scores = self(batch["tokens"], batch["lengths"])
+        preds = self.decode(scores, mask)
+        metrics = self.metrics[stage]
+        metrics["loss"].update(self._loss(scores, tags), weight=mask.sum())
+        metrics["acc"].update(preds, tags)
+        if "f1" in metrics:
+            metrics["f1"].update(preds, tags, mask)
+
+    def _eval_end(self, stage: str) -> None:
+        metrics = self.metrics[stage]
+        values = {f"{stage}/loss": metrics["loss"].compute(), f"{stage}/acc": metrics["acc"].compute()}
+        if "f1" in metrics:
+            report = metrics["f1"].report()
+            values.update({f"{stage}/{k}": torch.tensor(report[k]) for k in ("f1", "precision", "recall")})
+        self.log_dict(values, prog_bar=True)
+        for metric in metrics.values():
+            metric.reset()
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_end("val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_end("test")
+
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> list[list[str]]:
+        """The predicted tag names of each sentence of the batch."""
+        lengths = batch["lengths"]
+        mask = torch.arange(batch["tokens"].shape[1], device=lengths.device) < lengths[:, None]
+        preds = self.decode(self(batch["tokens"], lengths), mask)
+        return [[self._label(i) for i in row[:n]] for row, n in zip(preds.tolist(), lengths.tolist())]
+
+    def _label(self, i: int) -> str:
+        return self.labels[i] if self.labels is not None else str(i)
+
+    @torch.no_grad()
+    def tag(self, sentences: list[str] | list[list[str]]) -> list[list[str]]:
+        """Tag sentences given as whitespace-separated strings or token lists; returns tag names per token."""
+        token_lists = [s.split() if isinstance(s, str) else list(s) for s in sentences]
+        tokens, lengths = self.encode_words(token_lists, "sentences")
+        was_training = self.training
+        self.eval()
+        try:
+            return self.predict_step({"tokens": tokens, "lengths": lengths}, 0)
+        finally:
+            self.train(was_training)
