@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# All GPU benchmarks in one go (about 3-6 minutes on one H100): tables to stdout and OUT_DIR/*.md, JSON in OUT_DIR.
+# All GPU benchmarks in one go (about 3-7 minutes on one H100; SpanF1 vs seqeval is a CPU comparison, see README): tables to stdout and OUT_DIR/*.md, JSON in OUT_DIR.
 #   bash benchmarks/run_gpu.sh OUT_DIR            # on a machine with a CUDA GPU
 #   DEVICE=cpu bash benchmarks/run_gpu.sh OUT_DIR --quick   # smoke test of the script itself, no GPU
 set -euo pipefail
@@ -14,3 +14,4 @@ python benchmarks/bench_training.py --device "$device" --precision bf16-mixed --
     | tee "$out/training_bf16.md"
 python benchmarks/bench_perplexity.py --device "$device" --out "$out" "$@" | tee "$out/perplexity.md"
 python benchmarks/bench_generation.py --device "$device" --out "$out" "$@" | tee "$out/generation.md"
+python benchmarks/bench_crf.py --device "$device" --out "$out" "$@" | tee "$out/crf.md"

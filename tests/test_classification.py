@@ -130,3 +130,12 @@ def test_sst2_local_files_load_with_counts():
     dm.setup("fit")
     assert dm.labels == ["0", "1"]
     assert len(dm.sequences("train")) == 67_349 and len(dm.sequences("validation")) == 872
+
+
+def test_non_utf8_file_names_the_file_and_byte_offset(tmp_path):
+    bad = tmp_path / "train.tsv"
+    bad.write_bytes(b"sentence\tlabel\ngood film\t1\nna\xefve plot\t0\n")
+    dm = TextClassificationDataModule(path="csv", csv_delimiter="\t", data_files={"train": str(bad)})
+    offset = len(b"sentence\tlabel\ngood film\t1\nna")
+    with pytest.raises(ValueError, match=rf"train.tsv' is not valid UTF-8: byte offset {offset} holds b'\\xefve"):
+        dm.labels  # noqa: B018 (the lazy property loads the corpus)

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+from test_tagging import WORDS, rule_tags
 
 from rnn_lightning.functional.tag_schemes import tag_spans
-from test_tagging import WORDS, rule_tags
 
 pytestmark = pytest.mark.slow
 TESTS_DIR = Path(__file__).resolve().parent

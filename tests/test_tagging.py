@@ -190,3 +190,27 @@ def test_conll2003_original_files_load_as_iob1_and_convert_to_iobes():
     assert set(dm.labels) == {"O"} | {f"{p}-{t}" for p in "BIES" for t in ("PER", "ORG", "LOC", "MISC")}
     dm.setup("fit")
     assert len(dm.sequences("train")) == 14_041 and len(dm.sequences("train").ids) == 203_621
+
+
+def test_more_processes_than_evaluation_sentences_is_an_error(rule_data):
+    import lightning as L
+
+    small = DatasetDict(train=rule_data["train"], validation=rule_data["validation"].select(range(1)))
+    dm = TaggingDataModule(dataset=small)
+    dm.trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=False)  # not launched
+    with pytest.raises(ValueError, match=r"'validation' split has 1 sequences, fewer than the 2 processes"):
+        dm.val_dataloader()
+
+
+def test_checkpoint_with_other_labels_is_refused(rule_data, tmp_path):
+    dm = TaggingDataModule(dataset=rule_data)
+    model = SequenceTagger(dm.vocab_size, dm.num_labels, dm.pad_id, dm.labels, embedding_dim=8, hidden_size=8)
+    t = trainer(tmp_path, max_steps=1, limit_val_batches=1)
+    t.fit(model, dm)
+    t.save_checkpoint(tmp_path / "a.ckpt")
+    shuffled = list(reversed(dm.labels))  # same size, other ids: loading would silently mislabel
+    other = TaggingDataModule(dataset=rule_data, labels=shuffled)
+    fresh = SequenceTagger(other.vocab_size, other.num_labels, other.pad_id, other.labels, embedding_dim=8,
+                           hidden_size=8)
+    with pytest.raises(ValueError, match=r"the checkpoint's labels \['B-LOC', .*\] differ from this model's \['O'"):
+        trainer(tmp_path, limit_val_batches=1).validate(fresh, other, ckpt_path=tmp_path / "a.ckpt")

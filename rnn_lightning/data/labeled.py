@@ -243,7 +243,13 @@ class LabeledSequenceDataModule(L.LightningDataModule):
         data = self.sequences(split)
         train = split == "train"
         sampler = None
-        if not train and self.trainer is not None and self.trainer.world_size > 1:
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if not train and len(data) < world:
+            raise ValueError(
+                f"the {split!r} split has {len(data)} sequences, fewer than the {world} processes (devices x nodes) "
+                "that evaluate it: each process needs at least one. Use fewer devices or a larger split."
+            )
+        if not train and world > 1:
             # Each sentence on exactly one rank (Lightning's default sampler would repeat some to even out ranks).
             sampler = UnrepeatedDistributedSampler(data, self.trainer.world_size, self.trainer.global_rank, False)
         return DataLoader(

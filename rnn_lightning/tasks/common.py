@@ -94,6 +94,14 @@ class RecurrentTask(TokenizerInCheckpoint, L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._load_tokenizer(checkpoint)
+        saved = checkpoint.get("hyper_parameters", {}).get("labels")
+        ours = getattr(self, "labels", None)
+        if saved is not None and ours is not None and list(saved) != list(ours):
+            raise ValueError(
+                f"the checkpoint's labels {list(saved)} differ from this model's {list(ours)} (from the DataModule): "
+                "its output rows would mean other labels. Use the data the checkpoint was trained with, or pass its "
+                "label list as the DataModule's `labels`."
+            )
 
     def encode_words(self, token_lists: list[list[str]], arg: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Word lists -> padded ids (B, T) and lengths (B,) on the model's device, with the stored tokenizer."""
