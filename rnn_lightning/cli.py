@@ -20,6 +20,7 @@ from rnn_lightning.tasks.common import RecurrentTask
 LINKS = (
     ("data.vocab_size", "model.init_args.vocab_size"),
     ("data.pad_id", "model.init_args.pad_id"),
+    ("data.unk_id", "model.init_args.unk_id"),
     ("data.num_labels", "model.init_args.num_labels"),
     ("data.labels", "model.init_args.labels"),
     ("data.scheme", "model.init_args.span_scheme"),

@@ -139,3 +139,22 @@ def test_non_utf8_file_names_the_file_and_byte_offset(tmp_path):
     offset = len(b"sentence\tlabel\ngood film\t1\nna")
     with pytest.raises(ValueError, match=rf"train.tsv' is not valid UTF-8: byte offset {offset} holds b'\\xefve"):
         dm.labels  # noqa: B018 (the lazy property loads the corpus)
+
+
+def test_word_dropout_replaces_real_tokens_by_unk_in_training_only():
+    from rnn_lightning.nn.embedder import EmbedEncode
+
+    torch.manual_seed(0)
+    body = EmbedEncode(50, 4, 4, 1, "lstm", True, 0.0, pad_id=0, word_dropout=0.25, unk_id=1)
+    seen = []
+    body.embedding.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].clone()))
+    tokens = torch.randint(2, 50, (64, 30))
+    lengths = torch.randint(1, 31, (64,))
+    tokens[torch.arange(30) >= lengths[:, None]] = 0  # right padding
+    body.train()(tokens, lengths)
+    replaced = (seen[-1] == 1) & (tokens != 1)
+    real = tokens != 0
+    assert not (replaced & ~real).any() and (seen[-1][~real] == 0).all()  # padding untouched
+    assert replaced.sum() / real.sum() == pytest.approx(0.25, abs=0.03)
+    body.eval()(tokens, lengths)
+    assert torch.equal(seen[-1], tokens)

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from datasets import Dataset, DatasetDict, Features, NamedSplit, Sequence, Value
 from datasets.exceptions import DatasetGenerationError
 
-from rnn_lightning.data.language_modeling import _local_files
+from rnn_lightning.data.corpus import local_files
 
 _READER_VERSION = "conll-v1"  # bump when a reader's output changes, to invalidate cached datasets
 TAGGING_FEATURES = Features({"tokens": Sequence(Value("string")), "tags": Sequence(Value("string"))})
@@ -351,7 +351,7 @@ def load_tagging_files(
     per_split: dict[str, list[str]] = {split: [] for split in data_files}
     listed = {split: [os.fspath(f) for f in (files if isinstance(files, list) else [files])]
               for split, files in data_files.items()}
-    for split, path in _local_files(listed):
+    for split, path in local_files(listed):
         per_split[split].append(str(_existing_file(path, f"data_files[{split!r}]").resolve()))
 
     out = {}

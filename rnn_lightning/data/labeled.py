@@ -20,8 +20,8 @@ from tokenizers import Tokenizer
 from torch.utils.data import DataLoader
 
 from rnn_lightning.data.batching import RaggedSequences, pad_batch
-from rnn_lightning.data.language_modeling import _carve_holdout, _check_not_empty, _non_utf8_error, _unicode_cause
-from rnn_lightning.data.tokenization import PAD, encode_words, load_tokenizer, train_word_tokenizer
+from rnn_lightning.data.corpus import load_corpus
+from rnn_lightning.data.tokenization import PAD, UNK, encode_words, load_tokenizer, train_word_tokenizer
 
 STAGE_SPLITS = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",),
                 "predict": ("test",)}
@@ -102,15 +102,7 @@ class LabeledSequenceDataModule(L.LightningDataModule):
     def raw(self) -> DatasetDict:
         """The corpus as loaded, before encoding."""
         if self._raw is None:
-            _check_not_empty(self.data_files)
-            try:
-                self._raw = self._load()
-            except Exception as err:
-                if _unicode_cause(err) is None:
-                    raise
-                raise _non_utf8_error(self.data_files) from err
-            if self.holdout:
-                self._raw = _carve_holdout(self._raw, self.holdout)
+            self._raw = load_corpus(self._load, self.data_files, self.holdout)
         return self._raw
 
     def _split(self, split: str) -> Dataset:
@@ -187,6 +179,10 @@ class LabeledSequenceDataModule(L.LightningDataModule):
     @property
     def pad_id(self) -> int:
         return self.tokenizer.token_to_id(PAD)
+
+    @property
+    def unk_id(self) -> int:
+        return self.tokenizer.token_to_id(UNK)
 
     @property
     def num_labels(self) -> int:

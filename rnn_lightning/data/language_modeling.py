@@ -14,6 +14,7 @@ import torch
 from datasets import Dataset, DatasetDict, load_dataset
 from tokenizers import Tokenizer
 
+from rnn_lightning.data.corpus import files_note, load_corpus
 from rnn_lightning.data.streams import StreamLoader, StreamWindows, split_streams
 from rnn_lightning.data.tokenization import (
     BOS,
@@ -37,71 +38,6 @@ def _encode_batch(
     ``by_id`` is called only when the map runs (a cache hit needs no vocabulary array).
     """
     return pa.table({"input_ids": encode_lines(tokenizer, batch.column(text_column), by_id())})
-
-
-def _files_note(data_files: Any, split: str) -> str:
-    if isinstance(data_files, dict) and split in data_files:
-        return f" (data_files[{split!r}] = {data_files[split]!r})"
-    return f" (data_files = {data_files!r})" if data_files else ""
-
-
-def _local_files(data_files: Any) -> list[tuple[str, str]]:
-    """``(split, path)`` for every file named in ``data_files`` (a path, a list, or a dict of either)."""
-    per_split = data_files.items() if isinstance(data_files, dict) else [("train", data_files)]
-    return [(split, path) for split, files in per_split
-            for path in ([files] if isinstance(files, str) else files or [])]
-
-
-def _check_not_empty(data_files: Any) -> None:
-    """Refuse an empty local file up front (``datasets`` would only say 'corresponds to no data')."""
-    for split, path in _local_files(data_files):
-        if Path(path).is_file() and Path(path).stat().st_size == 0:
-            raise ValueError(
-                f"the {split!r} split is empty (0 rows): `data_files` {path!r} is an empty file. Give it a "
-                "non-empty file, or leave the split out and carve it off train with `holdout`."
-            )
-
-
-def _unicode_cause(err: BaseException | None) -> UnicodeDecodeError | None:
-    while err is not None and not isinstance(err, UnicodeDecodeError):
-        err = err.__cause__ or err.__context__
-    return err
-
-
-def _non_utf8_error(data_files: Any) -> ValueError:
-    """Find the first local file that is not UTF-8 and say where."""
-    for _, path in _local_files(data_files):
-        try:
-            raw = Path(path).read_bytes()
-        except OSError:
-            continue
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError as err:
-            return ValueError(
-                f"`data_files` {path!r} is not valid UTF-8: byte offset {err.start} holds "
-                f"{raw[err.start:err.start + 4]!r} ({err.reason}). Re-encode the file as UTF-8, e.g. "
-                f"`iconv -f latin1 -t utf-8 {path} > {Path(path).stem}.utf8{Path(path).suffix}`."
-            )
-    return ValueError(f"the corpus is not valid UTF-8 (`data_files` = {data_files!r}); re-encode it as UTF-8.")
-
-
-def _carve_holdout(corpus: DatasetDict, holdout: dict[str, float]) -> DatasetDict:
-    """Split the last rows of ``train`` into the named splits, contiguously and in order."""
-    clash = sorted(set(holdout) & set(corpus))
-    total = sum(holdout.values())
-    if clash or not all(0 < f < 1 for f in holdout.values()) or total >= 1:
-        raise ValueError(
-            f"`holdout` must name splits the corpus lacks (it has {sorted(corpus)}) with fractions in (0, 1) "
-            f"summing below 1, got {holdout}. Drop the clashing names or shrink the fractions."
-        )
-    train, n = corpus["train"], len(corpus["train"])
-    start = n - sum(int(n * f) for f in holdout.values())
-    out = DatasetDict({**corpus, "train": train.select(range(start))})
-    for split, fraction in holdout.items():
-        out[split] = train.select(range(start, start + int(n * fraction)))
-        start += int(n * fraction)
-    return out
 
 
 class LanguageModelingDataModule(L.LightningDataModule):
@@ -186,15 +122,11 @@ class LanguageModelingDataModule(L.LightningDataModule):
     def raw(self) -> DatasetDict:
         """The corpus as loaded, before tokenization."""
         if self._raw is None:
-            _check_not_empty(self.data_files)
-            try:
-                self._raw = load_dataset(self.path, self.name, data_files=self.data_files, cache_dir=self.cache_dir)
-            except Exception as err:
-                if _unicode_cause(err) is None:
-                    raise
-                raise _non_utf8_error(self.data_files) from err
-            if self.holdout:
-                self._raw = _carve_holdout(self._raw, self.holdout)
+            self._raw = load_corpus(
+                lambda: load_dataset(self.path, self.name, data_files=self.data_files, cache_dir=self.cache_dir),
+                self.data_files,
+                self.holdout,
+            )
         return self._raw
 
     def _split(self, split: str) -> Dataset:
@@ -206,7 +138,7 @@ class LanguageModelingDataModule(L.LightningDataModule):
         data = self.raw[split]
         if len(data) == 0:
             raise ValueError(
-                f"the {split!r} split is empty (0 rows){_files_note(self.data_files, split)}. Give it a non-empty "
+                f"the {split!r} split is empty (0 rows){files_note(self.data_files, split)}. Give it a non-empty "
                 "file, or carve it off train with `holdout`."
             )
         if self.text_column not in data.column_names:

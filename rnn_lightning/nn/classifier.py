@@ -23,6 +23,8 @@ class SequenceClassifierNet(nn.Module):
         dropout: dropout on embeddings, between layers and before the classifier.
         pooling: ``"final"`` state, or ``"mean"`` / ``"max"`` over all states.
         pad_id: padding id.
+        word_dropout: in training, replace tokens by ``unk_id`` with this probability (see :class:`EmbedEncode`).
+        unk_id: id of ``<unk>``.
 
     Example:
         >>> import torch
@@ -43,6 +45,8 @@ class SequenceClassifierNet(nn.Module):
         dropout: float = 0.5,
         pooling: Pooling = "final",
         pad_id: int | None = 0,
+        word_dropout: float = 0.0,
+        unk_id: int = 1,
     ) -> None:
         super().__init__()
         if not isinstance(num_labels, int) or num_labels < 2:
@@ -50,7 +54,7 @@ class SequenceClassifierNet(nn.Module):
         if pooling not in POOLINGS:
             raise ValueError(f"`pooling` must be one of {POOLINGS}, got {pooling!r}.")
         self.body = EmbedEncode(vocab_size, embedding_dim, hidden_size, num_layers, cell, bidirectional, dropout,
-                                pad_id)
+                                pad_id, word_dropout, unk_id)
         self.classifier = nn.Linear(self.body.output_dim, num_labels)
         self.pooling, self.bidirectional = pooling, bidirectional
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from rnn_lightning.nn.encoder import Cell, RecurrentEncoder, check_dropout
@@ -19,6 +20,9 @@ class EmbedEncode(nn.Module):
         bidirectional: read each sequence both ways and concatenate (2H features per step).
         dropout: dropout on the embeddings, between layers, and on the outputs.
         pad_id: embedding row kept at zero for padding.
+        word_dropout: in training, replace each real token by ``unk_id`` with this probability, so the ``<unk>``
+            embedding learns to stand for the rare and unseen words met at test time.
+        unk_id: id of ``<unk>``.
     """
 
     def __init__(
@@ -31,18 +35,27 @@ class EmbedEncode(nn.Module):
         bidirectional: bool,
         dropout: float,
         pad_id: int | None,
+        word_dropout: float = 0.0,
+        unk_id: int = 1,
     ) -> None:
         super().__init__()
         if not isinstance(vocab_size, int) or vocab_size < 2:
             raise ValueError(f"`vocab_size` must be an integer >= 2, got {vocab_size!r}.")
         check_dropout("dropout", dropout)
+        check_dropout("word_dropout", word_dropout)
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
         self.encoder = RecurrentEncoder(embedding_dim, hidden_size, num_layers, cell, bidirectional, dropout)
         self.dropout = nn.Dropout(dropout)
         self.output_dim = self.encoder.output_dim
+        self.pad_id, self.word_dropout, self.unk_id = pad_id, word_dropout, unk_id
 
     def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
         """tokens (B, T), lengths (B,) -> states (B, T, H * directions), zeros at padded steps."""
+        if self.training and self.word_dropout > 0:
+            drop = torch.rand(tokens.shape, device=tokens.device) < self.word_dropout  # (B, T)
+            if self.pad_id is not None:
+                drop &= tokens != self.pad_id
+            tokens = tokens.masked_fill(drop, self.unk_id)
         x = self.dropout(self.embedding(tokens))  # (B, T, E)
         states, _ = self.encoder(x, lengths=lengths)  # (B, T, H * directions)
         return self.dropout(states)

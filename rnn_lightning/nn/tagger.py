@@ -21,6 +21,8 @@ class SequenceTaggerNet(nn.Module):
         bidirectional: each token sees its left and right context (what taggers want).
         dropout: dropout on embeddings, between layers and before the output layer.
         pad_id: padding id.
+        word_dropout: in training, replace tokens by ``unk_id`` with this probability (see :class:`EmbedEncode`).
+        unk_id: id of ``<unk>``.
 
     Example:
         >>> import torch
@@ -40,12 +42,14 @@ class SequenceTaggerNet(nn.Module):
         bidirectional: bool = True,
         dropout: float = 0.5,
         pad_id: int | None = 0,
+        word_dropout: float = 0.0,
+        unk_id: int = 1,
     ) -> None:
         super().__init__()
         if not isinstance(num_labels, int) or num_labels < 1:
             raise ValueError(f"`num_labels` must be a positive integer, got {num_labels!r}.")
         self.body = EmbedEncode(vocab_size, embedding_dim, hidden_size, num_layers, cell, bidirectional, dropout,
-                                pad_id)
+                                pad_id, word_dropout, unk_id)
         self.scorer = nn.Linear(self.body.output_dim, num_labels)
 
     def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:

@@ -26,12 +26,15 @@ class SequenceClassifier(RecurrentTask):
         num_labels: number of classes (linked).
         pad_id: padding id (linked).
         labels: class names in id order (linked); stored in the checkpoint, used by :meth:`classify`.
+        unk_id: ``<unk>`` id (linked).
         embedding_dim: token embedding size.
         hidden_size: recurrent state size per direction.
         num_layers: stacked recurrent layers.
         cell: ``"rnn_tanh"``, ``"rnn_relu"``, ``"gru"`` or ``"lstm"``.
         bidirectional: read each text in both directions.
         dropout: dropout on embeddings, between layers and before the classifier.
+        word_dropout: in training, replace each token by ``<unk>`` with this probability, so the model learns
+            what to do with words it never saw (rare words are where taggers fail).
         pooling: ``"final"`` state (each direction's), or ``"mean"`` / ``"max"`` over all steps' states.
         optimizer: optimizer factory (YAML ``class_path`` + ``init_args``); default Adam lr 1e-3.
         lr_scheduler: optional LR scheduler factory; ``ReduceLROnPlateau`` watches ``val/loss``.
@@ -48,12 +51,14 @@ class SequenceClassifier(RecurrentTask):
         num_labels: int,
         pad_id: int = 0,
         labels: list[str] | None = None,
+        unk_id: int = 1,
         embedding_dim: int = 100,
         hidden_size: int = 150,
         num_layers: int = 1,
         cell: Cell = "lstm",
         bidirectional: bool = True,
         dropout: float = 0.5,
+        word_dropout: float = 0.0,
         pooling: Pooling = "final",
         optimizer: OptimizerCallable = default_optimizer,
         lr_scheduler: LRSchedulerCallable | None = None,
@@ -63,7 +68,7 @@ class SequenceClassifier(RecurrentTask):
             raise ValueError(f"`labels` names {len(labels)} classes but `num_labels` is {num_labels}; they must agree.")
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.net = SequenceClassifierNet(vocab_size, num_labels, embedding_dim, hidden_size, num_layers, cell,
-                                         bidirectional, dropout, pooling, pad_id)
+                                         bidirectional, dropout, pooling, pad_id, word_dropout, unk_id)
         self.optimizer, self.lr_scheduler, self.labels = optimizer, lr_scheduler, labels
         self.metrics = torch.nn.ModuleDict({
             stage: torch.nn.ModuleDict({
@@ -96,18 +101,6 @@ class SequenceClassifier(RecurrentTask):
         self.log_dict({f"{stage}/{name}": metric.compute() for name, metric in metrics.items()}, prog_bar=True)
         for metric in metrics.values():
             metric.reset()
-
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "val")
-
-    def on_validation_epoch_end(self) -> None:
-        self._eval_end("val")
-
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "test")
-
-    def on_test_epoch_end(self) -> None:
-        self._eval_end("test")
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> list[str]:
         """The predicted class name of each text of the batch."""

@@ -83,6 +83,25 @@ class RecurrentTask(TokenizerInCheckpoint, L.LightningModule):
     def configure_optimizers(self) -> Any:
         return configure(self)
 
+    # -- evaluation: a subclass accumulates its metrics in _eval_step and logs and resets them in _eval_end --
+    def _eval_step(self, batch: Any, stage: str) -> None:
+        raise NotImplementedError
+
+    def _eval_end(self, stage: str) -> None:
+        raise NotImplementedError
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_end("val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_end("test")
+
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         log_grad_norm_or_stop(self, self._last_loss)
 

@@ -138,11 +138,12 @@ class LanguageModel(RecurrentTask):
     def _eval_start(self, stage: str) -> None:
         self._state[stage] = None
 
-    def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str, metric: Perplexity) -> None:
+    def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
         nll_sum, count = self._step(batch, stage)
-        metric.update(nll_sum=nll_sum, count=count)
+        self._metric(stage).update(nll_sum=nll_sum, count=count)
 
-    def _eval_end(self, stage: str, metric: Perplexity) -> None:
+    def _eval_end(self, stage: str) -> None:
+        metric = self._metric(stage)
         ppl = metric.compute()  # summed over all ranks
         loss = ppl.log()
         self.log_dict(
@@ -150,23 +151,14 @@ class LanguageModel(RecurrentTask):
         )
         metric.reset()
 
+    def _metric(self, stage: str) -> Perplexity:
+        return self.val_ppl if stage == "val" else self.test_ppl
+
     def on_validation_epoch_start(self) -> None:
         self._eval_start("val")
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "val", self.val_ppl)
-
-    def on_validation_epoch_end(self) -> None:
-        self._eval_end("val", self.val_ppl)
-
     def on_test_epoch_start(self) -> None:
         self._eval_start("test")
-
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "test", self.test_ppl)
-
-    def on_test_epoch_end(self) -> None:
-        self._eval_end("test", self.test_ppl)
 
     def on_predict_epoch_start(self) -> None:
         self._state["predict"] = None

@@ -31,12 +31,15 @@ class SequenceTagger(RecurrentTask):
         labels: tag names in id order (linked); stored in the checkpoint, used by :meth:`tag` and span F1.
         span_scheme: span scheme of ``labels`` (``"IOB1"``, ``"IOB2"``, ``"IOBES"``, ``"BILOU"``; linked from the
             DataModule's ``scheme``); ``None`` for tags without spans (POS).
+        unk_id: ``<unk>`` id (linked).
         embedding_dim: token embedding size.
         hidden_size: recurrent state size per direction.
         num_layers: stacked recurrent layers.
         cell: ``"rnn_tanh"``, ``"rnn_relu"``, ``"gru"`` or ``"lstm"``.
         bidirectional: read each sentence in both directions.
         dropout: dropout on embeddings, between layers and before the output layer.
+        word_dropout: in training, replace each token by ``<unk>`` with this probability, so the model learns
+            what to do with words it never saw (rare words are where taggers fail).
         crf: decode with a linear-chain CRF (trained by its likelihood; with ``span_scheme`` the moves the scheme
             forbids, such as ``O -> I-PER`` in IOB2, are never decoded).
         optimizer: optimizer factory (YAML ``class_path`` + ``init_args``); default Adam lr 1e-3.
@@ -55,12 +58,14 @@ class SequenceTagger(RecurrentTask):
         pad_id: int = 0,
         labels: list[str] | None = None,
         span_scheme: str | None = None,
+        unk_id: int = 1,
         embedding_dim: int = 100,
         hidden_size: int = 100,
         num_layers: int = 1,
         cell: Cell = "lstm",
         bidirectional: bool = True,
         dropout: float = 0.5,
+        word_dropout: float = 0.0,
         crf: bool = False,
         optimizer: OptimizerCallable = default_optimizer,
         lr_scheduler: LRSchedulerCallable | None = None,
@@ -72,7 +77,7 @@ class SequenceTagger(RecurrentTask):
             raise ValueError(f"`span_scheme={span_scheme!r}` needs the tag names: pass `labels` (one per tag id).")
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.net = SequenceTaggerNet(vocab_size, num_labels, embedding_dim, hidden_size, num_layers, cell,
-                                     bidirectional, dropout, pad_id)
+                                     bidirectional, dropout, pad_id, word_dropout, unk_id)
         self.crf = None
         if crf:
             masks = allowed_transitions(labels, span_scheme) if span_scheme else (None, None, None)
@@ -128,18 +133,6 @@ class SequenceTagger(RecurrentTask):
         self.log_dict(values, prog_bar=True)
         for metric in metrics.values():
             metric.reset()
-
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "val")
-
-    def on_validation_epoch_end(self) -> None:
-        self._eval_end("val")
-
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "test")
-
-    def on_test_epoch_end(self) -> None:
-        self._eval_end("test")
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> list[list[str]]:
         """The predicted tag names of each sentence of the batch."""

@@ -1,0 +1,87 @@
+"""Loading a corpus for any DataModule: local-file checks, a clear error for non-UTF-8 files, holdout splits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from datasets import DatasetDict
+
+
+def load_corpus(load: Callable[[], DatasetDict], data_files: Any, holdout: dict[str, float] | None) -> DatasetDict:
+    """``load()`` the corpus, refusing empty local files up front and naming a non-UTF-8 file and byte offset;
+    then carve the ``holdout`` splits off the end of train."""
+    _check_not_empty(data_files)
+    try:
+        corpus = load()
+    except Exception as err:
+        if _unicode_cause(err) is None:
+            raise
+        raise _non_utf8_error(data_files) from err
+    return _carve_holdout(corpus, holdout) if holdout else corpus
+
+
+def files_note(data_files: Any, split: str) -> str:
+    if isinstance(data_files, dict) and split in data_files:
+        return f" (data_files[{split!r}] = {data_files[split]!r})"
+    return f" (data_files = {data_files!r})" if data_files else ""
+
+
+def local_files(data_files: Any) -> list[tuple[str, str]]:
+    """``(split, path)`` for every file named in ``data_files`` (a path, a list, or a dict of either)."""
+    per_split = data_files.items() if isinstance(data_files, dict) else [("train", data_files)]
+    return [(split, path) for split, files in per_split
+            for path in ([files] if isinstance(files, str) else files or [])]
+
+
+def _check_not_empty(data_files: Any) -> None:
+    """Refuse an empty local file up front (``datasets`` would only say 'corresponds to no data')."""
+    for split, path in local_files(data_files):
+        if Path(path).is_file() and Path(path).stat().st_size == 0:
+            raise ValueError(
+                f"the {split!r} split is empty (0 rows): `data_files` {path!r} is an empty file. Give it a "
+                "non-empty file, or leave the split out and carve it off train with `holdout`."
+            )
+
+
+def _unicode_cause(err: BaseException | None) -> UnicodeDecodeError | None:
+    while err is not None and not isinstance(err, UnicodeDecodeError):
+        err = err.__cause__ or err.__context__
+    return err
+
+
+def _non_utf8_error(data_files: Any) -> ValueError:
+    """Find the first local file that is not UTF-8 and say where."""
+    for _, path in local_files(data_files):
+        try:
+            raw = Path(path).read_bytes()
+        except OSError:
+            continue
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            return ValueError(
+                f"`data_files` {path!r} is not valid UTF-8: byte offset {err.start} holds "
+                f"{raw[err.start:err.start + 4]!r} ({err.reason}). Re-encode the file as UTF-8, e.g. "
+                f"`iconv -f latin1 -t utf-8 {path} > {Path(path).stem}.utf8{Path(path).suffix}`."
+            )
+    return ValueError(f"the corpus is not valid UTF-8 (`data_files` = {data_files!r}); re-encode it as UTF-8.")
+
+
+def _carve_holdout(corpus: DatasetDict, holdout: dict[str, float]) -> DatasetDict:
+    """Split the last rows of ``train`` into the named splits, contiguously and in order."""
+    clash = sorted(set(holdout) & set(corpus))
+    total = sum(holdout.values())
+    if clash or not all(0 < f < 1 for f in holdout.values()) or total >= 1:
+        raise ValueError(
+            f"`holdout` must name splits the corpus lacks (it has {sorted(corpus)}) with fractions in (0, 1) "
+            f"summing below 1, got {holdout}. Drop the clashing names or shrink the fractions."
+        )
+    train, n = corpus["train"], len(corpus["train"])
+    start = n - sum(int(n * f) for f in holdout.values())
+    out = DatasetDict({**corpus, "train": train.select(range(start))})
+    for split, fraction in holdout.items():
+        out[split] = train.select(range(start, start + int(n * fraction)))
+        start += int(n * fraction)
+    return out
