@@ -198,3 +198,32 @@ def test_ddp_creates_a_single_wandb_run(tmp_path: Path) -> None:
     run = OfflineRun(run_dir)
     assert len(run.values("val/ppl")) == 1 and len(run.values("samples")) == 1
     assert run.config["batch_size"] == 2  # per process
+
+
+def test_tagger_logs_its_labels_and_span_f1_to_wandb(tmp_path: Path) -> None:
+    """A tagging run through the CLI with the W&B fragment: the label set in the config, span F1 per validation."""
+    from test_distributed_tagging import write_conll
+
+    write_conll(tmp_path / "train.txt", 80, 0)
+    write_conll(tmp_path / "valid.txt", 31, 1)
+    files = json.dumps({"train": str(tmp_path / "train.txt"), "validation": str(tmp_path / "valid.txt")})
+    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", OMP_NUM_THREADS="1",
+               WANDB_CONFIG_DIR=str(tmp_path / ".wandb-config"), WANDB_CACHE_DIR=str(tmp_path / ".wandb-cache"),
+               WANDB_DATA_DIR=str(tmp_path / ".wandb-data"))
+    command = [*rnn_lightning_command(), "fit", "-c", str(REPO / "recipes" / "loggers" / "wandb.yaml"),
+               "--model", "rnn_lightning.SequenceTagger", "--model.init_args.embedding_dim=8",
+               "--model.init_args.hidden_size=8", "--model.init_args.crf=true",
+               "--data", "rnn_lightning.TaggingDataModule", "--data.init_args.path=conll",
+               "--data.init_args.tag_scheme=IOB2", "--data.init_args.data_files", files,
+               "--trainer.accelerator=cpu", "--trainer.max_epochs=2", "--trainer.enable_progress_bar=false"]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    (run_dir,) = run_dirs(tmp_path)
+    run = OfflineRun(run_dir)
+    assert run.config["labels"] == ["B-LOC", "B-PER", "I-LOC", "O"] and run.config["span_scheme"] == "IOB2"
+    assert run.config["crf"] is True and run.config["tag_scheme"] == "IOB2"  # the model's and the data's
+    f1, precision, recall = run.values("val/f1"), run.values("val/precision"), run.values("val/recall")
+    assert len(f1) == 2  # one per epoch
+    for f, p, r in zip(f1, precision, recall, strict=True):
+        assert f == pytest.approx(2 * p * r / (p + r) if p + r else 0.0, abs=1e-6)
+    assert run.summary["val/f1"] == f1[-1]
