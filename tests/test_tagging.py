@@ -94,6 +94,8 @@ def test_tags_breaking_the_declared_scheme_are_an_error(rule_data):
     data = DatasetDict(train=Dataset.from_dict(rows), validation=rule_data["validation"])
     with pytest.raises(ValueError, match=r"train sentence 7.*not valid IOB2 at position 1"):
         TaggingDataModule(dataset=data, tag_scheme="IOB2").setup("fit")
+    with pytest.raises(ValueError, match=r"train sentence 7.*not valid IOB2 at position 1"):  # before re-encoding
+        TaggingDataModule(dataset=data, tag_scheme="IOB2", train_scheme="IOBES").labels  # noqa: B018
     TaggingDataModule(dataset=data, tag_scheme="IOB1").setup("fit")  # the same tags are valid IOB1
 
 

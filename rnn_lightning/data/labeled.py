@@ -201,9 +201,6 @@ class LabeledSequenceDataModule(L.LightningDataModule):
             )
         return ids.to_numpy().astype(np.int64)
 
-    def _check_sequences(self, data: Dataset, words: pa.ListArray, split: str) -> None:
-        """Hook for subclasses: validate a split before encoding (e.g. tag-scheme checks)."""
-
     def sequences(self, split: str) -> RaggedSequences:
         """The split encoded: token ids and label ids, as :class:`RaggedSequences`."""
         if split not in self._sequences:
@@ -216,7 +213,6 @@ class LabeledSequenceDataModule(L.LightningDataModule):
                     f"row {row} of the {split!r} split has no tokens ({int((lengths == 0).sum())} such rows): an "
                     f"empty sequence has nothing to encode. Remove empty rows from `{self.text_column}`."
                 )
-            self._check_sequences(data, words, split)
             values = self._label_values(data, split)
             label_ids = self._check_labels(values, split)
             offsets = np.zeros(len(lengths) + 1, dtype=np.int64)

@@ -122,11 +122,18 @@ class TaggingDataModule(LabeledSequenceDataModule):
         return _column(data, self.text_column).combine_chunks()
 
     def _label_values(self, data: Dataset, split: str) -> pa.Array:
+        """One tag per token, checked against ``tag_scheme`` and re-encoded in ``train_scheme`` if asked."""
+        words = self._words(data)
+        self._check_counts(data, words, split)
         values = super()._label_values(data, split)  # (N,) strings, one per token
-        if self.train_scheme is None or self.train_scheme == self.tag_scheme:
+        if self.tag_scheme is None:
             return values
-        sentences = nest_like(self._words(data), values).to_pylist()
-        converted = [convert_tags(tags, self.tag_scheme, self.train_scheme) for tags in sentences]
+        sentences = nest_like(words, values).to_pylist()
+        for row, tags in enumerate(sentences):
+            check_tag_sequence(tags, self.tag_scheme, where=f"{split} sentence {row}")
+        if self.train_scheme in (None, self.tag_scheme):
+            return values
+        converted = (convert_tags(tags, self.tag_scheme, self.train_scheme) for tags in sentences)
         return pa.array([tag for tags in converted for tag in tags], pa.string())
 
     @property
@@ -135,8 +142,8 @@ class TaggingDataModule(LabeledSequenceDataModule):
             self._labels = sorted(pc.unique(self._label_values(self._split("train"), "train")).to_pylist())
         return super().labels
 
-    def _check_sequences(self, data: Dataset, words: pa.ListArray, split: str) -> None:
-        """Every sentence has one tag per token, and (with ``tag_scheme``) its tags follow the scheme."""
+    def _check_counts(self, data: Dataset, words: pa.ListArray, split: str) -> None:
+        """Every sentence has exactly one tag per token."""
         tag_lists = _column(data, self.label_column).combine_chunks()
         mismatch = pc.not_equal(pc.list_value_length(words), pc.list_value_length(tag_lists))
         if pc.any(mismatch).as_py():
@@ -145,8 +152,3 @@ class TaggingDataModule(LabeledSequenceDataModule):
                 f"{split} sentence {row} has {len(words[row])} tokens in `{self.text_column}` but "
                 f"{len(tag_lists[row])} tags in `{self.label_column}`: each token needs exactly one tag."
             )
-        if self.tag_scheme is None:
-            return
-        original = super()._label_values(data, split)
-        for row, sentence in enumerate(nest_like(words, original).to_pylist()):
-            check_tag_sequence(sentence, self.tag_scheme, where=f"{split} sentence {row}")
