@@ -1,6 +1,6 @@
 """rnn_lightning: recurrent networks (simple RNN, GRU, LSTM) as reusable PyTorch Lightning components."""
 
-from rnn_lightning.callbacks import GenerateSamples, TokensPerSecond
+from rnn_lightning.callbacks import GenerateSamples, TokensPerSecond, WritePredictions
 from rnn_lightning.data import (
     LanguageModelingDataModule,
     MarkovCorpusDataModule,
@@ -23,4 +23,5 @@ __all__ = [
     "TaggingDataModule",
     "TextClassificationDataModule",
     "TokensPerSecond",
+    "WritePredictions",
 ]

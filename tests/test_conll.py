@@ -342,3 +342,10 @@ def test_ud_english_ewt_counts_and_upos(tmp_path):
         column = data[split].data.column("tokens")
         assert (name, len(data[split]), len(column.combine_chunks().flatten())) == (name, sentences, words)
         assert {t for s in data[split]["tags"] for t in s} == UD_UPOS
+
+
+def test_two_splits_may_name_the_same_file(tmp_path):
+    path = tmp_path / "dev.txt"
+    path.write_text("EU B-ORG\nrejects O\n\nPeter B-PER\n")
+    data = load_tagging_files({"validation": str(path), "test": str(path)}, "conll", cache_dir=str(tmp_path / "c"))
+    assert data["validation"]["tags"] == data["test"]["tags"] == [["B-ORG", "O"], ["B-PER"]]

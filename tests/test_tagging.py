@@ -216,3 +216,32 @@ def test_checkpoint_with_other_labels_is_refused(rule_data, tmp_path):
                            hidden_size=8)
     with pytest.raises(ValueError, match=r"the checkpoint's labels \['B-LOC', .*\] differ from this model's \['O'"):
         trainer(tmp_path, limit_val_batches=1).validate(fresh, other, ckpt_path=tmp_path / "a.ckpt")
+
+
+def test_cli_predict_writes_each_test_sentences_tags(tmp_path, monkeypatch):
+    """`rnn-lightning fit` then `predict` with WritePredictions: one JSON line per test sentence, equal to tag()."""
+    import json
+
+    from test_distributed_tagging import write_conll
+
+    from rnn_lightning.cli import main
+
+    write_conll(tmp_path / "train.txt", 200, 0)
+    sentences = write_conll(tmp_path / "test.txt", 23, 5)
+    files = json.dumps({"train": str(tmp_path / "train.txt"), "validation": str(tmp_path / "test.txt"),
+                        "test": str(tmp_path / "test.txt")})
+    common = ["--model", "rnn_lightning.SequenceTagger", "--model.init_args.embedding_dim=8",
+              "--model.init_args.hidden_size=8", "--data", "rnn_lightning.TaggingDataModule",
+              "--data.init_args.path=conll", "--data.init_args.tag_scheme=IOB2", "--data.init_args.eval_batch_size=4",
+              "--data.init_args.data_files", files, "--trainer.accelerator=cpu", "--trainer.logger=false",
+              "--trainer.enable_progress_bar=false"]
+    monkeypatch.chdir(tmp_path)
+    main(["fit", *common, "--trainer.max_epochs=2", "--trainer.callbacks+=rnn_lightning.TokensPerSecond",
+          "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+          "--trainer.callbacks.dirpath=ckpt", "--trainer.callbacks.save_last=true"])
+    main(["predict", *common, "--ckpt_path", "ckpt/last.ckpt", "--trainer.callbacks+=rnn_lightning.WritePredictions",
+          "--trainer.callbacks.path=out/tags.jsonl"])
+    rows = [json.loads(line) for line in (tmp_path / "out" / "tags.jsonl").read_text().splitlines()]
+    assert [r["index"] for r in rows] == list(range(23))
+    model = SequenceTagger.load_from_checkpoint(tmp_path / "ckpt" / "last.ckpt")
+    assert [r["prediction"] for r in rows] == model.tag(sentences)

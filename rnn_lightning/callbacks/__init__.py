@@ -1,6 +1,7 @@
 """Lightning callbacks."""
 
+from rnn_lightning.callbacks.predictions import WritePredictions
 from rnn_lightning.callbacks.text_samples import GenerateSamples
 from rnn_lightning.callbacks.throughput import TokensPerSecond
 
-__all__ = ["GenerateSamples", "TokensPerSecond"]
+__all__ = ["GenerateSamples", "TokensPerSecond", "WritePredictions"]

@@ -11,7 +11,8 @@ from rnn_lightning.data.streams import IGNORE_INDEX
 
 
 class TokensPerSecond(L.Callback):
-    """Log ``train/tokens_per_s``: target tokens trained on per second of training-loop time, per epoch.
+    """Log ``train/tokens_per_s``: tokens trained on (LM targets, or tagged/classified words) per second of
+    training-loop time, per epoch.
 
     The clock stops during validation. The count is this process's; under DDP multiply by the world size.
     """
@@ -25,7 +26,10 @@ class TokensPerSecond(L.Callback):
         self.tokens, self.seconds, self._start = 0, 0.0, time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.tokens += int((batch[1] != IGNORE_INDEX).sum())
+        if isinstance(batch, dict):  # tagging / classification: padded sequences and their lengths
+            self.tokens += int(batch["lengths"].sum())
+        else:  # language modeling: (inputs, targets) windows
+            self.tokens += int((batch[1] != IGNORE_INDEX).sum())
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._pause()

@@ -356,7 +356,8 @@ def load_tagging_files(
 
     out = {}
     for split, paths in per_split.items():
-        fingerprint = _fingerprint(paths, f"{format}|{sorted(settings.items())}")
+        # the split is part of the key: datasets caches one split per fingerprint, and two splits may share a file
+        fingerprint = _fingerprint(paths, f"{split}|{format}|{sorted(settings.items())}")
         try:
             out[split] = Dataset.from_generator(
                 gen,
