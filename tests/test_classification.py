@@ -158,3 +158,5 @@ def test_word_dropout_replaces_real_tokens_by_unk_in_training_only():
     assert replaced.sum() / real.sum() == pytest.approx(0.25, abs=0.03)
     body.eval()(tokens, lengths)
     assert torch.equal(seen[-1], tokens)
+    with pytest.raises(ValueError, match=r"`word_dropout` must be a probability in \[0, 1\), got 1.0"):
+        EmbedEncode(50, 4, 4, 1, "lstm", True, 0.0, pad_id=0, word_dropout=1.0)
