@@ -13,10 +13,10 @@ rotating order, ``repeats`` times; the table shows medians.
 Rows:
     raw loop               the hand-written loop (the reference, ratio 1).
     LanguageModel+Trainer  ``rnn_lightning.LanguageModel`` in ``lightning.Trainer`` (what this library ships).
-    prototype: ...         subclasses of ``LanguageModel`` defined below with the overhead fixes proposed for the
-                           library (benchmark code, not library code): 1 = grad norm taken from the clipping,
-                           lr / grad-norm logged on logging steps only; 2 = also ``train/loss`` off the progress
-                           bar (no per-step ``.item()``, matters on GPU). Default: 1 only on CPU, both on GPU.
+    no prog-bar loss       ``LanguageModel`` with ``train/loss`` off the progress bar: prices the per-step ``.item()``
+                           Lightning does for progress-bar metrics (matters on GPU). Default: on GPU and --quick.
+                           (LanguageModel itself takes the gradient norm from the clipping and logs lr / grad norm
+                           on logging steps only: the fixes an earlier prototype row of this script measured.)
     demo LightningLSTM     ``lightning.pytorch.demos.LightningLSTM``: Lightning's own LSTM language model (a
                            different network: 4x512 untied LSTM, 0.2 dropout; run on the same data, clip and
                            optimizer), i.e. what Lightning users get today. No raw twin, so no ratio.
@@ -79,7 +79,7 @@ class Shape:
     dropout: float = 0.5
     demo_dim: int = 512  # LightningLSTM's own sizes (SimpleLSTM defaults)
     demo_layers: int = 4
-    extras: bool = True  # also run the prototype and demo rows at this shape
+    extras: bool = True  # also run the variant and demo rows at this shape
 
     @property
     def tokens_per_step(self) -> int:
@@ -184,67 +184,8 @@ class StepTimer(L.Callback):
             self.end = time.perf_counter()
 
 
-class PrototypeLanguageModel(LanguageModel):
-    """PROTOTYPE of the proposed ``LanguageModel`` patch (benchmark only, not library code).
-
-    1. ``train/grad_norm`` comes from the clipping itself (``clip_grad_norm_`` returns the pre-clip total norm)
-       instead of a second pass over every gradient (``get_total_norm`` in ``on_before_optimizer_step``). The
-       library's stop on a non-finite norm is kept (checked on every step, on that same norm, before the
-       optimizer step), so the row differs from ``LanguageModel`` only by the proposed fixes.
-    2. ``train/lr`` and ``train/grad_norm`` are logged only on the steps whose metrics reach the loggers
-       (``log_every_n_steps``; the test Lightning's own ``LearningRateMonitor`` uses): each ``self.log`` call
-       costs ~0.1-0.3 ms of host time in Lightning's result collection, and the values logged on the other
-       steps are never read by a logger. ``train/lr`` is logged as a CPU tensor: ``self.log(name, float)``
-       builds ``torch.tensor(v, device=cuda)``, a blocking host-to-device copy (a stream sync) on GPU.
-    ``train/loss`` is still logged every step with ``prog_bar=True`` (unchanged user experience).
-    """
-
-    loss_on_prog_bar = True
-
-    def _log_this_step(self) -> bool:
-        return self.trainer._logger_connector.should_update_logs
-
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        nll_sum, count = self._step(batch, "train")
-        world = self.trainer.world_size
-        total = self.trainer.strategy.reduce(count.clone(), reduce_op="sum") if world > 1 else count
-        loss = nll_sum * world / total.clamp(min=1)
-        self._last_loss = loss.detach()  # read by the non-finite-norm error, as in LanguageModel
-        self.log("train/loss", self._last_loss, prog_bar=self.loss_on_prog_bar, sync_dist=world > 1)
-        if self._log_this_step():
-            self.log("train/lr", torch.tensor(float(self.trainer.optimizers[0].param_groups[0]["lr"])))
-        return loss
-
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        pass  # the norm is checked and logged by configure_gradient_clipping
-
-    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
-        # Lightning calls this after on_before_optimizer_step and before optimizer.step(), on every step.
-        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        if not params:
-            return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
-        if gradient_clip_val and gradient_clip_algorithm in (None, "norm"):
-            norm = torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)  # one pass: norm, then scale
-        else:
-            norm = torch.nn.utils.get_total_norm([p.grad for p in params])  # the library's pass, then its clip
-            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
-        self._raise_if_not_finite(norm)
-        if self._log_this_step():
-            self.log("train/grad_norm", norm)
-
-    def _raise_if_not_finite(self, norm: Tensor) -> None:
-        """``LanguageModel.on_before_optimizer_step``'s stop on a non-finite gradient norm (same condition)."""
-        scaled = getattr(self.trainer.precision_plugin, "scaler", None) is not None
-        if not scaled and not torch.isfinite(norm):  # the step has not run yet: the weights are still finite
-            raise FloatingPointError(
-                f"the gradient is not finite at step {self.global_step} (epoch {self.current_epoch}): "
-                f"gradient norm {float(norm)}, loss {float(self._last_loss)}. Clip the gradient norm or lower "
-                "the optimizer's lr (prototype of LanguageModel's check)."
-            )
-
-
-class PrototypeNoSyncLanguageModel(PrototypeLanguageModel):
-    """PROTOTYPE 2: as ``PrototypeLanguageModel`` and ``train/loss`` off the progress bar.
+class NoProgBarLossLanguageModel(LanguageModel):
+    """``LanguageModel`` with ``train/loss`` off the progress bar (benchmark only, not library code).
 
     Lightning converts every progress-bar metric with ``.item()`` at every batch end
     (``_LoggerConnector.on_batch_end`` -> ``_ResultCollection.metrics``), even with the progress bar disabled:
@@ -252,7 +193,10 @@ class PrototypeNoSyncLanguageModel(PrototypeLanguageModel):
     This row prices that sync (it changes what users see, so it would be an option, not a default).
     """
 
-    loss_on_prog_bar = False
+    def log(self, name: str, value: Any, *args: Any, **kwargs: Any) -> None:
+        if name == "train/loss":
+            kwargs["prog_bar"] = False
+        super().log(name, value, *args, **kwargs)
 
 
 if LightningLSTM is not None:
@@ -279,8 +223,7 @@ if LightningLSTM is not None:
 def build_module(kind: str, shape: Shape, loader: DataLoader) -> L.LightningModule:
     if kind == "demo":
         return DemoLSTM(shape, loader)
-    prototypes = {"prototype": PrototypeLanguageModel, "prototype_nosync": PrototypeNoSyncLanguageModel}
-    cls = prototypes.get(kind, LanguageModel)
+    cls = NoProgBarLossLanguageModel if kind == "no_prog_bar_loss" else LanguageModel
     return cls(
         vocab_size=shape.vocab, pad_id=PAD_ID, embedding_dim=shape.dim, hidden_size=shape.dim,
         num_layers=shape.layers, cell="lstm", dropout_embedding=shape.dropout, dropout_between=shape.dropout,
@@ -312,8 +255,7 @@ def run_trainer(kind: str, shape: Shape, device: str, precision: str, seed: int)
 CONTENDERS = {
     "raw": "raw loop",
     "lightning": "LanguageModel+Trainer",
-    "prototype": "prototype: grad-norm from clip, lr/grad-norm logged on log steps only",
-    "prototype_nosync": "prototype 2: same + train/loss off prog bar (no per-step .item())",
+    "no_prog_bar_loss": "LanguageModel, train/loss off the prog bar (no per-step .item())",
     "demo": "demo LightningLSTM+Trainer",
 }
 
@@ -368,11 +310,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--repeats", type=int, default=None, help="interleaved repeats (default 3, quick 3)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per run (default per shape)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps per run (default per shape)")
-    parser.add_argument("--prototypes", choices=("none", "lean", "all"), default=None,
-                        help="prototype rows: lean = prototype 1; all = 1 and 2 (default: all on cuda or --quick, "
-                        "else lean)")
+    parser.add_argument("--variants", choices=("none", "all"), default=None,
+                        help="extra LanguageModel rows (all: + train/loss off the progress bar; default: all on cuda "
+                        "or --quick, else none)")
     parser.add_argument("--extras-everywhere", action="store_true",
-                        help="CPU: also run the prototype and demo rows at the batch-64 shape (slow)")
+                        help="CPU: also run the variant and demo rows at the batch-64 shape (slow)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--no-demo", action="store_true", help="skip Lightning's demo LightningLSTM row")
     parser.add_argument("--seed", type=int, default=0)
@@ -394,8 +336,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     kinds = ["raw", "lightning"]
     if args.threads:
         torch.set_num_threads(args.threads)
-    prototypes = args.prototypes or ("all" if args.quick or args.device == "cuda" else "lean")
-    kinds += {"none": [], "lean": ["prototype"], "all": ["prototype", "prototype_nosync"]}[prototypes]
+    variants = args.variants or ("all" if args.quick or args.device == "cuda" else "none")
+    kinds += {"none": [], "all": ["no_prog_bar_loss"]}[variants]
     demo_note = "lightning.pytorch.demos.LightningLSTM (SimpleLSTM 4x512 untied, dropout 0.2, SGD lr 20)"
     if LightningLSTM is None:
         demo_note = "lightning.pytorch.demos has no LightningLSTM in this lightning version: row skipped"

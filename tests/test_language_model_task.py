@@ -121,3 +121,24 @@ def test_validate_then_fit_then_validate_reuses_metric_states(tmp_path, tiny_mar
     t.fit(model, tiny_markov)
     (metrics,) = t.validate(model, tiny_markov, verbose=False)
     assert math.isfinite(metrics["val/ppl"])
+
+
+def test_one_step_is_sgd_on_the_gradient_clipped_to_the_norm(tmp_path, tiny_markov, tiny_lm):
+    """The update equals w - lr * g * min(1, clip / ||g||) computed here in float64 from the raw gradient."""
+    model = tiny_lm(tiny_markov)
+    before = {n: p.detach().double().clone() for n, p in model.named_parameters()}
+    raw = {}
+
+    class Capture(L.Callback):
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):  # before the task clips
+            raw.update({n: p.grad.detach().double().clone() for n, p in pl_module.named_parameters()
+                        if p.grad is not None})
+
+    clip, lr = 1e-3, 20.0
+    t = trainer(tmp_path, max_steps=1, limit_val_batches=0, gradient_clip_val=clip, callbacks=[Capture()])
+    t.fit(model, tiny_markov)
+    norm = torch.cat([g.flatten() for g in raw.values()]).norm()
+    assert norm > clip  # clipping acts
+    for name, p in model.named_parameters():
+        expected = before[name] - lr * raw.get(name, torch.zeros_like(before[name])) * (clip / norm)
+        torch.testing.assert_close(p.detach().double(), expected, rtol=1e-5, atol=1e-7)

@@ -6,6 +6,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 from tokenizers import Tokenizer
 
 
@@ -22,16 +23,17 @@ def configure(module: L.LightningModule) -> Any:
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
 
 
-def log_grad_norm_or_stop(module: L.LightningModule, loss: torch.Tensor | None) -> None:
-    """Log ``train/grad_norm`` (before clipping) and stop before the update if the gradient is not finite."""
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    if not grads:
-        return
-    norm = torch.nn.utils.get_total_norm(grads)  # before clipping: what the clip threshold is compared with
-    module.log("train/grad_norm", norm)
+def logging_step(module: L.LightningModule) -> bool:
+    """Whether this step's logged values reach the loggers (every ``log_every_n_steps``), as Lightning decides."""
+    connector = getattr(module.trainer, "_logger_connector", None)
+    return bool(getattr(connector, "should_update_logs", True))
+
+
+def stop_if_not_finite(module: L.LightningModule, norm: torch.Tensor, loss: torch.Tensor | None) -> None:
+    """Raise before the optimizer step if the gradient norm is not finite (the weights are still finite then)."""
     # fp16 with a GradScaler skips overflowing steps and lowers its scale by itself: nothing to stop.
     scaled = getattr(module.trainer.precision_plugin, "scaler", None) is not None
-    if not scaled and not torch.isfinite(norm):  # stop before the optimizer writes NaN/inf into the weights
+    if not scaled and not torch.isfinite(norm):
         raise FloatingPointError(
             f"the gradient is not finite at step {module.global_step} (epoch {module.current_epoch}): "
             f"gradient norm {float(norm)}, loss {float(loss) if loss is not None else 'n/a'}. Training stopped "
@@ -102,8 +104,28 @@ class RecurrentTask(TokenizerInCheckpoint, L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._eval_end("test")
 
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        log_grad_norm_or_stop(self, self._last_loss)
+    def configure_gradient_clipping(
+        self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Clip as configured, stop on a non-finite gradient, and log ``train/grad_norm`` (before clipping).
+
+        Lightning calls this on every optimizer step, after the gradients are final (DDP-reduced, unscaled) and
+        before the step. Clipping by norm already computes the total norm, so the norm costs no extra pass; it is
+        logged only on the steps whose values reach the loggers (a logged value costs host time every step).
+        """
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if not params:
+            return
+        one_pass = isinstance(self.trainer.strategy, (SingleDeviceStrategy, DDPStrategy))  # not sharded (FSDP...)
+        if gradient_clip_val and gradient_clip_algorithm in (None, "norm") and one_pass:
+            norm = torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)  # returns the pre-clip total norm
+        else:
+            norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        stop_if_not_finite(self, norm, self._last_loss)
+        if logging_step(self):
+            self.log("train/grad_norm", norm)
 
     def setup(self, stage: str) -> None:
         self._take_tokenizer()

@@ -18,7 +18,7 @@ from rnn_lightning.metrics import Perplexity
 from rnn_lightning.nn import RNNLanguageModelNet, detach_state
 from rnn_lightning.nn.encoder import Cell, State
 from rnn_lightning.nn.sampling import sample_tokens
-from rnn_lightning.tasks.common import RecurrentTask
+from rnn_lightning.tasks.common import RecurrentTask, logging_step
 
 
 def _move_state(state: State | None, device: torch.device | str) -> State | None:
@@ -132,7 +132,8 @@ class LanguageModel(RecurrentTask):
         loss = nll_sum * world / total.clamp(min=1)
         self._last_loss = loss.detach()
         self.log("train/loss", self._last_loss, prog_bar=True, sync_dist=world > 1)  # rank mean = global mean
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        if logging_step(self):  # a CPU tensor: a Python float would be copied to the device at every step
+            self.log("train/lr", torch.tensor(float(self.trainer.optimizers[0].param_groups[0]["lr"])))
         return loss
 
     def _eval_start(self, stage: str) -> None:
