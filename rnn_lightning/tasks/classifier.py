@@ -107,13 +107,6 @@ class SequenceClassifier(RecurrentTask):
         ids = self(batch["tokens"], batch["lengths"]).argmax(-1).tolist()
         return [self.labels[i] if self.labels is not None else str(i) for i in ids]
 
-    @torch.no_grad()
     def classify(self, texts: list[str]) -> list[str]:
         """Classify whitespace-tokenized texts; returns one class name per text."""
-        tokens, lengths = self.encode_words([t.split() for t in texts], "texts")
-        was_training = self.training
-        self.eval()
-        try:
-            return self.predict_step({"tokens": tokens, "lengths": lengths}, 0)
-        finally:
-            self.train(was_training)
+        return self.predict_words([t.split() for t in texts], "texts")

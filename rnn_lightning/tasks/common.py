@@ -160,3 +160,14 @@ class RecurrentTask(TokenizerInCheckpoint, L.LightningModule):
         for row, words in enumerate(token_lists):
             tokens[row, : len(words)] = torch.tensor([vocab.get(w, unk) for w in words])
         return tokens.to(self.device), lengths.to(self.device)
+
+    @torch.no_grad()
+    def predict_words(self, token_lists: list[list[str]], arg: str) -> Any:
+        """``predict_step`` on word lists, in eval mode (restored afterwards): what ``tag``/``classify`` return."""
+        tokens, lengths = self.encode_words(token_lists, arg)
+        was_training = self.training
+        self.eval()
+        try:
+            return self.predict_step({"tokens": tokens, "lengths": lengths}, 0)
+        finally:
+            self.train(was_training)

@@ -144,14 +144,6 @@ class SequenceTagger(RecurrentTask):
     def _label(self, i: int) -> str:
         return self.labels[i] if self.labels is not None else str(i)
 
-    @torch.no_grad()
     def tag(self, sentences: list[str] | list[list[str]]) -> list[list[str]]:
         """Tag sentences given as whitespace-separated strings or token lists; returns tag names per token."""
-        token_lists = [s.split() if isinstance(s, str) else list(s) for s in sentences]
-        tokens, lengths = self.encode_words(token_lists, "sentences")
-        was_training = self.training
-        self.eval()
-        try:
-            return self.predict_step({"tokens": tokens, "lengths": lengths}, 0)
-        finally:
-            self.train(was_training)
+        return self.predict_words([s.split() if isinstance(s, str) else list(s) for s in sentences], "sentences")
