@@ -13,10 +13,10 @@ rotating order, ``repeats`` times; the table shows medians.
 Rows:
     raw loop               the hand-written loop (the reference, ratio 1).
     LanguageModel+Trainer  ``rnn_lightning.LanguageModel`` in ``lightning.Trainer`` (what this library ships).
-    no prog-bar loss       ``LanguageModel`` with ``train/loss`` off the progress bar: prices the per-step ``.item()``
-                           Lightning does for progress-bar metrics (matters on GPU). Default: on GPU and --quick.
-                           (LanguageModel itself takes the gradient norm from the clipping and logs lr / grad norm
-                           on logging steps only: the fixes an earlier prototype row of this script measured.)
+    per-step host reads    ``LanguageModel`` as it was before its steps became sync-free: the loss on the progress bar
+                           (Lightning reads progress-bar values with ``.item()`` every step) and the gradient norm's
+                           finiteness read on the host every step. Each read waits for the GPU to finish the step,
+                           so the host cannot queue the next one. Default: on GPU and --quick.
     demo LightningLSTM     ``lightning.pytorch.demos.LightningLSTM``: Lightning's own LSTM language model (a
                            different network: 4x512 untied LSTM, 0.2 dropout; run on the same data, clip and
                            optimizer), i.e. what Lightning users get today. No raw twin, so no ratio.
@@ -184,19 +184,30 @@ class StepTimer(L.Callback):
             self.end = time.perf_counter()
 
 
-class NoProgBarLossLanguageModel(LanguageModel):
-    """``LanguageModel`` with ``train/loss`` off the progress bar (benchmark only, not library code).
+class PerStepHostReadsLanguageModel(LanguageModel):
+    """``LanguageModel`` with the two per-step host reads it had before (benchmark only, not library code).
 
-    Lightning converts every progress-bar metric with ``.item()`` at every batch end
-    (``_LoggerConnector.on_batch_end`` -> ``_ResultCollection.metrics``), even with the progress bar disabled:
-    a device-to-host copy that waits for the whole step on GPU, so the host cannot queue the next step ahead.
-    This row prices that sync (it changes what users see, so it would be an option, not a default).
+    ``train/loss`` on the progress bar: Lightning converts every progress-bar value with ``.item()`` at every batch
+    end (``_ResultCollection.metrics``), even with the bar disabled. And ``bool(isfinite(norm))`` before the optimizer
+    step. Each is a device-to-host copy that waits for the whole queued step.
     """
 
-    def log(self, name: str, value: Any, *args: Any, **kwargs: Any) -> None:
-        if name == "train/loss":
-            kwargs["prog_bar"] = False
-        super().log(name, value, *args, **kwargs)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._finite_guard = _ImmediateFiniteCheck()
+
+    def log_train_loss(self, loss: Tensor, **kwargs: Any) -> None:
+        self._last_loss = loss.detach()
+        self.log("train/loss", self._last_loss, prog_bar=True, **kwargs)
+
+
+class _ImmediateFiniteCheck:
+    def check(self, module: L.LightningModule, norm: Tensor, loss: Tensor | None) -> None:
+        if not torch.isfinite(norm):
+            raise FloatingPointError(f"the gradient is not finite at step {module.global_step}")
+
+    def resolve(self) -> None:
+        pass
 
 
 if LightningLSTM is not None:
@@ -223,7 +234,7 @@ if LightningLSTM is not None:
 def build_module(kind: str, shape: Shape, loader: DataLoader) -> L.LightningModule:
     if kind == "demo":
         return DemoLSTM(shape, loader)
-    cls = NoProgBarLossLanguageModel if kind == "no_prog_bar_loss" else LanguageModel
+    cls = PerStepHostReadsLanguageModel if kind == "per_step_host_reads" else LanguageModel
     return cls(
         vocab_size=shape.vocab, pad_id=PAD_ID, embedding_dim=shape.dim, hidden_size=shape.dim,
         num_layers=shape.layers, cell="lstm", dropout_embedding=shape.dropout, dropout_between=shape.dropout,
@@ -255,7 +266,7 @@ def run_trainer(kind: str, shape: Shape, device: str, precision: str, seed: int)
 CONTENDERS = {
     "raw": "raw loop",
     "lightning": "LanguageModel+Trainer",
-    "no_prog_bar_loss": "LanguageModel, train/loss off the prog bar (no per-step .item())",
+    "per_step_host_reads": "LanguageModel with per-step host reads (loss on bar, finite check)",
     "demo": "demo LightningLSTM+Trainer",
 }
 
@@ -303,7 +314,8 @@ def targets(device: str, shape: Shape, quick: bool) -> float | None:
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="benchmarks/results", help="folder for bench_training.json")
+    parser.add_argument("--out", default="benchmarks/results",
+                        help="folder for bench_training.json (bench_training_bf16.json with bf16-mixed)")
     parser.add_argument("--quick", action="store_true", help="tiny network, few steps: a smoke test")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", choices=("32", "bf16-mixed"), default="32")
@@ -311,12 +323,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--steps", type=int, default=None, help="timed steps per run (default per shape)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps per run (default per shape)")
     parser.add_argument("--variants", choices=("none", "all"), default=None,
-                        help="extra LanguageModel rows (all: + train/loss off the progress bar; default: all on cuda "
-                        "or --quick, else none)")
+                        help="extra LanguageModel rows (all: + the per-step host reads it had before; default: all "
+                        "on cuda or --quick, else none)")
     parser.add_argument("--extras-everywhere", action="store_true",
                         help="CPU: also run the variant and demo rows at the batch-64 shape (slow)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--no-demo", action="store_true", help="skip Lightning's demo LightningLSTM row")
+    parser.add_argument("--shape", choices=("all", "small", "large"), default="all",
+                        help="run both shapes (default), or only the first (small) or second (large)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -337,7 +351,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if args.threads:
         torch.set_num_threads(args.threads)
     variants = args.variants or ("all" if args.quick or args.device == "cuda" else "none")
-    kinds += {"none": [], "all": ["no_prog_bar_loss"]}[variants]
+    kinds += {"none": [], "all": ["per_step_host_reads"]}[variants]
     demo_note = "lightning.pytorch.demos.LightningLSTM (SimpleLSTM 4x512 untied, dropout 0.2, SGD lr 20)"
     if LightningLSTM is None:
         demo_note = "lightning.pytorch.demos has no LightningLSTM in this lightning version: row skipped"
@@ -348,6 +362,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
 
     rows: list[dict[str, Any]] = []
     run_shapes = shapes(args.quick, args.device, args.steps, args.warmup, args.extras_everywhere)
+    run_shapes = {"all": run_shapes, "small": run_shapes[:1], "large": run_shapes[1:]}[args.shape]
     for shape in run_shapes:
         print(f"{shape.name}: vocab {shape.vocab}, {shape.dim}x{shape.layers} LSTM tied, batch {shape.batch}, "
               f"bptt {shape.bptt}, warmup {shape.warmup} + {shape.steps} timed steps", flush=True)
@@ -363,7 +378,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     table = [{k: v for k, v in row.items() if k != "all_s"} for row in rows]
     title = f"Training throughput ({args.device}, precision {args.precision}{', quick' if args.quick else ''})"
     print_table(title, table)
-    out = Path(args.out) / f"{NAME}.json"
+    out = Path(args.out) / f"{NAME}{'' if args.precision == '32' else '_bf16'}.json"
     write_json(out, NAME, rows, device=args.device, threads=torch.get_num_threads(), precision=args.precision,
                quick=args.quick, repeats=repeats, shapes=[shape.__dict__ for shape in run_shapes],
                lightning=L.__version__, demo=demo_note, contenders=CONTENDERS)

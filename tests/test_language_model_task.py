@@ -81,6 +81,33 @@ def test_logs_losses_lr_and_grad_norm_before_clipping(tmp_path, tiny_markov, tin
     assert logged["train/grad_norm"] > 1e-3  # measured before clipping to 1e-3
 
 
+def test_progress_bar_and_loggers_show_the_training_loss(tmp_path, tiny_markov, tiny_lm):
+    model = tiny_lm(tiny_markov)
+    t = trainer(tmp_path, max_steps=3, limit_val_batches=0, log_every_n_steps=1)
+    t.fit(model, tiny_markov)
+    assert t.progress_bar_metrics["train/loss"] == pytest.approx(float(t.logged_metrics["train/loss"]))
+    assert float(t.logged_metrics["train/loss"]) == pytest.approx(float(model._last_loss))  # the last step's
+
+
+def test_on_a_gpu_the_loss_is_logged_on_logging_steps_only(tmp_path, tiny_markov, tiny_lm, monkeypatch):
+    """The GPU branch (host reads cost a wait), run on CPU: train/loss reaches loggers and bar every 3rd step."""
+    import rnn_lightning.tasks.common as common
+
+    monkeypatch.setattr(common, "host_reads_are_free", lambda tensor: False)
+    model, losses, logged = tiny_lm(tiny_markov), [], []
+
+    class Capture(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            losses.append(float(outputs["loss"]))
+            logged.append(float(trainer.progress_bar_metrics.get("train/loss", float("nan"))))
+
+    t = trainer(tmp_path, max_steps=7, limit_val_batches=0, log_every_n_steps=3, callbacks=[Capture()])
+    t.fit(model, tiny_markov)
+    # Lightning logs at steps 3 and 6 (1-based): the bar holds the last logged value in between
+    expected = [float("nan")] * 2 + [losses[2]] * 3 + [losses[5]] * 2
+    assert logged == pytest.approx(expected, nan_ok=True)
+
+
 def test_tokenizer_travels_in_checkpoint_and_generation_works_from_it(tmp_path, tiny_markov, tiny_lm):
     model = tiny_lm(tiny_markov)
     t = trainer(tmp_path, max_steps=2, limit_val_batches=1)

@@ -1,6 +1,6 @@
 """Perplexity of a language model, computed stably whatever the dtype of the logits.
 
-The log-probabilities come from ``log_softmax`` (via ``F.cross_entropy``) on logits upcast to float32
+The log-probabilities come from ``log_softmax`` computed in float32 from the logits
 (float64 logits stay float64), and the per-token negative log-likelihoods are summed in float64. Computing
 ``softmax`` in the input dtype and taking its ``log`` afterwards, as ``torchmetrics.text.Perplexity`` does,
 rounds every probability below ~6e-8 to 0 in float16, which makes the perplexity ``inf``.
@@ -76,19 +76,20 @@ def _nll_sum_and_count(
     flat_logits = logits.reshape(-1, logits.shape[-1])  # (N, V)
     flat_target = target.reshape(-1).long()  # (N,)
     ignore = -100 if ignore_index is None else ignore_index  # -100 cannot occur: range checked
-    # Row chunks: the upcast copy and the log_softmax of fp16/bf16 logits cost 8 bytes per logit, and a
-    # full-size float32 temporary is slow to allocate. On the CPU, ~1M-logit chunks stay in cache (measured
-    # 2-4x faster than one pass, benchmarks/bench_perplexity.py); on a GPU, few large chunks keep launches
-    # few while the working memory stays below the input's own size.
+    # Row chunks: the float32 log-probabilities of fp16/bf16 logits cost 4 bytes per logit, and a full-size
+    # float32 temporary is slow to allocate. On the CPU, ~1M-logit chunks stay in cache (measured 2-4x faster
+    # than one pass, benchmarks/bench_perplexity.py); on a GPU, few large chunks keep launches few while the
+    # working memory stays below the input's own size.
     rows, width = flat_logits.shape
     if flat_logits.device.type == "cpu":
         rows = max(1, _CPU_CHUNK_LOGITS // max(width, 1))
     elif flat_logits.dtype != compute_dtype:
-        rows = max(1, rows * flat_logits.element_size() // (2 * torch.finfo(compute_dtype).bits // 8))
+        rows = max(1, rows * flat_logits.element_size() // (torch.finfo(compute_dtype).bits // 8))
     nll_sum = sum(
-        F.cross_entropy(chunk.to(compute_dtype), chunk_target, ignore_index=ignore, reduction="none").sum(
-            dtype=torch.float64
-        )  # log_softmax inside, never log(softmax); 0 where ignored
+        F.nll_loss(  # log_softmax, never log(softmax); its dtype= reads fp16/bf16 and computes in float32 in one
+            # kernel on CUDA (no upcast copy); 0 where ignored
+            F.log_softmax(chunk, dim=-1, dtype=compute_dtype), chunk_target, ignore_index=ignore, reduction="none"
+        ).sum(dtype=torch.float64)
         for chunk, chunk_target in zip(flat_logits.split(rows), flat_target.split(rows))
     ) + torch.zeros((), dtype=torch.float64, device=flat_logits.device)  # a tensor even with no rows
     if ignore_index is None:

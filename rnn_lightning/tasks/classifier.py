@@ -85,8 +85,7 @@ class SequenceClassifier(RecurrentTask):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss = F.cross_entropy(self(batch["tokens"], batch["lengths"]).float(), batch["label"])
-        self._last_loss = loss.detach()
-        self.log("train/loss", self._last_loss, prog_bar=True, batch_size=len(batch["label"]))
+        self.log_train_loss(loss, batch_size=len(batch["label"]))
         return loss
 
     def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:

@@ -1,4 +1,4 @@
-"""What every task shares: optimizer wiring, the gradient-norm log and NaN stop, the tokenizer in the checkpoint."""
+"""What every task shares: optimizer wiring, the training-loss and gradient-norm logs, the NaN stop, the tokenizer."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import lightning as L
 import torch
 from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 from tokenizers import Tokenizer
+
+from rnn_lightning.tasks.finite_guard import FiniteGradientGuard
 
 
 def default_optimizer(params: Any) -> torch.optim.Optimizer:
@@ -23,24 +25,15 @@ def configure(module: L.LightningModule) -> Any:
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
 
 
+def host_reads_are_free(tensor: torch.Tensor) -> bool:
+    """Whether reading ``tensor`` on the host costs no wait for a device (it lives in CPU memory)."""
+    return tensor.device.type == "cpu"
+
+
 def logging_step(module: L.LightningModule) -> bool:
     """Whether this step's logged values reach the loggers (every ``log_every_n_steps``), as Lightning decides."""
     connector = getattr(module.trainer, "_logger_connector", None)
-    return bool(getattr(connector, "should_update_logs", True))
-
-
-def stop_if_not_finite(module: L.LightningModule, norm: torch.Tensor, loss: torch.Tensor | None) -> None:
-    """Raise before the optimizer step if the gradient norm is not finite (the weights are still finite then)."""
-    # fp16 with a GradScaler skips overflowing steps and lowers its scale by itself: nothing to stop.
-    scaled = getattr(module.trainer.precision_plugin, "scaler", None) is not None
-    if not scaled and not torch.isfinite(norm):
-        raise FloatingPointError(
-            f"the gradient is not finite at step {module.global_step} (epoch {module.current_epoch}): "
-            f"gradient norm {float(norm)}, loss {float(loss) if loss is not None else 'n/a'}. Training stopped "
-            "before the update, so the weights are still finite. Likely cause: exploding gradients or a too large "
-            "learning rate. Clip the gradient norm (trainer.gradient_clip_val, e.g. 0.25) or lower the optimizer's "
-            "lr; with fp16 use bf16-mixed precision."
-        )
+    return bool(getattr(connector, "should_update_logs", True)) or bool(module.trainer.fast_dev_run)
 
 
 class TokenizerInCheckpoint:
@@ -77,10 +70,29 @@ class TokenizerInCheckpoint:
 class RecurrentTask(TokenizerInCheckpoint, L.LightningModule):
     """Base of the tasks: optimizer factories, gradient-norm log and NaN stop, tokenizer in the checkpoint.
 
-    Subclasses set ``self.optimizer``, ``self.lr_scheduler`` and, in ``training_step``, ``self._last_loss``.
+    Subclasses set ``self.optimizer`` and ``self.lr_scheduler``, and log their training loss with ``log_train_loss``.
     """
 
-    _last_loss: torch.Tensor | None = None
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._last_loss: torch.Tensor | None = None
+        self._finite_guard = FiniteGradientGuard()
+
+    def log_train_loss(self, loss: torch.Tensor, **kwargs: Any) -> None:
+        """Log ``train/loss`` (mean over processes) to the loggers and the progress bar.
+
+        On CPU at every step. On a GPU only on the steps whose values reach the loggers (``log_every_n_steps``),
+        as a host copy: Lightning reads every progress-bar value on the host at every step, which for a GPU value
+        waits for the whole step, and each ``self.log`` costs host time that small GPU steps cannot hide.
+        """
+        self._last_loss = loss = loss.detach()
+        distributed = self.trainer.world_size > 1
+        if host_reads_are_free(loss):
+            self.log("train/loss", loss, prog_bar=True, sync_dist=distributed, **kwargs)
+        elif logging_step(self):
+            if distributed:
+                loss = self.trainer.strategy.reduce(loss, reduce_op="mean")
+            self.log("train/loss", loss.cpu(), prog_bar=True, **kwargs)
 
     def configure_optimizers(self) -> Any:
         return configure(self)
@@ -123,14 +135,18 @@ class RecurrentTask(TokenizerInCheckpoint, L.LightningModule):
         else:
             norm = torch.nn.utils.get_total_norm([p.grad for p in params])
             super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
-        stop_if_not_finite(self, norm, self._last_loss)
+        self._finite_guard.check(self, norm, self._last_loss)
         if logging_step(self):
             self.log("train/grad_norm", norm)
 
     def setup(self, stage: str) -> None:
         self._take_tokenizer()
 
+    def on_train_epoch_end(self) -> None:
+        self._finite_guard.resolve()
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._finite_guard.resolve()  # never save weights a non-finite gradient may have reached
         self._save_tokenizer(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -130,8 +130,7 @@ class LanguageModel(RecurrentTask):
         world = self.trainer.world_size
         total = self.trainer.strategy.reduce(count.clone(), reduce_op="sum") if world > 1 else count
         loss = nll_sum * world / total.clamp(min=1)
-        self._last_loss = loss.detach()
-        self.log("train/loss", self._last_loss, prog_bar=True, sync_dist=world > 1)  # rank mean = global mean
+        self.log_train_loss(loss)  # rank mean = global mean
         if logging_step(self):  # a CPU tensor: a Python float would be copied to the device at every step
             self.log("train/lr", torch.tensor(float(self.trainer.optimizers[0].param_groups[0]["lr"])))
         return loss
@@ -176,7 +175,7 @@ class LanguageModel(RecurrentTask):
 
     # -- tokenizer travels inside the checkpoint (as JSON text) --
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._save_tokenizer(checkpoint)
+        super().on_save_checkpoint(checkpoint)  # the non-finite-gradient verdict, the tokenizer
         # To resume exactly: every rank's carried TBPTT state (its own streams) and RNG (dropout masks).
         loader = getattr(self._trainer, "train_dataloader", None) if self._trainer is not None else None
         done = getattr(loader, "windows_done", 0)

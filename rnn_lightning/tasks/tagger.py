@@ -109,8 +109,7 @@ class SequenceTagger(RecurrentTask):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss = self._loss(self(batch["tokens"], batch["lengths"]), batch["tags"])
-        self._last_loss = loss.detach()
-        self.log("train/loss", self._last_loss, prog_bar=True, batch_size=len(batch["lengths"]))
+        self.log_train_loss(loss, batch_size=len(batch["lengths"]))
         return loss
 
     def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
