@@ -16,7 +16,7 @@ from rnn_lightning.tasks import LanguageModel
 from rnn_lightning.tasks.common import RecurrentTask
 
 # DataModule attribute -> task argument. A link whose source or target the chosen classes lack is skipped
-# (a LanguageModel has no labels).
+# (a LanguageModel has no labels, a classifier no character vocabulary).
 LINKS = (
     ("data.vocab_size", "model.init_args.vocab_size"),
     ("data.pad_id", "model.init_args.pad_id"),
@@ -24,6 +24,7 @@ LINKS = (
     ("data.num_labels", "model.init_args.num_labels"),
     ("data.labels", "model.init_args.labels"),
     ("data.scheme", "model.init_args.span_scheme"),
+    ("data.char_vocab", "model.init_args.char_vocab"),
 )
 
 

@@ -17,6 +17,8 @@ LOCAL_DATA = {  # recipe -> the fragment that reads its corpus from ../shared/da
     "tagging/ud_ewt_upos_bilstm.yaml": "ud_ewt_local.yaml",
     "tagging/conll2003_ner_bilstm.yaml": "conll2003_local.yaml",
     "tagging/conll2003_ner_bilstm_crf.yaml": "conll2003_local.yaml",
+    "tagging/conll2003_ner_char_bilstm_crf.yaml": "conll2003_local.yaml",
+    "tagging/ud_ewt_upos_char_bilstm.yaml": "ud_ewt_local.yaml",
     "classification/sst2_bilstm.yaml": "sst2_local.yaml",
 }
 

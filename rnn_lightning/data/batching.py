@@ -22,6 +22,7 @@ class RaggedSequences(Dataset):
         labels: (S,) per-sequence label ids (classification) or ``None``.
         max_length: cut longer sequences into consecutive pieces of at most this many tokens (bounds the memory
             of a training step; ``None`` keeps them whole).
+        chars: (N, L) character ids of each token (0-padded), or ``None``.
 
     Example:
         >>> seqs = RaggedSequences(np.arange(5), np.array([0, 3, 5]), tags=np.array([1, 0, 1, 1, 0]))
@@ -38,6 +39,7 @@ class RaggedSequences(Dataset):
         tags: np.ndarray | None = None,
         labels: np.ndarray | None = None,
         max_length: int | None = None,
+        chars: np.ndarray | None = None,
     ) -> None:
         starts, ends = offsets[:-1], offsets[1:]
         self.sequence_of_piece = np.arange(len(starts))
@@ -47,7 +49,7 @@ class RaggedSequences(Dataset):
             first = np.repeat(np.cumsum(pieces) - pieces, pieces)
             starts = starts[self.sequence_of_piece] + (np.arange(pieces.sum()) - first) * max_length
             ends = np.minimum(starts + max_length, ends[self.sequence_of_piece])
-        self.ids, self.starts, self.ends, self.tags, self.labels = ids, starts, ends, tags, labels
+        self.ids, self.starts, self.ends, self.tags, self.labels, self.chars = ids, starts, ends, tags, labels, chars
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -59,12 +61,14 @@ class RaggedSequences(Dataset):
             item["tags"] = self.tags[span]
         if self.labels is not None:
             item["label"] = self.labels[self.sequence_of_piece[i]]
+        if self.chars is not None:
+            item["chars"] = self.chars[span]
         return item
 
 
 def pad_batch(items: list[dict[str, Any]], pad_id: int) -> dict[str, Tensor]:
     """Right-pad a list of sequences: ``tokens`` (B, T) with ``pad_id``, ``tags`` (B, T) with -100, ``lengths`` (B,),
-    and ``label`` (B,) when present."""
+    and ``label`` (B,) and ``chars`` (B, T, L) with 0 (L: the batch's longest word) when present."""
     lengths = torch.tensor([len(item["tokens"]) for item in items])
     width = int(lengths.max())
     tokens = torch.full((len(items), width), pad_id, dtype=torch.long)
@@ -78,4 +82,16 @@ def pad_batch(items: list[dict[str, Any]], pad_id: int) -> dict[str, Tensor]:
         batch["tags"] = tags
     if "label" in items[0]:
         batch["label"] = torch.tensor([int(item["label"]) for item in items])
+    if "chars" in items[0]:
+        batch["chars"] = pad_chars([item["chars"] for item in items], width)
     return batch
+
+
+def pad_chars(sentences: list[np.ndarray], width: int) -> Tensor:
+    """Each sentence's (T_i, L) character ids -> (B, width, L') zero-padded, L' the longest word of the batch."""
+    letters = max(int((chars != 0).sum(1).max()) for chars in sentences)
+    padded = torch.zeros((len(sentences), width, letters), dtype=torch.long)
+    for row, chars in enumerate(sentences):
+        chars = chars[:, :letters]
+        padded[row, : len(chars), : chars.shape[1]] = torch.from_numpy(chars.astype(np.int64))
+    return padded

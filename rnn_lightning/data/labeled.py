@@ -2,7 +2,7 @@
 
 A subclass says where the words and the labels of a split are (:meth:`_words`, :meth:`_label_values`); this
 class builds the word vocabulary and the label list from ``train``, checks every split against them, and serves
-padded batches ``{"tokens", "lengths", "tags" | "label"}``.
+padded batches ``{"tokens", "lengths", "tags" | "label"}`` (and ``"chars"`` with character features).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from tokenizers import Tokenizer
 from torch.utils.data import DataLoader
 
 from rnn_lightning.data.batching import RaggedSequences, pad_batch
+from rnn_lightning.data.characters import build_char_vocab, encode_chars
 from rnn_lightning.data.corpus import load_corpus
 from rnn_lightning.data.tokenization import PAD, UNK, encode_words, load_tokenizer, train_word_tokenizer
 
@@ -63,6 +64,7 @@ class LabeledSequenceDataModule(L.LightningDataModule):
         num_workers: int,
         cache_dir: str | None,
         holdout: dict[str, float] | None,
+        char_features: bool = False,
     ) -> None:
         super().__init__()
         if (path is None) == (dataset is None):
@@ -83,7 +85,8 @@ class LabeledSequenceDataModule(L.LightningDataModule):
         self.text_column, self.label_column, self.tokenizer_spec = text_column, label_column, tokenizer
         self.min_frequency, self.max_vocab_size = min_frequency, max_vocab_size
         self.batch_size, self.eval_batch_size, self.max_length = batch_size, eval_batch_size, max_length
-        self.num_workers, self.holdout = num_workers, holdout
+        self.num_workers, self.holdout, self.char_features = num_workers, holdout, char_features
+        self._char_vocab: list[str] | None = None
         self._raw: DatasetDict | None = dataset
         self._labels: list[str] | None = list(labels) if labels is not None else None
         self._tokenizer: Tokenizer | None = None
@@ -173,6 +176,14 @@ class LabeledSequenceDataModule(L.LightningDataModule):
         return self._labels
 
     @property
+    def char_vocab(self) -> list[str] | None:
+        """With ``char_features``: the characters of the train words after ``<pad>``, ``<unk>`` (id = position)."""
+        if self.char_features and self._char_vocab is None:
+            words = pc.unique(pc.list_flatten(self._words(self._split("train"))))
+            self._char_vocab = build_char_vocab(words.to_pylist())
+        return self._char_vocab
+
+    @property
     def vocab_size(self) -> int:
         return self.tokenizer.get_vocab_size()
 
@@ -218,9 +229,10 @@ class LabeledSequenceDataModule(L.LightningDataModule):
             offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
             np.cumsum(lengths, out=offsets[1:])
             ids = encode_words(self.tokenizer, pc.list_flatten(words))
+            chars = encode_chars(pc.list_flatten(words).to_pylist(), self.char_vocab) if self.char_features else None
             tags, per_row = (label_ids, None) if self.per_token else (None, label_ids)
             max_length = self.max_length if split == "train" else None  # evaluate whole sequences
-            self._sequences[split] = RaggedSequences(ids, offsets, tags, per_row, max_length)
+            self._sequences[split] = RaggedSequences(ids, offsets, tags, per_row, max_length, chars)
         return self._sequences[split]
 
     # -- Lightning hooks --

@@ -49,6 +49,9 @@ class TaggingDataModule(LabeledSequenceDataModule):
         num_workers: DataLoader workers.
         cache_dir: ``datasets`` cache folder.
         holdout: splits to carve off the end of train, e.g. ``{"validation": 0.1}``.
+        char_features: also serve each token's characters as ``"chars"`` (B, T, L), with a character vocabulary
+            from the train words (``char_vocab``, linked to the model by the CLI), for a tagger with character
+            features (unseen words keep their spelling cues).
 
     Example:
         >>> from datasets import Dataset, DatasetDict
@@ -87,6 +90,7 @@ class TaggingDataModule(LabeledSequenceDataModule):
         num_workers: int = 0,
         cache_dir: str | None = None,
         holdout: dict[str, float] | None = None,
+        char_features: bool = False,
     ) -> None:
         for arg, scheme in (("tag_scheme", tag_scheme), ("train_scheme", train_scheme)):
             if scheme is not None and scheme not in SCHEMES:
@@ -98,7 +102,7 @@ class TaggingDataModule(LabeledSequenceDataModule):
             )
         super().__init__(path, name, data_files, dataset, tokens_column, tags_column, labels, tokenizer,
                          min_frequency, max_vocab_size, batch_size, eval_batch_size, max_length, num_workers,
-                         cache_dir, holdout)
+                         cache_dir, holdout, char_features)
         self.save_hyperparameters(ignore=["dataset", "labels"])  # the model logs the resolved labels
         self.tag_field, self.tag_column = tag_field, tag_column
         self.tag_scheme, self.train_scheme = tag_scheme, train_scheme

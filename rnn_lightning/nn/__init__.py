@@ -1,5 +1,6 @@
 """Pure-torch building blocks (no Lightning imports)."""
 
+from rnn_lightning.nn.char_encoder import CharacterEncoder
 from rnn_lightning.nn.classifier import SequenceClassifierNet
 from rnn_lightning.nn.crf import CRF, allowed_transitions
 from rnn_lightning.nn.encoder import RecurrentEncoder, detach_state
@@ -10,6 +11,7 @@ from rnn_lightning.nn.tagger import SequenceTaggerNet
 
 __all__ = [
     "CRF",
+    "CharacterEncoder",
     "RNNLanguageModelNet",
     "RecurrentEncoder",
     "SequenceClassifierNet",

@@ -23,6 +23,9 @@ class SequenceTaggerNet(nn.Module):
         pad_id: padding id.
         word_dropout: in training, replace tokens by ``unk_id`` with this probability (see :class:`EmbedEncode`).
         unk_id: id of ``<unk>``.
+        num_chars: character vocabulary size, to add character features (see :class:`EmbedEncode`).
+        char_embedding_dim: character embedding size.
+        char_hidden_size: character BiRNN state size per direction.
 
     Example:
         >>> import torch
@@ -44,14 +47,17 @@ class SequenceTaggerNet(nn.Module):
         pad_id: int | None = 0,
         word_dropout: float = 0.0,
         unk_id: int = 1,
+        num_chars: int | None = None,
+        char_embedding_dim: int = 25,
+        char_hidden_size: int = 25,
     ) -> None:
         super().__init__()
         if not isinstance(num_labels, int) or num_labels < 1:
             raise ValueError(f"`num_labels` must be a positive integer, got {num_labels!r}.")
         self.body = EmbedEncode(vocab_size, embedding_dim, hidden_size, num_layers, cell, bidirectional, dropout,
-                                pad_id, word_dropout, unk_id)
+                                pad_id, word_dropout, unk_id, num_chars, char_embedding_dim, char_hidden_size)
         self.scorer = nn.Linear(self.body.output_dim, num_labels)
 
-    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
-        """tokens (B, T), lengths (B,) -> label scores (B, T, C)."""
-        return self.scorer(self.body(tokens, lengths))
+    def forward(self, tokens: Tensor, lengths: Tensor, chars: Tensor | None = None) -> Tensor:
+        """tokens (B, T), lengths (B,), chars (B, T, L) with ``num_chars`` -> label scores (B, T, C)."""
+        return self.scorer(self.body(tokens, lengths, chars))

@@ -9,6 +9,8 @@ import torch
 from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 from tokenizers import Tokenizer
 
+from rnn_lightning.data.batching import pad_chars
+from rnn_lightning.data.characters import encode_chars
 from rnn_lightning.tasks.finite_guard import FiniteGradientGuard
 
 
@@ -159,9 +161,18 @@ class RecurrentTask(TokenizerInCheckpoint, L.LightningModule):
                 "its output rows would mean other labels. Use the data the checkpoint was trained with, or pass its "
                 "label list as the DataModule's `labels`."
             )
+        saved = checkpoint.get("hyper_parameters", {}).get("char_vocab")
+        ours = getattr(self, "char_vocab", None)
+        if saved is not None and ours is not None and list(saved) != list(ours):
+            raise ValueError(
+                f"the checkpoint's character vocabulary ({len(saved)} characters) differs from this model's "
+                f"({len(ours)}, from the DataModule's train words): its character ids would mean other characters. "
+                "Use the train split the checkpoint was trained with."
+            )
 
-    def encode_words(self, token_lists: list[list[str]], arg: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Word lists -> padded ids (B, T) and lengths (B,) on the model's device, with the stored tokenizer."""
+    def encode_words(self, token_lists: list[list[str]], arg: str) -> dict[str, torch.Tensor]:
+        """Word lists -> a batch on the model's device: ids ``tokens`` (B, T), ``lengths`` (B,), and ``chars``
+        (B, T, L) when the model has a character vocabulary; with the tokenizer and characters it was trained with."""
         if self.tokenizer is None:
             raise RuntimeError(
                 f"this {type(self).__name__} has no tokenizer: train it with one of rnn_lightning's DataModules or "
@@ -175,15 +186,19 @@ class RecurrentTask(TokenizerInCheckpoint, L.LightningModule):
         tokens = torch.full((len(token_lists), int(lengths.max())), self.tokenizer.token_to_id("<pad>"))
         for row, words in enumerate(token_lists):
             tokens[row, : len(words)] = torch.tensor([vocab.get(w, unk) for w in words])
-        return tokens.to(self.device), lengths.to(self.device)
+        batch = {"tokens": tokens, "lengths": lengths}
+        char_vocab = getattr(self, "char_vocab", None)
+        if char_vocab is not None:
+            batch["chars"] = pad_chars([encode_chars(words, char_vocab) for words in token_lists], tokens.shape[1])
+        return {name: value.to(self.device) for name, value in batch.items()}
 
     @torch.no_grad()
     def predict_words(self, token_lists: list[list[str]], arg: str) -> Any:
         """``predict_step`` on word lists, in eval mode (restored afterwards): what ``tag``/``classify`` return."""
-        tokens, lengths = self.encode_words(token_lists, arg)
+        batch = self.encode_words(token_lists, arg)
         was_training = self.training
         self.eval()
         try:
-            return self.predict_step({"tokens": tokens, "lengths": lengths}, 0)
+            return self.predict_step(batch, 0)
         finally:
             self.train(was_training)

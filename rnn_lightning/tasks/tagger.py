@@ -40,6 +40,10 @@ class SequenceTagger(RecurrentTask):
         dropout: dropout on embeddings, between layers and before the output layer.
         word_dropout: in training, replace each token by ``<unk>`` with this probability, so the model learns
             what to do with words it never saw (rare words are where taggers fail).
+        char_vocab: the DataModule's character vocabulary (linked when it has ``char_features``): adds a character
+            BiLSTM vector to each word's embedding (Lample et al. 2016); stored in the checkpoint.
+        char_embedding_dim: character embedding size.
+        char_hidden_size: character BiRNN state size per direction.
         crf: decode with a linear-chain CRF (trained by its likelihood; with ``span_scheme`` the moves the scheme
             forbids, such as ``O -> I-PER`` in IOB2, are never decoded).
         optimizer: optimizer factory (YAML ``class_path`` + ``init_args``); default Adam lr 1e-3.
@@ -66,6 +70,9 @@ class SequenceTagger(RecurrentTask):
         bidirectional: bool = True,
         dropout: float = 0.5,
         word_dropout: float = 0.0,
+        char_vocab: list[str] | None = None,
+        char_embedding_dim: int = 25,
+        char_hidden_size: int = 25,
         crf: bool = False,
         optimizer: OptimizerCallable = default_optimizer,
         lr_scheduler: LRSchedulerCallable | None = None,
@@ -76,14 +83,16 @@ class SequenceTagger(RecurrentTask):
         if span_scheme is not None and labels is None:
             raise ValueError(f"`span_scheme={span_scheme!r}` needs the tag names: pass `labels` (one per tag id).")
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        num_chars = len(char_vocab) if char_vocab is not None else None
         self.net = SequenceTaggerNet(vocab_size, num_labels, embedding_dim, hidden_size, num_layers, cell,
-                                     bidirectional, dropout, pad_id, word_dropout, unk_id)
+                                     bidirectional, dropout, pad_id, word_dropout, unk_id, num_chars,
+                                     char_embedding_dim, char_hidden_size)
         self.crf = None
         if crf:
             masks = allowed_transitions(labels, span_scheme) if span_scheme else (None, None, None)
             self.crf = CRF(num_labels, masks[1], allowed_start=masks[0], allowed_end=masks[2])
         self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
-        self.labels, self.span_scheme = labels, span_scheme
+        self.labels, self.span_scheme, self.char_vocab = labels, span_scheme, char_vocab
         self.metrics = torch.nn.ModuleDict({
             stage: torch.nn.ModuleDict({
                 "loss": MeanMetric(),
@@ -93,9 +102,9 @@ class SequenceTagger(RecurrentTask):
             for stage in ("val", "test")
         })
 
-    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
-        """tokens (B, T), lengths (B,) -> label scores (B, T, C)."""
-        return self.net(tokens, lengths)
+    def forward(self, tokens: Tensor, lengths: Tensor, chars: Tensor | None = None) -> Tensor:
+        """tokens (B, T), lengths (B,), chars (B, T, L) with character features -> label scores (B, T, C)."""
+        return self.net(tokens, lengths, chars)
 
     def _loss(self, scores: Tensor, tags: Tensor) -> Tensor:
         """Mean negative log-likelihood per real token."""
@@ -108,14 +117,14 @@ class SequenceTagger(RecurrentTask):
         return self.crf.decode(scores, mask) if self.crf is not None else scores.argmax(-1)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        loss = self._loss(self(batch["tokens"], batch["lengths"]), batch["tags"])
+        loss = self._loss(self(batch["tokens"], batch["lengths"], batch.get("chars")), batch["tags"])
         self.log_train_loss(loss, batch_size=len(batch["lengths"]))
         return loss
 
     def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
         tags = batch["tags"]
         mask = tags != IGNORE_INDEX
-        scores = self(batch["tokens"], batch["lengths"])
+        scores = self(batch["tokens"], batch["lengths"], batch.get("chars"))
         preds = self.decode(scores, mask)
         metrics = self.metrics[stage]
         metrics["loss"].update(self._loss(scores, tags), weight=mask.sum())
@@ -137,7 +146,7 @@ class SequenceTagger(RecurrentTask):
         """The predicted tag names of each sentence of the batch."""
         lengths = batch["lengths"]
         mask = torch.arange(batch["tokens"].shape[1], device=lengths.device) < lengths[:, None]
-        preds = self.decode(self(batch["tokens"], lengths), mask)
+        preds = self.decode(self(batch["tokens"], lengths, batch.get("chars")), mask)
         return [[self._label(i) for i in row[:n]] for row, n in zip(preds.tolist(), lengths.tolist())]
 
     def _label(self, i: int) -> str:
