@@ -79,7 +79,7 @@ def test_stream_loader_keeps_order_with_workers_and_resumes_from_its_state(worke
         if i == 4:
             state = loader.state_dict()
     assert len(seen) == len(windows) and all(torch.equal(a, b) for a, b in zip(seen, windows))
-    assert state == {"windows_done": 5}
+    assert state == {"batches_done": 5}
     fresh = StreamLoader(StreamWindows(inputs, targets, bptt=7), num_workers=workers)
     fresh.load_state_dict(state)
     rest = [x for x, _ in fresh]  # resumes at window 5 ...

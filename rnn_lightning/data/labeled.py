@@ -7,6 +7,7 @@ padded batches ``{"tokens", "lengths", "tags" | "label"}`` (and ``"chars"`` with
 
 from __future__ import annotations
 
+import os
 from functools import partial
 
 import lightning as L
@@ -19,7 +20,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from tokenizers import Tokenizer
 from torch.utils.data import DataLoader
 
-from rnn_lightning.data.batching import RaggedSequences, pad_batch
+from rnn_lightning.data.batching import RaggedSequences, ResumableLoader, pad_batch
 from rnn_lightning.data.characters import build_char_vocab, encode_chars
 from rnn_lightning.data.corpus import load_corpus
 from rnn_lightning.data.tokenization import PAD, UNK, encode_words, load_tokenizer, train_word_tokenizer
@@ -245,26 +246,21 @@ class LabeledSequenceDataModule(L.LightningDataModule):
 
     def _loader(self, split: str) -> DataLoader:
         data = self.sequences(split)
-        train = split == "train"
-        sampler = None
         world = self.trainer.world_size if self.trainer is not None else 1
-        if not train and len(data) < world:
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        common = dict(collate_fn=partial(pad_batch, pad_id=self.pad_id), num_workers=self.num_workers,
+                      pin_memory=torch.cuda.is_available())
+        if split == "train":  # shuffled by (seed, epoch), each process its share; resumes mid-epoch exactly
+            seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+            return ResumableLoader(data, self.batch_size, world, rank, seed, **common)
+        if len(data) < world:
             raise ValueError(
                 f"the {split!r} split has {len(data)} sequences, fewer than the {world} processes (devices x nodes) "
                 "that evaluate it: each process needs at least one. Use fewer devices or a larger split."
             )
-        if not train and world > 1:
-            # Each sentence on exactly one rank (Lightning's default sampler would repeat some to even out ranks).
-            sampler = UnrepeatedDistributedSampler(data, self.trainer.world_size, self.trainer.global_rank, False)
-        return DataLoader(
-            data,
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
-            sampler=sampler,
-            collate_fn=partial(pad_batch, pad_id=self.pad_id),
-            num_workers=self.num_workers,
-            pin_memory=torch.cuda.is_available(),
-        )
+        # Each sentence on exactly one rank (Lightning's default sampler would repeat some to even out ranks).
+        sampler = UnrepeatedDistributedSampler(data, world, rank, False) if world > 1 else None
+        return DataLoader(data, batch_size=self.eval_batch_size, sampler=sampler, **common)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")

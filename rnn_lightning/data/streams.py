@@ -123,22 +123,22 @@ class StreamLoader(DataLoader):
         # global RNG (DataLoader draws a seed per epoch), so a resumed run's random stream stays identical.
         kwargs = {"batch_size": None, "generator": torch.Generator().manual_seed(0), **kwargs}
         super().__init__(dataset, num_workers=num_workers, pin_memory=pin_memory, **kwargs)
-        self.windows_done = 0
+        self.batches_done = 0
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        self.windows_done = self.dataset.start
+        self.batches_done = self.dataset.start
         batches = super().__iter__()  # the dataset (or each worker's copy) has read its start
         self.dataset.start = 0  # the next epoch starts from the first window, however this one ends
         return self._count(batches)
 
     def _count(self, batches: Iterator[tuple[Tensor, Tensor]]) -> Iterator[tuple[Tensor, Tensor]]:
         for batch in batches:
-            self.windows_done += 1
+            self.batches_done += 1
             yield batch
 
     def state_dict(self) -> dict[str, int]:
-        return {"windows_done": self.windows_done}
+        return {"batches_done": self.batches_done}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        done = state["windows_done"]
+        done = state["batches_done"]
         self.dataset.start = done if done < len(self.dataset) else 0

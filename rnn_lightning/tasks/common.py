@@ -12,6 +12,7 @@ from tokenizers import Tokenizer
 from rnn_lightning.data.batching import pad_chars
 from rnn_lightning.data.characters import encode_chars
 from rnn_lightning.tasks.finite_guard import FiniteGradientGuard
+from rnn_lightning.tasks.resume import ExactResume
 
 
 def default_optimizer(params: Any) -> torch.optim.Optimizer:
@@ -69,8 +70,9 @@ class TokenizerInCheckpoint:
         self.tokenizer = saved
 
 
-class RecurrentTask(TokenizerInCheckpoint, L.LightningModule):
-    """Base of the tasks: optimizer factories, gradient-norm log and NaN stop, tokenizer in the checkpoint.
+class RecurrentTask(ExactResume, TokenizerInCheckpoint, L.LightningModule):
+    """Base of the tasks: optimizer factories, gradient-norm log and NaN stop, tokenizer in the checkpoint, exact
+    resume.
 
     Subclasses set ``self.optimizer`` and ``self.lr_scheduler``, and log their training loss with ``log_train_loss``.
     """
@@ -150,9 +152,11 @@ class RecurrentTask(TokenizerInCheckpoint, L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._finite_guard.resolve()  # never save weights a non-finite gradient may have reached
         self._save_tokenizer(checkpoint)
+        self._save_resume(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._load_tokenizer(checkpoint)
+        self._take_resume(checkpoint)
         saved = checkpoint.get("hyper_parameters", {}).get("labels")
         ours = getattr(self, "labels", None)
         if saved is not None and ours is not None and list(saved) != list(ours):

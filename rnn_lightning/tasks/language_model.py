@@ -8,7 +8,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.utilities import rank_zero_warn
 from tokenizers import Tokenizer
 from torch import Tensor
 
@@ -90,7 +89,6 @@ class LanguageModel(RecurrentTask):
         self.test_ppl = Perplexity()
         self.tokenizer: Tokenizer | None = None
         self._state: dict[str, State | None] = {}
-        self._resume: dict[str, Any] | None = None  # what a checkpoint carried for this rank, until used
 
     def forward(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """tokens (B, T) -> logits (B, T, V), final state."""
@@ -110,18 +108,11 @@ class LanguageModel(RecurrentTask):
     def on_train_epoch_start(self) -> None:
         self._state["train"] = None  # (Lightning skips this hook when a run resumes mid-epoch)
 
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        resume, self._resume = self._resume, None
-        if resume is None:
-            return
-        # First batch after a resume: this rank's streams continue where they were (mid-epoch), and its
-        # dropout masks follow the unbroken run's. Only dropout draws on the global RNG during training
-        # (loaders and sampling have their own generators), so restoring it here is exact.
+    def _restore(self, resume: dict[str, Any]) -> None:
+        # This rank's streams continue where they were (mid-epoch); its dropout masks follow the unbroken run's.
         if resume["mid_epoch"]:
             self._state["train"] = _move_state(resume["train_state"], self.device)
-        torch.set_rng_state(resume["rng"])
-        if resume["cuda_rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(resume["cuda_rng"])
+        super()._restore(resume)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         nll_sum, count = self._step(batch, "train")
@@ -173,38 +164,9 @@ class LanguageModel(RecurrentTask):
         )  # (B, T)
         return {"targets": targets, "nll": nll.masked_fill(targets == IGNORE_INDEX, float("nan"))}
 
-    # -- tokenizer travels inside the checkpoint (as JSON text) --
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)  # the non-finite-gradient verdict, the tokenizer
-        # To resume exactly: every rank's carried TBPTT state (its own streams) and RNG (dropout masks).
-        loader = getattr(self._trainer, "train_dataloader", None) if self._trainer is not None else None
-        done = getattr(loader, "windows_done", 0)
-        mine = {
-            "train_state": _move_state(self._state.get("train"), "cpu"),
-            "rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        }
-        ranks = [mine]
-        if self._trainer is not None and self.trainer.world_size > 1:  # Lightning dumps on every rank
-            ranks = [None] * self.trainer.world_size
-            torch.distributed.all_gather_object(ranks, mine)
-        checkpoint["rnn_lightning_resume"] = {
-            "mid_epoch": bool(loader is not None and 0 < done < len(loader)),
-            "ranks": ranks,
-        }
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        resume = checkpoint.get("rnn_lightning_resume")
-        if resume is not None and self._trainer is not None:
-            ranks, world = resume["ranks"], self.trainer.world_size
-            if len(ranks) == world:
-                self._resume = {"mid_epoch": resume["mid_epoch"], **ranks[self.trainer.global_rank]}
-            else:
-                rank_zero_warn(
-                    f"the checkpoint was written by {len(ranks)} processes and this run has {world}: the carried "
-                    "BPTT state and random streams start afresh (the weights and optimizer are restored)."
-                )
-        self._load_tokenizer(checkpoint)
+    # -- exact resume: each rank's carried TBPTT state travels with its RNG state --
+    def _rank_state(self) -> dict[str, Any]:
+        return {"train_state": _move_state(self._state.get("train"), "cpu"), **super()._rank_state()}
 
     # -- generation --
     def generate(
