@@ -33,6 +33,9 @@ class SequenceClassifier(RecurrentTask):
         cell: ``"rnn_tanh"``, ``"rnn_relu"``, ``"gru"`` or ``"lstm"``.
         bidirectional: read each text in both directions.
         dropout: dropout on embeddings, between layers and before the classifier.
+        pretrained_embeddings: a GloVe / word2vec / fastText text file (``.gz`` too) whose vectors initialise the
+            word embeddings of the words it lists (a word missing in its own case takes its lower case's vector) at
+            the start of training; its dimension must be ``embedding_dim``. The checkpoint then holds them.
         word_dropout: in training, replace each token by ``<unk>`` with this probability, so the model learns
             what to do with words it never saw (rare words are where taggers fail).
         pooling: ``"final"`` state (each direction's), or ``"mean"`` / ``"max"`` over all steps' states.
@@ -58,6 +61,7 @@ class SequenceClassifier(RecurrentTask):
         cell: Cell = "lstm",
         bidirectional: bool = True,
         dropout: float = 0.5,
+        pretrained_embeddings: str | None = None,
         word_dropout: float = 0.0,
         pooling: Pooling = "final",
         optimizer: OptimizerCallable = default_optimizer,
@@ -70,6 +74,7 @@ class SequenceClassifier(RecurrentTask):
         self.net = SequenceClassifierNet(vocab_size, num_labels, embedding_dim, hidden_size, num_layers, cell,
                                          bidirectional, dropout, pooling, pad_id, word_dropout, unk_id)
         self.optimizer, self.lr_scheduler, self.labels = optimizer, lr_scheduler, labels
+        self.pretrained_embeddings = pretrained_embeddings
         self.metrics = torch.nn.ModuleDict({
             stage: torch.nn.ModuleDict({
                 "loss": MeanMetric(),

@@ -7,10 +7,12 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
+from lightning.pytorch.utilities import rank_zero_info
 from tokenizers import Tokenizer
 
 from rnn_lightning.data.batching import pad_chars
 from rnn_lightning.data.characters import encode_chars
+from rnn_lightning.nn.pretrained import load_word_vectors
 from rnn_lightning.tasks.finite_guard import FiniteGradientGuard
 from rnn_lightning.tasks.resume import ExactResume
 
@@ -81,6 +83,7 @@ class RecurrentTask(ExactResume, TokenizerInCheckpoint, L.LightningModule):
         super().__init__(*args, **kwargs)
         self._last_loss: torch.Tensor | None = None
         self._finite_guard = FiniteGradientGuard()
+        self._pretrained_loaded = False
 
     def log_train_loss(self, loss: torch.Tensor, **kwargs: Any) -> None:
         """Log ``train/loss`` (mean over processes) to the loggers and the progress bar.
@@ -145,6 +148,20 @@ class RecurrentTask(ExactResume, TokenizerInCheckpoint, L.LightningModule):
 
     def setup(self, stage: str) -> None:
         self._take_tokenizer()
+
+    def on_fit_start(self) -> None:
+        """Fill the word embeddings from ``pretrained_embeddings`` (a task argument) at the start of a fresh fit."""
+        path = getattr(self, "pretrained_embeddings", None)
+        if not path or self._pretrained_loaded or self.trainer.ckpt_path is not None:  # resumed: in the checkpoint
+            return
+        if self.tokenizer is None:
+            raise RuntimeError(
+                "`pretrained_embeddings` maps vectors to vocabulary rows, so it needs the vocabulary: train with one "
+                "of rnn_lightning's DataModules (or set `model.tokenizer`)."
+            )
+        coverage = load_word_vectors(self.net.body.embedding, self.tokenizer.get_vocab(), path)
+        rank_zero_info(f"pretrained embeddings from {path}: {coverage}")
+        self._pretrained_loaded = True
 
     def on_train_epoch_end(self) -> None:
         self._finite_guard.resolve()

@@ -38,6 +38,9 @@ class SequenceTagger(RecurrentTask):
         cell: ``"rnn_tanh"``, ``"rnn_relu"``, ``"gru"`` or ``"lstm"``.
         bidirectional: read each sentence in both directions.
         dropout: dropout on embeddings, between layers and before the output layer.
+        pretrained_embeddings: a GloVe / word2vec / fastText text file (``.gz`` too) whose vectors initialise the
+            word embeddings of the words it lists (a word missing in its own case takes its lower case's vector) at
+            the start of training; its dimension must be ``embedding_dim``. The checkpoint then holds them.
         word_dropout: in training, replace each token by ``<unk>`` with this probability, so the model learns
             what to do with words it never saw (rare words are where taggers fail).
         char_vocab: the DataModule's character vocabulary (linked when it has ``char_features``): adds a character
@@ -69,6 +72,7 @@ class SequenceTagger(RecurrentTask):
         cell: Cell = "lstm",
         bidirectional: bool = True,
         dropout: float = 0.5,
+        pretrained_embeddings: str | None = None,
         word_dropout: float = 0.0,
         char_vocab: list[str] | None = None,
         char_embedding_dim: int = 25,
@@ -92,6 +96,7 @@ class SequenceTagger(RecurrentTask):
             masks = allowed_transitions(labels, span_scheme) if span_scheme else (None, None, None)
             self.crf = CRF(num_labels, masks[1], allowed_start=masks[0], allowed_end=masks[2])
         self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
+        self.pretrained_embeddings = pretrained_embeddings
         self.labels, self.span_scheme, self.char_vocab = labels, span_scheme, char_vocab
         self.metrics = torch.nn.ModuleDict({
             stage: torch.nn.ModuleDict({

@@ -1,0 +1,73 @@
+"""Initialise an embedding table from pretrained word vectors (GloVe / word2vec / fastText text files)."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How many vocabulary words found a pretrained vector (``lowercased``: found only in lower case)."""
+
+    found: int
+    lowercased: int
+    vocab_size: int
+
+    def __str__(self) -> str:
+        share = 100 * self.found / max(self.vocab_size, 1)
+        return (f"{self.found:,} of {self.vocab_size:,} vocabulary words ({share:.1f}%) have a pretrained vector "
+                f"({self.lowercased:,} through their lower case)")
+
+
+@torch.no_grad()
+def load_word_vectors(embedding: nn.Embedding, vocab: Mapping[str, int], path: str | Path) -> Coverage:
+    """Copy the vectors of ``path`` into the rows of ``embedding`` whose words it lists; other rows stay as they are.
+
+    The file has one word per line followed by its numbers (GloVe; word2vec / fastText ``.vec`` with their
+    ``count dim`` header line; ``.gz`` too). A word missing in its own case takes the vector of its lower case
+    (GloVe is lower-cased). The padding row is left alone.
+
+    Args:
+        embedding: the table to fill, ``(V, D)``; D must be the file's dimension.
+        vocab: word -> row id (e.g. ``tokenizer.get_vocab()``).
+        path: the vectors file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"`pretrained_embeddings`: no file at {str(path)!r}. Give the path of a GloVe, "
+                                "word2vec or fastText text file (.txt, .vec, or gzipped).")
+    rows = {word: i for word, i in vocab.items() if i != embedding.padding_idx}
+    lower: dict[str, list[int]] = {}
+    for word, i in rows.items():
+        lower.setdefault(word.lower(), []).append(i)
+    exact, by_lower = set(), {}
+    dim = embedding.embedding_dim
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rt", encoding="utf-8", errors="replace") as lines:
+        for number, line in enumerate(lines, 1):
+            parts = line.rstrip().split(" ")
+            if number == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
+                continue  # word2vec / fastText header: "count dim"
+            if len(parts) - 1 != dim:
+                raise ValueError(
+                    f"`pretrained_embeddings`: line {number} of {path.name} has {len(parts) - 1} numbers but the "
+                    f"model's `embedding_dim` is {dim}. Set `embedding_dim: {len(parts) - 1}` to use these vectors."
+                )
+            word = parts[0]
+            if word in rows or word in lower:
+                vector = torch.tensor([float(x) for x in parts[1:]], dtype=embedding.weight.dtype)
+                if word in rows:
+                    embedding.weight[rows[word]] = vector
+                    exact.add(rows[word])
+                for i in lower.get(word, []):  # the file's word is the lower case of these vocabulary words
+                    by_lower.setdefault(i, vector)
+    for i, vector in by_lower.items():
+        if i not in exact:
+            embedding.weight[i] = vector
+    lowercased = len(set(by_lower) - exact)
+    return Coverage(len(exact) + lowercased, lowercased, len(rows))
