@@ -7,9 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
-from test_tagging import rule_tags
+from conftest import trainer
+from datasets import DatasetDict
+from test_tagging import rule_corpus, rule_tags
+
+from rnn_lightning import SequenceTagger, TaggingDataModule
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = ["ann", "bob", "sees", "likes", "the", "dog", "in", "paris", "rome", "today", "Zed", "Kowalczyk"]
@@ -102,3 +107,19 @@ def test_tagger_killed_mid_epoch_resumes_to_the_unbroken_result(tmp_path, device
     for name, ref in ref_state["state_dict"].items():
         torch.testing.assert_close(state["state_dict"][name], ref, rtol=0, atol=0, msg=name)
     assert f1[-1] == ref_f1[-1]
+
+
+def test_overfit_batches_swaps_in_its_sequential_sampler(tmp_path):
+    """Lightning re-creates the training loader with a SequentialSampler: the same 2 batches every epoch."""
+    dm = TaggingDataModule(dataset=DatasetDict(train=rule_corpus(100, 0), validation=rule_corpus(20, 1)),
+                           tag_scheme="IOB2", batch_size=8)
+    model = SequenceTagger(dm.vocab_size, dm.num_labels, dm.pad_id, dm.labels, "IOB2", embedding_dim=4, hidden_size=4)
+    seen = []
+
+    class Record(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append(batch["tokens"].clone())
+
+    t = trainer(tmp_path, overfit_batches=2, max_epochs=2, callbacks=[Record()])
+    t.fit(model, dm)
+    assert t.global_step == 4 and torch.equal(seen[0], seen[2]) and torch.equal(seen[1], seen[3])

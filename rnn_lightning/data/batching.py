@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import Dataset
 
 from rnn_lightning.data.streams import IGNORE_INDEX  # target value that losses and metrics skip (padding)
 
@@ -96,56 +96,3 @@ def pad_chars(sentences: list[np.ndarray], width: int) -> Tensor:
         padded[row, : len(chars), : chars.shape[1]] = torch.from_numpy(chars.astype(np.int64))
     return padded
 
-
-class EpochShuffleSampler(DistributedSampler):
-    """This process's share of a shuffle fixed by ``(seed, epoch)`` (one process too), resumable mid-epoch.
-
-    ``skip`` drops the first indices of the next epoch's share (the batches a resumed run has already trained on),
-    then resets, so the following epochs are whole.
-    """
-
-    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int) -> None:
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
-        self.skip = 0
-
-    def __iter__(self):
-        indices = list(super().__iter__())
-        skip, self.skip = self.skip, 0
-        return iter(indices[skip:])
-
-
-class ResumableLoader(DataLoader):
-    """Training batches in an order fixed by ``(seed, epoch)`` that resume mid-epoch exactly where they stopped.
-
-    Lightning saves :meth:`state_dict` in checkpoints and restores it before the resumed epoch, whose first
-    ``batches_done`` batches are then skipped.
-
-    Args:
-        dataset: the sequences.
-        batch_size: sequences per batch.
-        num_replicas: processes sharing the epoch (each reads its own share, as ``DistributedSampler``).
-        rank: this process.
-        seed: shuffle seed (the run's ``seed_everything`` seed, as Lightning's own samplers use).
-        kwargs: other DataLoader arguments.
-    """
-
-    def __init__(self, dataset: Dataset, batch_size: int, num_replicas: int, rank: int, seed: int, **kwargs) -> None:
-        super().__init__(dataset, batch_size=batch_size, sampler=EpochShuffleSampler(dataset, num_replicas, rank, seed),
-                         **kwargs)
-        self.batches_done = 0
-
-    def __iter__(self):
-        self.batches_done = self.sampler.skip // self.batch_size
-        return self._count(super().__iter__())
-
-    def _count(self, batches):
-        for batch in batches:
-            self.batches_done += 1
-            yield batch
-
-    def state_dict(self) -> dict[str, int]:
-        return {"batches_done": self.batches_done}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        done = state["batches_done"]
-        self.sampler.skip = done * self.batch_size if done < len(self) else 0

@@ -20,9 +20,10 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from tokenizers import Tokenizer
 from torch.utils.data import DataLoader
 
-from rnn_lightning.data.batching import RaggedSequences, ResumableLoader, pad_batch
+from rnn_lightning.data.batching import RaggedSequences, pad_batch
 from rnn_lightning.data.characters import build_char_vocab, encode_chars
 from rnn_lightning.data.corpus import load_corpus
+from rnn_lightning.data.resumable import EpochShuffleSampler, ResumableLoader
 from rnn_lightning.data.tokenization import PAD, UNK, encode_words, load_tokenizer, train_word_tokenizer
 
 STAGE_SPLITS = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",),
@@ -252,7 +253,8 @@ class LabeledSequenceDataModule(L.LightningDataModule):
                       pin_memory=torch.cuda.is_available())
         if split == "train":  # shuffled by (seed, epoch), each process its share; resumes mid-epoch exactly
             seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
-            return ResumableLoader(data, self.batch_size, world, rank, seed, **common)
+            sampler = EpochShuffleSampler(data, world, rank, seed)
+            return ResumableLoader(data, sampler=sampler, batch_size=self.batch_size, **common)
         if len(data) < world:
             raise ValueError(
                 f"the {split!r} split has {len(data)} sequences, fewer than the {world} processes (devices x nodes) "

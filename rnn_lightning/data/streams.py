@@ -10,9 +10,10 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 
-import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import IterableDataset, get_worker_info
+
+from rnn_lightning.data.resumable import ResumableBatches
 
 IGNORE_INDEX = -100
 
@@ -108,7 +109,7 @@ class StreamWindows(IterableDataset):
             yield self.inputs[:, cols], self.targets[:, cols]
 
 
-class StreamLoader(DataLoader):
+class StreamLoader(ResumableBatches):
     """DataLoader over :class:`StreamWindows` that can resume mid-epoch (Lightning saves its ``state_dict``).
 
     Args:
@@ -119,25 +120,14 @@ class StreamLoader(DataLoader):
     """
 
     def __init__(self, dataset: StreamWindows, num_workers: int = 0, pin_memory: bool = False, **kwargs) -> None:
-        # Windows are already batched (streams x bptt). An own generator keeps iteration from drawing on the
-        # global RNG (DataLoader draws a seed per epoch), so a resumed run's random stream stays identical.
-        kwargs = {"batch_size": None, "generator": torch.Generator().manual_seed(0), **kwargs}
+        kwargs = {"batch_size": None, **kwargs}  # windows are already batched (streams x bptt)
         super().__init__(dataset, num_workers=num_workers, pin_memory=pin_memory, **kwargs)
-        self.batches_done = 0
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         self.batches_done = self.dataset.start
         batches = super().__iter__()  # the dataset (or each worker's copy) has read its start
         self.dataset.start = 0  # the next epoch starts from the first window, however this one ends
         return self._count(batches)
-
-    def _count(self, batches: Iterator[tuple[Tensor, Tensor]]) -> Iterator[tuple[Tensor, Tensor]]:
-        for batch in batches:
-            self.batches_done += 1
-            yield batch
-
-    def state_dict(self) -> dict[str, int]:
-        return {"batches_done": self.batches_done}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         done = state["batches_done"]
