@@ -89,6 +89,7 @@ class LabeledSequenceDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size, self.max_length = batch_size, eval_batch_size, max_length
         self.num_workers, self.holdout, self.char_features = num_workers, holdout, char_features
         self._char_vocab: list[str] | None = None
+        self._label_cache: dict[str, pa.Array] = {}
         self._raw: DatasetDict | None = dataset
         self._labels: list[str] | None = list(labels) if labels is not None else None
         self._tokenizer: Tokenizer | None = None
@@ -128,6 +129,12 @@ class LabeledSequenceDataModule(L.LightningDataModule):
                     f"{data.column_names}. Set `{arg}` to the right one."
                 )
         return data
+
+    def _split_labels(self, split: str) -> pa.Array:
+        """:meth:`_label_values` of ``split``, computed once (the label set and the encoding both need train's)."""
+        if split not in self._label_cache:
+            self._label_cache[split] = self._label_values(self._split(split), split)
+        return self._label_cache[split]
 
     # -- what a subclass provides --
     def _words(self, data: Dataset) -> pa.ListArray:
@@ -174,7 +181,7 @@ class LabeledSequenceDataModule(L.LightningDataModule):
             if isinstance(feature, ClassLabel):
                 self._labels = list(feature.names)
             else:
-                self._labels = sorted(pc.unique(self._label_values(data, "train")).to_pylist())
+                self._labels = sorted(pc.unique(self._split_labels("train")).to_pylist())
         return self._labels
 
     @property
@@ -226,8 +233,7 @@ class LabeledSequenceDataModule(L.LightningDataModule):
                     f"row {row} of the {split!r} split has no tokens ({int((lengths == 0).sum())} such rows): an "
                     f"empty sequence has nothing to encode. Remove empty rows from `{self.text_column}`."
                 )
-            values = self._label_values(data, split)
-            label_ids = self._check_labels(values, split)
+            label_ids = self._check_labels(self._split_labels(split), split)
             offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
             np.cumsum(lengths, out=offsets[1:])
             ids = encode_words(self.tokenizer, pc.list_flatten(words))

@@ -143,7 +143,7 @@ class TaggingDataModule(LabeledSequenceDataModule):
     @property
     def labels(self) -> list[str]:
         if self._labels is None and self.train_scheme not in (None, self.tag_scheme):
-            self._labels = sorted(pc.unique(self._label_values(self._split("train"), "train")).to_pylist())
+            self._labels = sorted(pc.unique(self._split_labels("train")).to_pylist())
         return super().labels
 
     def _check_counts(self, data: Dataset, words: pa.ListArray, split: str) -> None:
