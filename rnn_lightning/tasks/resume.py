@@ -39,10 +39,11 @@ class ExactResume:
     def _save_resume(self, checkpoint: dict[str, Any]) -> None:
         loader = getattr(self._trainer, "train_dataloader", None) if self._trainer is not None else None
         done = getattr(loader, "batches_done", 0)
-        ranks = [self._rank_state()]
+        mine = self._rank_state()
+        ranks = [mine]
         if self._trainer is not None and self.trainer.world_size > 1:  # Lightning dumps on every rank
             ranks = [None] * self.trainer.world_size
-            torch.distributed.all_gather_object(ranks, self._rank_state())
+            torch.distributed.all_gather_object(ranks, mine)
         checkpoint[KEY] = {"mid_epoch": bool(loader is not None and 0 < done < len(loader)), "ranks": ranks}
 
     def _take_resume(self, checkpoint: dict[str, Any]) -> None:
