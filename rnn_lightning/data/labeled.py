@@ -236,8 +236,9 @@ class LabeledSequenceDataModule(L.LightningDataModule):
             label_ids = self._check_labels(self._split_labels(split), split)
             offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
             np.cumsum(lengths, out=offsets[1:])
-            ids = encode_words(self.tokenizer, pc.list_flatten(words))
-            chars = encode_chars(pc.list_flatten(words).to_pylist(), self.char_vocab) if self.char_features else None
+            flat = pc.list_flatten(words)  # (N,) every token of the split
+            ids = encode_words(self.tokenizer, flat)
+            chars = encode_chars(flat.to_pylist(), self.char_vocab) if self.char_features else None
             tags, per_row = (label_ids, None) if self.per_token else (None, label_ids)
             max_length = self.max_length if split == "train" else None  # evaluate whole sequences
             self._sequences[split] = RaggedSequences(ids, offsets, tags, per_row, max_length, chars)
