@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks and benchmarks in one go, within about 8 minutes on one H100: the CUDA tests, then training
-# throughput (fp32 and bf16-mixed), perplexity, generation and CRF benchmarks. Tables and a log to stdout and
-# OUT_DIR/run.log, JSON in OUT_DIR (SpanF1 vs seqeval is a CPU comparison, see README). Each part has its own time
+# throughput (fp32 and bf16-mixed) and a profile of its steps, perplexity, generation and CRF benchmarks. Tables
+# and a log to stdout and OUT_DIR/run.log, JSON in OUT_DIR (SpanF1 vs seqeval is a CPU comparison, see README). Each part has its own time
 # limit and a failing part does not stop the others; the exit status is 1 if any part failed.
 #   bash benchmarks/run_gpu.sh OUT_DIR                          # on a machine with a CUDA GPU
 #   DEVICE=cpu bash benchmarks/run_gpu.sh OUT_DIR --quick       # smoke test of the script itself, no GPU
@@ -31,6 +31,11 @@ part() {  # part NAME SECONDS COMMAND...: run COMMAND under a time limit, log it
     part training_fp32 150 "$py" benchmarks/bench_training.py --device "$device" --out "$out" "$@"
     part training_bf16 150 "$py" benchmarks/bench_training.py --device "$device" --precision bf16-mixed \
         --out "$out" "$@"
+    for setting in "--precision 32 --shape small" "--precision bf16-mixed --shape small" \
+                   "--precision bf16-mixed --shape large"; do  # why the Trainer's step costs what it costs
+        # shellcheck disable=SC2086
+        part profile 60 "$py" benchmarks/profile_training.py --device "$device" $setting --out "$out" "$@"
+    done
     part perplexity 60 "$py" benchmarks/bench_perplexity.py --device "$device" --out "$out" --large "$@"
     part generation 60 "$py" benchmarks/bench_generation.py --device "$device" --out "$out" "$@"
     part crf 60 "$py" benchmarks/bench_crf.py --device "$device" --out "$out" "$@"

@@ -166,6 +166,25 @@ def test_span_f1_and_perplexity_on_cuda_equal_cpu():
         assert torch.isfinite(value) and float(value) == pytest.approx(float(exact), rel=tol), dtype
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_perplexity_update_needs_no_more_memory_than_its_logits(dtype):
+    """Float32 log-probabilities in chunks: the working memory stays within the logits' own size (the torchmetrics
+    peak), although CUDA's log_softmax copies bfloat16 input to float32 first."""
+    torch.manual_seed(0)
+    logits = (torch.randn(64 * 70, 33_278, device="cuda") * 4).to(dtype)
+    target = torch.randint(0, 33_278, (64 * 70,), device="cuda")
+    metric = Perplexity().cuda()
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    metric.update(logits, target)
+    torch.cuda.synchronize()
+    working = torch.cuda.max_memory_allocated() - before
+    assert working <= 1.05 * logits.numel() * logits.element_size(), (working, logits.numel())
+    exact = torch.nn.functional.cross_entropy(logits.double(), target).exp()
+    assert float(metric.compute()) == pytest.approx(float(exact), rel=1e-6)
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_packed_bidirectional_encoder_on_cuda_equals_each_sequence_alone(cell):
     torch.manual_seed(0)  # float64: packed and unpacked runs take different kernels, float32 would differ by ~1e-6

@@ -68,6 +68,13 @@ def _check_logits_and_target(logits: Tensor, target: Tensor, ignore_index: int |
 _CPU_CHUNK_LOGITS = 2**20
 
 
+def _gpu_bytes_per_logit(dtype: torch.dtype, compute_dtype: torch.dtype) -> int:
+    """Working memory per logit of ``log_softmax(chunk, dtype=compute_dtype)`` on a GPU: its output, plus an upcast
+    copy of the chunk unless the kernel reads the input dtype itself (CUDA does so for float16 only, not bfloat16)."""
+    size = torch.finfo(compute_dtype).bits // 8
+    return size if dtype == torch.float16 else 2 * size
+
+
 def _nll_sum_and_count(
     logits: Tensor, target: Tensor, ignore_index: int | None, caller: str
 ) -> tuple[Tensor, Tensor]:
@@ -79,12 +86,12 @@ def _nll_sum_and_count(
     # Row chunks: the float32 log-probabilities of fp16/bf16 logits cost 4 bytes per logit, and a full-size
     # float32 temporary is slow to allocate. On the CPU, ~1M-logit chunks stay in cache (measured 2-4x faster
     # than one pass, benchmarks/bench_perplexity.py); on a GPU, few large chunks keep launches few while the
-    # working memory stays below the input's own size.
+    # working memory stays at the input's own size.
     rows, width = flat_logits.shape
     if flat_logits.device.type == "cpu":
         rows = max(1, _CPU_CHUNK_LOGITS // max(width, 1))
     elif flat_logits.dtype != compute_dtype:
-        rows = max(1, rows * flat_logits.element_size() // (torch.finfo(compute_dtype).bits // 8))
+        rows = max(1, rows * flat_logits.element_size() // _gpu_bytes_per_logit(flat_logits.dtype, compute_dtype))
     nll_sum = sum(
         F.nll_loss(  # log_softmax, never log(softmax); its dtype= reads fp16/bf16 and computes in float32 in one
             # kernel on CUDA (no upcast copy); 0 where ignored

@@ -1,12 +1,13 @@
 """Stop training on a non-finite gradient norm without making the host wait for the GPU at every step.
 
 Reading a CUDA value on the host (``bool(t)``, ``.item()``) waits for every kernel queued before it. Done once per
-training step, that wait lets the GPU run dry while Python prepares the next step. So on CUDA the verdict is copied
+training step, that wait lets the GPU run dry while Python prepares the next step. So on CUDA the norm is copied
 to pinned host memory without blocking and read a step later.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import lightning as L
@@ -25,7 +26,7 @@ class _PendingCheck:
 class FiniteGradientGuard:
     """Stop training when the total gradient norm is not finite.
 
-    On CPU the check runs at once, before the optimizer step, so the weights stay finite. On CUDA the verdict is
+    On CPU the check runs at once, before the optimizer step, so the weights stay finite. On CUDA the norm is
     copied without blocking and read at the next step's check (or before a checkpoint is saved, or at the end of the
     epoch): training stops one step later, with the bad step named, and its update has been applied. Waiting for
     the verdict at once would stall the GPU on every step. fp16 with a GradScaler skips overflowing steps itself.
@@ -33,7 +34,7 @@ class FiniteGradientGuard:
 
     def __init__(self) -> None:
         self._pending: _PendingCheck | None = None
-        self._finite: Tensor | None = None  # pinned host bool, filled by a non-blocking copy
+        self._norm_host: Tensor | None = None  # pinned host float, filled by a non-blocking copy
         self._event: torch.cuda.Event | None = None
 
     def check(self, module: L.LightningModule, norm: Tensor, loss: Tensor | None) -> None:
@@ -45,9 +46,9 @@ class FiniteGradientGuard:
             if not torch.isfinite(norm):
                 raise _not_finite(step, epoch, norm, loss, applied=False)
             return
-        if self._finite is None:
-            self._finite, self._event = torch.empty((), dtype=torch.bool, pin_memory=True), torch.cuda.Event()
-        self._finite.copy_(torch.isfinite(norm), non_blocking=True)  # safe to reuse: resolve() waited above
+        if self._norm_host is None:
+            self._norm_host, self._event = torch.empty((), dtype=norm.dtype, pin_memory=True), torch.cuda.Event()
+        self._norm_host.copy_(norm, non_blocking=True)  # the norm itself: no kernel; reuse is safe, resolve() waited
         self._event.record()
         self._pending = _PendingCheck(step, epoch, norm, loss)
 
@@ -57,7 +58,7 @@ class FiniteGradientGuard:
         if pending is None:
             return
         self._event.synchronize()
-        if not self._finite:
+        if not math.isfinite(self._norm_host.item()):
             raise _not_finite(pending.step, pending.epoch, pending.norm, pending.loss, applied=True)
 
 

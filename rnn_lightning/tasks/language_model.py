@@ -119,8 +119,11 @@ class LanguageModel(RecurrentTask):
         # Mean over every target token of the *global* window. DDP averages gradients over the W ranks and the
         # ranks' token counts differ (ignored <bos> targets), so divide by the summed count / W.
         world = self.trainer.world_size
-        total = self.trainer.strategy.reduce(count.clone(), reduce_op="sum") if world > 1 else count
-        loss = nll_sum * world / total.clamp(min=1)
+        if world > 1:
+            total = self.trainer.strategy.reduce(count.clone(), reduce_op="sum")
+            loss = nll_sum * world / total.clamp(min=1)
+        else:
+            loss = nll_sum / count.clamp(min=1)
         self.log_train_loss(loss)  # rank mean = global mean
         if logging_step(self):  # a CPU tensor: a Python float would be copied to the device at every step
             self.log("train/lr", torch.tensor(float(self.trainer.optimizers[0].param_groups[0]["lr"])))
