@@ -1,0 +1,83 @@
+"""The benchmark scripts run (``--quick``, CPU) and their built-in checks hold.
+
+A GPU session is short and rare: a script that broke since the last one would waste it. Each script compares
+against a peer in the same run; these tests assert the comparison's correctness part (equal losses, values,
+paths), never its timings.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+WIKITEXT2 = ROOT.parent / "shared" / "data" / "wikitext-2"
+
+
+def run_benchmark(script: str, tmp_path: Path, *args: str) -> None:
+    command = [sys.executable, f"benchmarks/{script}.py", "--out", str(tmp_path), *args]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+
+
+def rows(tmp_path: Path, name: str) -> list[dict]:
+    return json.loads((tmp_path / f"{name}.json").read_text())["rows"]
+
+
+@pytest.mark.parametrize("precision", ["32", "bf16-mixed"])
+def test_language_model_in_the_trainer_trains_exactly_like_the_hand_written_loop(tmp_path, precision):
+    run_benchmark("bench_training", tmp_path, "--quick", "--device", "cpu", "--precision", precision,
+                  "--repeats", "1", "--no-demo", "--steps", "15", "--warmup", "2")
+    name = "bench_training" if precision == "32" else "bench_training_bf16"
+    ours = [row for row in rows(tmp_path, name) if row["contender"] != "raw loop"]
+    assert len(ours) == 4  # 2 shapes x (LanguageModel, LanguageModel with per-step host reads)
+    assert all(row["max_loss_diff"] == 0.0 for row in ours), ours
+
+
+def test_perplexity_benchmark_values_match_float64_and_stay_finite_in_half_precision(tmp_path):
+    run_benchmark("bench_perplexity", tmp_path, "--quick", "--device", "cpu", "--repeats", "1")
+    ours = [row for row in rows(tmp_path, "bench_perplexity") if row["method"] == "ours"]
+    assert {row["dtype"] for row in ours} == {"fp32", "bf16", "fp16"}
+    assert all(row["finite"] and row["rel_err"] < 1e-5 for row in ours), ours
+
+
+def test_generation_benchmark_carried_state_gives_the_ids_of_rerunning_the_prefix(tmp_path):
+    run_benchmark("bench_generation", tmp_path, "--quick", "--device", "cpu")
+    same = [row["same_ids"] for row in rows(tmp_path, "bench_generation")]
+    assert same and all(a == b for a, b in (s.split("/") for s in same)), same
+
+
+def test_crf_benchmark_matches_pytorch_crf(tmp_path):
+    run_benchmark("bench_crf", tmp_path, "--quick", "--device", "cpu", "--repeats", "1")
+    checks = [row["check"] for row in rows(tmp_path, "crf")]
+    assert any("viterbi" == row["op"] for row in rows(tmp_path, "crf"))
+    for check in checks:
+        if "paths" in check:
+            assert check == "100% paths equal", check
+        else:
+            assert float(re.search(r"nll diff (\S+);", check).group(1)) <= 1e-5, check
+
+
+def test_span_f1_benchmark_equals_seqeval(tmp_path):
+    run_benchmark("bench_span_f1", tmp_path, "--quick")  # exits non-zero if any value differs from seqeval's
+    assert rows(tmp_path, "span_f1")
+
+
+def test_profile_script_profiles_both_contenders(tmp_path):
+    run_benchmark("profile_training", tmp_path, "--quick", "--device", "cpu", "--steps", "5")
+    profiled = rows(tmp_path, "profile_training_small")
+    assert [row["contender"] for row in profiled] == ["raw loop", "LanguageModel+Trainer"]
+    assert all(row["wall_ms_per_step (profiled)"] > 0 for row in profiled)
+
+
+@pytest.mark.skipif(not WIKITEXT2.is_dir(), reason="needs ../shared/data/wikitext-2")
+def test_data_benchmark_reads_the_plain_readers_tokens(tmp_path):
+    run_benchmark("bench_data", tmp_path, "--quick", "--repeats", "1")
+    record = json.loads((tmp_path / "bench_data.json").read_text())
+    text = json.dumps(record)
+    assert '"same_tokens": true' in text and '"same_tokens": false' not in text
