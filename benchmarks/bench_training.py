@@ -13,6 +13,8 @@ rotating order, ``repeats`` times; the table shows medians.
 Rows:
     raw loop               the hand-written loop (the reference, ratio 1).
     LanguageModel+Trainer  ``rnn_lightning.LanguageModel`` in ``lightning.Trainer`` (what this library ships).
+    plain LightningModule  the same network in a minimal LightningModule (loss, carried state, SGD; no logging, no
+                           checks): the floor of Lightning's own per-step cost. Default: on GPU and --quick.
     per-step host reads    ``LanguageModel`` as it was before its steps became sync-free: the loss on the progress bar
                            (Lightning reads progress-bar values with ``.item()`` every step) and the gradient norm's
                            finiteness read on the host every step. Each read waits for the GPU to finish the step,
@@ -201,6 +203,26 @@ class PerStepHostReadsLanguageModel(LanguageModel):
         self.log("train/loss", self._last_loss, prog_bar=True, **kwargs)
 
 
+class PlainLanguageModel(L.LightningModule):
+    """The least a LightningModule needs for this training: the network, the carried state and the loss."""
+
+    def __init__(self, net: RNNLanguageModelNet) -> None:
+        super().__init__()
+        self.net, self.state = net, None
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        inputs, targets = batch
+        logits, state = self.net(inputs, self.state)
+        self.state = detach_state(state)
+        nll_sum = F.cross_entropy(
+            logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+        )
+        return nll_sum / (targets != IGNORE_INDEX).sum().clamp(min=1)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=LR)
+
+
 class _ImmediateFiniteCheck:
     def check(self, module: L.LightningModule, norm: Tensor, loss: Tensor | None) -> None:
         if not torch.isfinite(norm):
@@ -235,11 +257,12 @@ def build_module(kind: str, shape: Shape, loader: DataLoader) -> L.LightningModu
     if kind == "demo":
         return DemoLSTM(shape, loader)
     cls = PerStepHostReadsLanguageModel if kind == "per_step_host_reads" else LanguageModel
-    return cls(
+    module = cls(
         vocab_size=shape.vocab, pad_id=PAD_ID, embedding_dim=shape.dim, hidden_size=shape.dim,
         num_layers=shape.layers, cell="lstm", dropout_embedding=shape.dropout, dropout_between=shape.dropout,
         dropout_output=shape.dropout, tie_weights=True,
     )  # default optimizer: SGD lr 20
+    return PlainLanguageModel(module.net) if kind == "plain" else module
 
 
 def run_trainer(kind: str, shape: Shape, device: str, precision: str, seed: int) -> Run:
@@ -266,6 +289,7 @@ def run_trainer(kind: str, shape: Shape, device: str, precision: str, seed: int)
 CONTENDERS = {
     "raw": "raw loop",
     "lightning": "LanguageModel+Trainer",
+    "plain": "plain LightningModule+Trainer (same net, no logging or checks)",
     "per_step_host_reads": "LanguageModel with per-step host reads (loss on bar, finite check)",
     "demo": "demo LightningLSTM+Trainer",
 }
@@ -323,8 +347,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--steps", type=int, default=None, help="timed steps per run (default per shape)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps per run (default per shape)")
     parser.add_argument("--variants", choices=("none", "all"), default=None,
-                        help="extra LanguageModel rows (all: + the per-step host reads it had before; default: all "
-                        "on cuda or --quick, else none)")
+                        help="extra rows (all: a plain LightningModule, and LanguageModel with the per-step host "
+                        "reads it had before; default: all on cuda or --quick, else none)")
     parser.add_argument("--extras-everywhere", action="store_true",
                         help="CPU: also run the variant and demo rows at the batch-64 shape (slow)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
@@ -351,7 +375,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if args.threads:
         torch.set_num_threads(args.threads)
     variants = args.variants or ("all" if args.quick or args.device == "cuda" else "none")
-    kinds += {"none": [], "all": ["per_step_host_reads"]}[variants]
+    kinds += {"none": [], "all": ["plain", "per_step_host_reads"]}[variants]
     demo_note = "lightning.pytorch.demos.LightningLSTM (SimpleLSTM 4x512 untied, dropout 0.2, SGD lr 20)"
     if LightningLSTM is None:
         demo_note = "lightning.pytorch.demos has no LightningLSTM in this lightning version: row skipped"

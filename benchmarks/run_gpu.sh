@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU checks and benchmarks in one go, within about 8 minutes on one H100: the CUDA tests, then training
 # throughput (fp32 and bf16-mixed) and a profile of its steps, perplexity, generation and CRF benchmarks. Tables
-# and a log to stdout and OUT_DIR/run.log, JSON in OUT_DIR (SpanF1 vs seqeval is a CPU comparison, see README). Each part has its own time
-# limit and a failing part does not stop the others; the exit status is 1 if any part failed.
+# and a log to stdout and OUT_DIR/run.log, JSON in OUT_DIR (SpanF1 vs seqeval is a CPU comparison, see README).
+# Each part has its own time limit and a failing part does not stop the others; the exit status is 1 if any part
+# failed.
 #   bash benchmarks/run_gpu.sh OUT_DIR                          # on a machine with a CUDA GPU
 #   DEVICE=cpu bash benchmarks/run_gpu.sh OUT_DIR --quick       # smoke test of the script itself, no GPU
 set -uo pipefail

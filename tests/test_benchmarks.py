@@ -35,7 +35,7 @@ def test_language_model_in_the_trainer_trains_exactly_like_the_hand_written_loop
                   "--repeats", "1", "--no-demo", "--steps", "15", "--warmup", "2")
     name = "bench_training" if precision == "32" else "bench_training_bf16"
     ours = [row for row in rows(tmp_path, name) if row["contender"] != "raw loop"]
-    assert len(ours) == 4  # 2 shapes x (LanguageModel, LanguageModel with per-step host reads)
+    assert len(ours) == 6  # 2 shapes x (LanguageModel, a plain LightningModule, LanguageModel with host reads)
     assert all(row["max_loss_diff"] == 0.0 for row in ours), ours
 
 

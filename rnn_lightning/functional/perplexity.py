@@ -93,8 +93,8 @@ def _nll_sum_and_count(
     elif flat_logits.dtype != compute_dtype:
         rows = max(1, rows * flat_logits.element_size() // _gpu_bytes_per_logit(flat_logits.dtype, compute_dtype))
     nll_sum = sum(
-        F.nll_loss(  # log_softmax, never log(softmax); its dtype= reads fp16/bf16 and computes in float32 in one
-            # kernel on CUDA (no upcast copy); 0 where ignored
+        F.nll_loss(  # log_softmax, never log(softmax); with dtype= CUDA reads fp16 in the float32 kernel itself
+            # (bf16 is copied to float32 first); 0 where ignored
             F.log_softmax(chunk, dim=-1, dtype=compute_dtype), chunk_target, ignore_index=ignore, reduction="none"
         ).sum(dtype=torch.float64)
         for chunk, chunk_target in zip(flat_logits.split(rows), flat_target.split(rows))
