@@ -56,6 +56,7 @@ from benchmarks.common import print_table, write_json  # noqa: E402
 from rnn_lightning import LanguageModel  # noqa: E402
 from rnn_lightning.data.streams import IGNORE_INDEX, StreamWindows, split_streams  # noqa: E402
 from rnn_lightning.nn import RNNLanguageModelNet, detach_state  # noqa: E402
+from rnn_lightning.tasks import common as task_common  # noqa: E402
 
 NAME = "bench_training"
 LR = 20.0
@@ -355,8 +356,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--no-demo", action="store_true", help="skip Lightning's demo LightningLSTM row")
     parser.add_argument("--shape", choices=("all", "small", "large"), default="all",
                         help="run both shapes (default), or only the first (small) or second (large)")
+    parser.add_argument("--gpu-logging", action="store_true",
+                        help="on CPU, log as LanguageModel does on a GPU (train/loss on logging steps only): the "
+                        "GPU path's host cost, measured on a CPU")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.gpu_logging:  # what decides the logging path: a GPU tensor is not free to read on the host
+        task_common.host_reads_are_free = lambda tensor: False
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device available")
 
