@@ -81,3 +81,15 @@ def test_data_benchmark_reads_the_plain_readers_tokens(tmp_path):
     record = json.loads((tmp_path / "bench_data.json").read_text())
     text = json.dumps(record)
     assert '"same_tokens": true' in text and '"same_tokens": false' not in text
+
+
+@pytest.mark.skipif(not (ROOT.parent / "shared" / "data" / "tinyshakespeare").is_dir(),
+                    reason="needs ../shared/data/tinyshakespeare")
+def test_deep_stacks_benchmark_trains_every_connection(tmp_path):
+    run_benchmark("deep_stacks", tmp_path, "--quick")
+    runs = rows(tmp_path, "deep_stacks")
+    assert [(row["cell"], row["connection"]) for row in runs] == [
+        (cell, connection) for cell in ("rnn_tanh", "lstm") for connection in ("none", "residual", "dense", "highway")
+    ]
+    for row in runs:  # 20 steps move every model off the uniform guess over ~68 symbols (6.1 bits)
+        assert row["val_bits_per_char"] < 5.9, row

@@ -7,11 +7,13 @@ from rnn_lightning.nn.encoder import RecurrentEncoder, detach_state
 from rnn_lightning.nn.language_model import RNNLanguageModelNet
 from rnn_lightning.nn.pooling import pool_states
 from rnn_lightning.nn.sampling import filter_logits
+from rnn_lightning.nn.stack import ConnectedStack
 from rnn_lightning.nn.tagger import SequenceTaggerNet
 
 __all__ = [
     "CRF",
     "CharacterEncoder",
+    "ConnectedStack",
     "RNNLanguageModelNet",
     "RecurrentEncoder",
     "SequenceClassifierNet",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from rnn_lightning.nn.embedder import EmbedEncode
-from rnn_lightning.nn.encoder import Cell
+from rnn_lightning.nn.encoder import Cell, Connection
 from rnn_lightning.nn.pooling import POOLINGS, Pooling, pool_states
 
 
@@ -25,6 +25,8 @@ class SequenceClassifierNet(nn.Module):
         pad_id: padding id.
         word_dropout: in training, replace tokens by ``unk_id`` with this probability (see :class:`EmbedEncode`).
         unk_id: id of ``<unk>``.
+        connection: how stacked layers join: ``"none"``, or ``"residual"`` / ``"dense"`` / ``"highway"`` direct
+            connections for deep stacks (``num_layers >= 2``; see :mod:`rnn_lightning.nn.stack`).
 
     Example:
         >>> import torch
@@ -47,6 +49,7 @@ class SequenceClassifierNet(nn.Module):
         pad_id: int | None = 0,
         word_dropout: float = 0.0,
         unk_id: int = 1,
+        connection: Connection = "none",
     ) -> None:
         super().__init__()
         if not isinstance(num_labels, int) or num_labels < 2:
@@ -54,7 +57,7 @@ class SequenceClassifierNet(nn.Module):
         if pooling not in POOLINGS:
             raise ValueError(f"`pooling` must be one of {POOLINGS}, got {pooling!r}.")
         self.body = EmbedEncode(vocab_size, embedding_dim, hidden_size, num_layers, cell, bidirectional, dropout,
-                                pad_id, word_dropout, unk_id)
+                                pad_id, word_dropout, unk_id, connection=connection)
         self.classifier = nn.Linear(self.body.output_dim, num_labels)
         self.pooling, self.bidirectional = pooling, bidirectional
 

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from rnn_lightning.nn.char_encoder import CharacterEncoder
-from rnn_lightning.nn.encoder import Cell, RecurrentEncoder, check_dropout
+from rnn_lightning.nn.encoder import Cell, Connection, RecurrentEncoder, check_dropout
 
 
 class EmbedEncode(nn.Module):
@@ -28,6 +28,8 @@ class EmbedEncode(nn.Module):
             :class:`CharacterEncoder` vector of its characters (``None``: words only).
         char_embedding_dim: character embedding size.
         char_hidden_size: character BiRNN state size per direction (the word gets ``2 * char_hidden_size``).
+        connection: how stacked layers join: ``"none"``, or ``"residual"`` / ``"dense"`` / ``"highway"`` direct
+            connections for deep stacks (``num_layers >= 2``; see :mod:`rnn_lightning.nn.stack`).
     """
 
     def __init__(
@@ -45,6 +47,7 @@ class EmbedEncode(nn.Module):
         num_chars: int | None = None,
         char_embedding_dim: int = 25,
         char_hidden_size: int = 25,
+        connection: Connection = "none",
     ) -> None:
         super().__init__()
         if not isinstance(vocab_size, int) or vocab_size < 2:
@@ -56,7 +59,7 @@ class EmbedEncode(nn.Module):
         if num_chars is not None:
             self.chars = CharacterEncoder(num_chars, char_embedding_dim, char_hidden_size, cell)
         input_size = embedding_dim + (self.chars.output_dim if self.chars is not None else 0)
-        self.encoder = RecurrentEncoder(input_size, hidden_size, num_layers, cell, bidirectional, dropout)
+        self.encoder = RecurrentEncoder(input_size, hidden_size, num_layers, cell, bidirectional, dropout, connection)
         self.dropout = nn.Dropout(dropout)
         self.output_dim = self.encoder.output_dim
         self.pad_id, self.word_dropout, self.unk_id = pad_id, word_dropout, unk_id

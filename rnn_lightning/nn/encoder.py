@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-Cell = Literal["rnn_tanh", "rnn_relu", "gru", "lstm"]
-# LSTM state is (h, c); the others carry h only. Each is (num_layers * directions, B, H).
-State = Tensor | tuple[Tensor, Tensor]
+from rnn_lightning.nn.stack import CELLS, CONNECTIONS, Cell, ConnectedStack, Connection, State, make_rnn
 
-CELLS = ("rnn_tanh", "rnn_relu", "gru", "lstm")
+__all__ = ["CELLS", "CONNECTIONS", "Cell", "Connection", "RecurrentEncoder", "State", "check_dropout", "detach_state"]
 
 
 def check_dropout(name: str, value: float) -> None:
@@ -30,6 +26,9 @@ class RecurrentEncoder(nn.Module):
         cell: ``"rnn_tanh"``, ``"rnn_relu"`` (simple RNN), ``"gru"`` or ``"lstm"``.
         bidirectional: also run a right-to-left pass and concatenate both (output 2H).
         dropout: dropout between stacked layers (not after the last one).
+        connection: how stacked layers join: ``"none"`` (each feeds the next; one fused cuDNN call), or
+            ``"residual"``, ``"dense"``, ``"highway"`` direct connections that shorten the gradient's path through
+            deep stacks (see :mod:`rnn_lightning.nn.stack`; needs ``num_layers >= 2``).
 
     Example:
         >>> import torch
@@ -47,29 +46,23 @@ class RecurrentEncoder(nn.Module):
         cell: Cell = "lstm",
         bidirectional: bool = False,
         dropout: float = 0.0,
+        connection: Connection = "none",
     ) -> None:
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"`cell` must be one of {CELLS}, got {cell!r}.")
+        if connection not in CONNECTIONS:
+            raise ValueError(f"`connection` must be one of {CONNECTIONS}, got {connection!r}.")
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
         check_dropout("dropout", dropout)
-        kwargs = dict(
-            input_size=input_size,
-            hidden_size=hidden_size,
-            num_layers=num_layers,
-            batch_first=True,
-            bidirectional=bidirectional,
-            dropout=dropout if num_layers > 1 else 0.0,
-        )
-        if cell == "lstm":
-            self.rnn: nn.RNNBase = nn.LSTM(**kwargs)
-        elif cell == "gru":
-            self.rnn = nn.GRU(**kwargs)
+        if connection == "none":
+            self.rnn: nn.Module = make_rnn(cell, input_size, hidden_size, num_layers, bidirectional, dropout)
         else:
-            self.rnn = nn.RNN(nonlinearity=cell.removeprefix("rnn_"), **kwargs)
+            self.rnn = ConnectedStack(input_size, hidden_size, num_layers, cell, bidirectional, dropout, connection)
         self.cell = cell
+        self.connection = connection
         self.bidirectional = bidirectional
         self.hidden_size = hidden_size
         self.num_layers = num_layers

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from rnn_lightning.nn.encoder import Cell, RecurrentEncoder, State, check_dropout
+from rnn_lightning.nn.encoder import Cell, Connection, RecurrentEncoder, State, check_dropout
 
 
 class RNNLanguageModelNet(nn.Module):
@@ -23,6 +23,8 @@ class RNNLanguageModelNet(nn.Module):
             when ``hidden_size != embedding_dim`` a linear projection H -> E comes first.
         pad_id: embedding row kept at zero for padding (``None`` for none).
         bidirectional: refused; a language model must not see the future (see the error).
+        connection: how stacked layers join: ``"none"``, or ``"residual"`` / ``"dense"`` / ``"highway"`` direct
+            connections for deep stacks (``num_layers >= 2``; see :mod:`rnn_lightning.nn.stack`).
 
     Example:
         >>> import torch
@@ -45,6 +47,7 @@ class RNNLanguageModelNet(nn.Module):
         tie_weights: bool = False,
         pad_id: int | None = None,
         bidirectional: bool = False,
+        connection: Connection = "none",
     ) -> None:
         super().__init__()
         if bidirectional:
@@ -59,7 +62,9 @@ class RNNLanguageModelNet(nn.Module):
             check_dropout(name, p)
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
         self.dropout_in = nn.Dropout(dropout_embedding)
-        self.encoder = RecurrentEncoder(embedding_dim, hidden_size, num_layers, cell, dropout=dropout_between)
+        self.encoder = RecurrentEncoder(
+            embedding_dim, hidden_size, num_layers, cell, dropout=dropout_between, connection=connection
+        )
         self.dropout_out = nn.Dropout(dropout_output)
         needs_projection = tie_weights and hidden_size != embedding_dim
         self.projection = nn.Linear(hidden_size, embedding_dim, bias=False) if needs_projection else nn.Identity()

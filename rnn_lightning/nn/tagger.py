@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from rnn_lightning.nn.embedder import EmbedEncode
-from rnn_lightning.nn.encoder import Cell
+from rnn_lightning.nn.encoder import Cell, Connection
 
 
 class SequenceTaggerNet(nn.Module):
@@ -26,6 +26,8 @@ class SequenceTaggerNet(nn.Module):
         num_chars: character vocabulary size, to add character features (see :class:`EmbedEncode`).
         char_embedding_dim: character embedding size.
         char_hidden_size: character BiRNN state size per direction.
+        connection: how stacked layers join: ``"none"``, or ``"residual"`` / ``"dense"`` / ``"highway"`` direct
+            connections for deep stacks (``num_layers >= 2``; see :mod:`rnn_lightning.nn.stack`).
 
     Example:
         >>> import torch
@@ -50,12 +52,14 @@ class SequenceTaggerNet(nn.Module):
         num_chars: int | None = None,
         char_embedding_dim: int = 25,
         char_hidden_size: int = 25,
+        connection: Connection = "none",
     ) -> None:
         super().__init__()
         if not isinstance(num_labels, int) or num_labels < 1:
             raise ValueError(f"`num_labels` must be a positive integer, got {num_labels!r}.")
         self.body = EmbedEncode(vocab_size, embedding_dim, hidden_size, num_layers, cell, bidirectional, dropout,
-                                pad_id, word_dropout, unk_id, num_chars, char_embedding_dim, char_hidden_size)
+                                pad_id, word_dropout, unk_id, num_chars, char_embedding_dim, char_hidden_size,
+                                connection)
         self.scorer = nn.Linear(self.body.output_dim, num_labels)
 
     def forward(self, tokens: Tensor, lengths: Tensor, chars: Tensor | None = None) -> Tensor:

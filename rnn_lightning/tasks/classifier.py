@@ -10,7 +10,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from rnn_lightning.nn.classifier import SequenceClassifierNet
-from rnn_lightning.nn.encoder import Cell
+from rnn_lightning.nn.encoder import Cell, Connection
 from rnn_lightning.nn.pooling import Pooling
 from rnn_lightning.tasks.common import RecurrentTask, default_optimizer
 
@@ -33,6 +33,8 @@ class SequenceClassifier(RecurrentTask):
         cell: ``"rnn_tanh"``, ``"rnn_relu"``, ``"gru"`` or ``"lstm"``.
         bidirectional: read each text in both directions.
         dropout: dropout on embeddings, between layers and before the classifier.
+        connection: how stacked layers join: ``"none"``, or ``"residual"`` / ``"dense"`` / ``"highway"`` direct
+            connections for deep stacks (``num_layers >= 2``; see :mod:`rnn_lightning.nn.stack`).
         pretrained_embeddings: a GloVe / word2vec / fastText text file (``.gz`` too) whose vectors initialise the
             word embeddings of the words it lists (a word missing in its own case takes its lower case's vector) at
             the start of training; its dimension must be ``embedding_dim``. The checkpoint then holds them.
@@ -61,6 +63,7 @@ class SequenceClassifier(RecurrentTask):
         cell: Cell = "lstm",
         bidirectional: bool = True,
         dropout: float = 0.5,
+        connection: Connection = "none",
         pretrained_embeddings: str | None = None,
         word_dropout: float = 0.0,
         pooling: Pooling = "final",
@@ -72,7 +75,8 @@ class SequenceClassifier(RecurrentTask):
             raise ValueError(f"`labels` names {len(labels)} classes but `num_labels` is {num_labels}; they must agree.")
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.net = SequenceClassifierNet(vocab_size, num_labels, embedding_dim, hidden_size, num_layers, cell,
-                                         bidirectional, dropout, pooling, pad_id, word_dropout, unk_id)
+                                         bidirectional, dropout, pooling, pad_id, word_dropout, unk_id,
+                                         connection)
         self.optimizer, self.lr_scheduler, self.labels = optimizer, lr_scheduler, labels
         self.pretrained_embeddings = pretrained_embeddings
         self.metrics = torch.nn.ModuleDict({

@@ -15,7 +15,7 @@ from rnn_lightning.data.streams import IGNORE_INDEX
 from rnn_lightning.data.tokenization import BOS, EOS, PAD
 from rnn_lightning.metrics import Perplexity
 from rnn_lightning.nn import RNNLanguageModelNet, detach_state
-from rnn_lightning.nn.encoder import Cell, State
+from rnn_lightning.nn.encoder import Cell, Connection, State
 from rnn_lightning.nn.sampling import sample_tokens
 from rnn_lightning.tasks.common import RecurrentTask, logging_step
 
@@ -51,6 +51,8 @@ class LanguageModel(RecurrentTask):
         dropout_output: dropout before the decoder.
         tie_weights: share input embedding and output weights.
         bidirectional: refused with an explanation (a language model must not see the future).
+        connection: how stacked layers join: ``"none"``, or ``"residual"`` / ``"dense"`` / ``"highway"`` direct
+            connections for deep stacks (``num_layers >= 2``; see :mod:`rnn_lightning.nn.stack`).
         optimizer: optimizer factory (from YAML: ``class_path`` + ``init_args``); default SGD lr 20.
         lr_scheduler: optional LR scheduler factory; ``ReduceLROnPlateau`` watches ``val/loss``.
 
@@ -74,6 +76,7 @@ class LanguageModel(RecurrentTask):
         dropout_output: float = 0.2,
         tie_weights: bool = False,
         bidirectional: bool = False,
+        connection: Connection = "none",
         optimizer: OptimizerCallable = _default_optimizer,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
@@ -81,7 +84,7 @@ class LanguageModel(RecurrentTask):
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.net = RNNLanguageModelNet(
             vocab_size, embedding_dim, hidden_size, num_layers, cell,
-            dropout_embedding, dropout_between, dropout_output, tie_weights, pad_id, bidirectional,
+            dropout_embedding, dropout_between, dropout_output, tie_weights, pad_id, bidirectional, connection,
         )
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler

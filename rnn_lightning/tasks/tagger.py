@@ -12,7 +12,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from rnn_lightning.data.streams import IGNORE_INDEX
 from rnn_lightning.metrics import SpanF1
 from rnn_lightning.nn.crf import CRF, allowed_transitions
-from rnn_lightning.nn.encoder import Cell
+from rnn_lightning.nn.encoder import Cell, Connection
 from rnn_lightning.nn.tagger import SequenceTaggerNet
 from rnn_lightning.tasks.common import RecurrentTask, default_optimizer
 
@@ -38,6 +38,8 @@ class SequenceTagger(RecurrentTask):
         cell: ``"rnn_tanh"``, ``"rnn_relu"``, ``"gru"`` or ``"lstm"``.
         bidirectional: read each sentence in both directions.
         dropout: dropout on embeddings, between layers and before the output layer.
+        connection: how stacked layers join: ``"none"``, or ``"residual"`` / ``"dense"`` / ``"highway"`` direct
+            connections for deep stacks (``num_layers >= 2``; see :mod:`rnn_lightning.nn.stack`).
         pretrained_embeddings: a GloVe / word2vec / fastText text file (``.gz`` too) whose vectors initialise the
             word embeddings of the words it lists (a word missing in its own case takes its lower case's vector) at
             the start of training; its dimension must be ``embedding_dim``. The checkpoint then holds them.
@@ -72,6 +74,7 @@ class SequenceTagger(RecurrentTask):
         cell: Cell = "lstm",
         bidirectional: bool = True,
         dropout: float = 0.5,
+        connection: Connection = "none",
         pretrained_embeddings: str | None = None,
         word_dropout: float = 0.0,
         char_vocab: list[str] | None = None,
@@ -90,7 +93,7 @@ class SequenceTagger(RecurrentTask):
         num_chars = len(char_vocab) if char_vocab is not None else None
         self.net = SequenceTaggerNet(vocab_size, num_labels, embedding_dim, hidden_size, num_layers, cell,
                                      bidirectional, dropout, pad_id, word_dropout, unk_id, num_chars,
-                                     char_embedding_dim, char_hidden_size)
+                                     char_embedding_dim, char_hidden_size, connection)
         self.crf = None
         if crf:
             masks = allowed_transitions(labels, span_scheme) if span_scheme else (None, None, None)

@@ -1,0 +1,148 @@
+"""Stacked recurrent layers, fused (cuDNN) or joined by direct connections: residual, dense or highway.
+
+Deep stacks learn slowly in their lower layers: the gradient reaching them passes through every layer above and
+shrinks (or grows) on the way. A direct connection gives it a shorter path:
+
+    residual   h_l = f_l(h_{l-1}) + h_{l-1}                                   (He et al. 2016; layers 2..L)
+    dense      h_l = f_l([x; h_1; ...; h_{l-1}])                              (Huang et al. 2017)
+    highway    h_l = g * f_l(h_{l-1}) + (1 - g) * h_{l-1},  g = sigmoid(W h_{l-1} + b)   (Srivastava et al. 2015)
+
+where f_l is the l-th recurrent layer run over the whole sequence and h_{l-1} its input (after the between-layer
+dropout). The first layer has no connection (its input is the embedding, of another size).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
+
+Cell = Literal["rnn_tanh", "rnn_relu", "gru", "lstm"]
+Connection = Literal["none", "residual", "dense", "highway"]
+# LSTM state is (h, c); the others carry h only. Each is (num_layers * directions, B, H).
+State = Tensor | tuple[Tensor, Tensor]
+Sequence = Tensor | PackedSequence
+
+CELLS = ("rnn_tanh", "rnn_relu", "gru", "lstm")
+CONNECTIONS = ("none", "residual", "dense", "highway")
+HIGHWAY_GATE_BIAS = -1.0  # gates start mostly closed: each layer first passes its input on (Srivastava et al.)
+
+
+def make_rnn(
+    cell: Cell, input_size: int, hidden_size: int, num_layers: int, bidirectional: bool, dropout: float
+) -> nn.RNNBase:
+    """A batch-first ``torch.nn`` LSTM, GRU or RNN (one cuDNN call for the whole stack on a GPU)."""
+    kwargs = dict(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers, batch_first=True,
+                  bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0)
+    if cell == "lstm":
+        return nn.LSTM(**kwargs)
+    if cell == "gru":
+        return nn.GRU(**kwargs)
+    return nn.RNN(nonlinearity=cell.removeprefix("rnn_"), **kwargs)
+
+
+class ConnectedStack(nn.Module):
+    """Recurrent layers run one by one and joined by ``connection``; called like ``torch.nn.LSTM`` (batch first).
+
+    Args:
+        input_size: features per input step (D).
+        hidden_size: state size per direction (H).
+        num_layers: layers (at least 2: a connection joins layers).
+        cell: ``"rnn_tanh"``, ``"rnn_relu"``, ``"gru"`` or ``"lstm"``.
+        bidirectional: each layer reads both ways (its output has 2H features).
+        dropout: dropout on each layer's output that feeds another layer.
+        connection: ``"residual"``, ``"dense"`` or ``"highway"`` (see the module docstring).
+
+    Example:
+        >>> stack = ConnectedStack(8, 16, num_layers=3, cell="gru", bidirectional=True, connection="highway")
+        >>> out, state = stack(torch.randn(2, 5, 8))
+        >>> tuple(out.shape), tuple(state.shape)
+        ((2, 5, 32), (6, 2, 16))
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 2,
+        cell: Cell = "lstm",
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        connection: Connection = "residual",
+    ) -> None:
+        super().__init__()
+        if connection not in CONNECTIONS[1:]:
+            raise ValueError(f"`connection` must be one of {CONNECTIONS[1:]}, got {connection!r}.")
+        if num_layers < 2:
+            raise ValueError(
+                f"`connection={connection!r}` joins stacked layers, so it needs num_layers >= 2, got {num_layers}. "
+                "Use connection='none' with one layer."
+            )
+        self.directions = 2 if bidirectional else 1
+        width = hidden_size * self.directions  # features of each layer's output
+        sizes = [input_size + layer * width if connection == "dense" else width for layer in range(num_layers)]
+        sizes[0] = input_size
+        self.layers = nn.ModuleList(make_rnn(cell, size, hidden_size, 1, bidirectional, 0.0) for size in sizes)
+        self.gates = None
+        if connection == "highway":
+            self.gates = nn.ModuleList(nn.Linear(width, width) for _ in range(num_layers - 1))
+            for gate in self.gates:
+                nn.init.constant_(gate.bias, HIGHWAY_GATE_BIAS)
+        self.dropout = nn.Dropout(dropout)
+        self.connection = connection
+
+    def forward(self, inputs: Sequence, state: State | None = None) -> tuple[Sequence, State]:
+        """inputs (B, T, D) or packed, state (L * directions, B, H) -> outputs (B, T, H * directions), final state."""
+        per_layer = _split_state(state, len(self.layers), self.directions)
+        seen = [inputs]  # dense: the input and every layer's (dropped-out) output so far
+        finals = []
+        below = inputs
+        for index, rnn in enumerate(self.layers):
+            layer_input = _map(_concat, seen) if self.connection == "dense" and index > 0 else below
+            out, final = rnn(layer_input, per_layer[index])
+            finals.append(final)
+            if index > 0 and self.connection == "residual":
+                out = _map(lambda data: data[0] + data[1], [out, below])
+            elif index > 0 and self.connection == "highway":
+                out = _map(partial(_highway, self.gates[index - 1]), [out, below])
+            below = out if index == len(self.layers) - 1 else _map(lambda data: self.dropout(data[0]), [out])
+            seen.append(below)
+        return below, _join_states(finals)
+
+
+def _highway(gate: nn.Linear, data: list[Tensor]) -> Tensor:
+    transformed, carried = data  # the layer's output, its input
+    g = torch.sigmoid(gate(carried))  # (..., 2H): how much of the layer's own output to take
+    return g * transformed + (1 - g) * carried
+
+
+def _map(fn: Callable[[list[Tensor]], Tensor], sequences: list[Sequence]) -> Sequence:
+    """``fn`` over the step features of padded tensors, or of packed sequences (all with the same batch sizes)."""
+    first = sequences[0]
+    if isinstance(first, PackedSequence):
+        return first._replace(data=fn([s.data for s in sequences]))
+    return fn(sequences)
+
+
+def _concat(data: list[Tensor]) -> Tensor:
+    return torch.cat(data, dim=-1)
+
+
+def _split_state(state: State | None, layers: int, directions: int) -> list[State | None]:
+    """(L * directions, B, H) -> one (directions, B, H) slice per layer (a pair of them for the LSTM)."""
+    if state is None:
+        return [None] * layers
+    pick = lambda t, i: t[i * directions:(i + 1) * directions]  # noqa: E731
+    if isinstance(state, tuple):
+        return [tuple(pick(t, i) for t in state) for i in range(layers)]
+    return [pick(state, i) for i in range(layers)]
+
+
+def _join_states(finals: list[State]) -> State:
+    if isinstance(finals[0], tuple):
+        return tuple(torch.cat(parts) for parts in zip(*finals))
+    return torch.cat(finals)
