@@ -35,6 +35,14 @@ class RNNLightningCLI(LightningCLI):
         for source, target in LINKS:
             parser.link_arguments(source, target, apply_on="instantiate")
 
+    def before_fit(self) -> None:
+        """A ``fast_dev_run`` smoke test writes no checkpoint. (Lightning 2.6's ``ModelCheckpoint(save_last=True)``
+        saves ``last.ckpt`` when training ends even then: beside a real run's checkpoints, where ``--ckpt_path last``
+        would pick up the one-step model.)"""
+        if self.trainer.fast_dev_run:
+            for callback in self.trainer.checkpoint_callbacks:
+                callback.save_last = False
+
     def after_fit(self) -> None:
         """Print the final validation metrics (perplexity: also the source's, for a synthetic corpus) and a sample."""
         trainer, model, data = self.trainer, self.model, self.datamodule

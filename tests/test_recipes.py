@@ -31,9 +31,10 @@ def test_recipe_parses_with_its_hub_dataset(recipe, capsys):
     assert "class_path: rnn_lightning." in capsys.readouterr().out
 
 
-def test_quickstart_fast_dev_run(tmp_path, monkeypatch):
+def test_quickstart_fast_dev_run_saves_no_checkpoint(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     main(["fit", "-c", str(RECIPES / "quickstart.yaml"), "--trainer.fast_dev_run", "1"])
+    assert not list(tmp_path.rglob("*.ckpt"))  # the recipe's save_last would otherwise write a one-step last.ckpt
 
 
 @needs_shared
