@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -128,7 +129,9 @@ class Run:
 
 
 # -- the reference: a hand-written loop ---------------------------------------------------------------------------
-def run_raw(shape: Shape, device: str, precision: str, seed: int) -> Run:
+def raw_loop(shape: Shape, device: str, precision: str, seed: int, at_step: Callable[[int], Any]) -> list[Tensor]:
+    """Train with the hand-written loop; return each step's loss. ``at_step(i)`` runs once step ``i``'s batch is
+    on the device, before its computation, and ``at_step(warmup + steps)`` after the last step."""
     torch.manual_seed(seed)
     net = RNNLanguageModelNet(
         shape.vocab, shape.dim, shape.dim, shape.layers, "lstm",
@@ -136,17 +139,13 @@ def run_raw(shape: Shape, device: str, precision: str, seed: int) -> Run:
     ).to(device)
     net.train()
     optimizer = torch.optim.SGD(net.parameters(), lr=LR)
-    loader = make_loader(shape, device, seed)
     bf16 = precision == "bf16-mixed"
-    last = shape.warmup + shape.steps - 1
-    state, losses, start = None, [], 0.0
-    for i, (inputs, targets) in enumerate(loader):
+    state, losses = None, []
+    for i, (inputs, targets) in enumerate(make_loader(shape, device, seed)):
         inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
         if i == 0:
             torch.manual_seed(seed + 1)  # the dropout stream, reseeded at the same point on both sides
-        if i == shape.warmup:
-            _sync(device)
-            start = time.perf_counter()
+        at_step(i)
         with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
             logits, state = net(inputs, state)
             state = detach_state(state)
@@ -159,9 +158,22 @@ def run_raw(shape: Shape, device: str, precision: str, seed: int) -> Run:
         torch.nn.utils.clip_grad_norm_(net.parameters(), CLIP)
         optimizer.step()
         losses.append(loss.detach())
-    _sync(device)
-    assert i == last
-    return Run(time.perf_counter() - start, [float(x) for x in losses])
+    at_step(len(losses))
+    return losses
+
+
+def run_raw(shape: Shape, device: str, precision: str, seed: int) -> Run:
+    clock: dict[int, float] = {}
+    end = shape.warmup + shape.steps
+
+    def at_step(i: int) -> None:
+        if i in (shape.warmup, end):
+            _sync(device)
+            clock[i] = time.perf_counter()
+
+    losses = raw_loop(shape, device, precision, seed, at_step)
+    assert len(losses) == end
+    return Run(clock[end] - clock[shape.warmup], [float(x) for x in losses])
 
 
 # -- the Trainer side ----------------------------------------------------------------------------------------------
@@ -266,23 +278,28 @@ def build_module(kind: str, shape: Shape, loader: DataLoader) -> L.LightningModu
     return PlainLanguageModel(module.net) if kind == "plain" else module
 
 
-def run_trainer(kind: str, shape: Shape, device: str, precision: str, seed: int) -> Run:
+def fit_in_trainer(kind: str, shape: Shape, device: str, precision: str, seed: int, callback: L.Callback) -> None:
+    """Train contender ``kind`` for ``warmup + steps`` steps in ``lightning.Trainer``, with ``callback``."""
     torch.manual_seed(seed)  # same init as the raw loop (the network is built first in LanguageModel.__init__)
     loader = make_loader(shape, device, seed)
     module = build_module(kind, shape, loader)
-    last = shape.warmup + shape.steps - 1
-    timer = StepTimer(shape.warmup, last, seed, device)
     with tempfile.TemporaryDirectory() as root:
         trainer = L.Trainer(
             accelerator=device, devices=1, precision="32-true" if precision == "32" else precision,
-            max_epochs=1, max_steps=last + 1, gradient_clip_val=CLIP, gradient_clip_algorithm="norm",
-            callbacks=[timer], enable_progress_bar=False, logger=False, enable_checkpointing=False,
-            enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0, default_root_dir=root,
+            max_epochs=1, max_steps=shape.warmup + shape.steps, gradient_clip_val=CLIP,
+            gradient_clip_algorithm="norm", callbacks=[callback], enable_progress_bar=False, logger=False,
+            enable_checkpointing=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
+            default_root_dir=root,
         )
         if kind == "demo":
             trainer.fit(module)
         else:
             trainer.fit(module, train_dataloaders=loader)
+
+
+def run_trainer(kind: str, shape: Shape, device: str, precision: str, seed: int) -> Run:
+    timer = StepTimer(shape.warmup, shape.warmup + shape.steps - 1, seed, device)
+    fit_in_trainer(kind, shape, device, precision, seed, timer)
     assert timer.start is not None and timer.end is not None, "the timed steps did not run"
     return Run(timer.end - timer.start, [float(x) for x in timer.losses])
 

@@ -14,23 +14,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 if __package__ in (None, ""):  # run as `python benchmarks/profile_training.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.bench_training import CLIP, LR, PAD_ID, build_module, make_loader, shapes  # noqa: E402
+from benchmarks.bench_training import fit_in_trainer, raw_loop, shapes  # noqa: E402
 from benchmarks.common import print_table, write_json  # noqa: E402
-from rnn_lightning.data.streams import IGNORE_INDEX  # noqa: E402
-from rnn_lightning.nn import RNNLanguageModelNet, detach_state  # noqa: E402
 
 SYNCS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaHostAlloc",
          "cudaFreeHost", "cudaMalloc", "cudaFree")
@@ -62,25 +58,8 @@ def _sync(device: str) -> None:
 
 
 def profile_raw(shape, device: str, precision: str, seed: int, prof: _Profiled) -> None:
-    torch.manual_seed(seed)
-    net = RNNLanguageModelNet(shape.vocab, shape.dim, shape.dim, shape.layers, "lstm", shape.dropout, shape.dropout,
-                              shape.dropout, True, PAD_ID).to(device)
-    optimizer = torch.optim.SGD(net.parameters(), lr=LR)
-    state, bf16 = None, precision == "bf16-mixed"
     with prof.prof:
-        for i, (inputs, targets) in enumerate(make_loader(shape, device, seed)):
-            inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-            with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
-                logits, state = net(inputs, state)
-                state = detach_state(state)
-                nll = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX,
-                                      reduction="sum")
-                loss = nll / (targets != IGNORE_INDEX).sum().clamp(min=1)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), CLIP)
-            optimizer.step()
-            prof.step(i)
+        raw_loop(shape, device, precision, seed, lambda i: i > 0 and prof.step(i - 1))  # at the end of step i - 1
 
 
 class _StepProfiler(L.Callback):
@@ -92,18 +71,8 @@ class _StepProfiler(L.Callback):
 
 
 def profile_trainer(shape, device: str, precision: str, seed: int, prof: _Profiled) -> None:
-    torch.manual_seed(seed)
-    loader = make_loader(shape, device, seed)
-    module = build_module("lightning", shape, loader)
-    with tempfile.TemporaryDirectory() as root:
-        trainer = L.Trainer(
-            accelerator=device, devices=1, precision="32-true" if precision == "32" else precision, max_epochs=1,
-            max_steps=shape.warmup + shape.steps, gradient_clip_val=CLIP, callbacks=[_StepProfiler(prof)],
-            enable_progress_bar=False, logger=False, enable_checkpointing=False, enable_model_summary=False,
-            limit_val_batches=0, num_sanity_val_steps=0, default_root_dir=root,
-        )
-        with prof.prof:
-            trainer.fit(module, train_dataloaders=loader)
+    with prof.prof:
+        fit_in_trainer("lightning", shape, device, precision, seed, _StepProfiler(prof))
 
 
 def summarize(name: str, prof: _Profiled, top: int) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, float]]:
