@@ -32,8 +32,7 @@ part() {  # part NAME SECONDS COMMAND...: run COMMAND under a time limit, log it
     part training_fp32 150 "$py" benchmarks/bench_training.py --device "$device" --out "$out" "$@"
     part training_bf16 150 "$py" benchmarks/bench_training.py --device "$device" --precision bf16-mixed \
         --out "$out" "$@"
-    for setting in "--precision 32 --shape small" "--precision bf16-mixed --shape small" \
-                   "--precision bf16-mixed --shape large"; do  # why the Trainer's step costs what it costs
+    for setting in "--precision 32 --shape small" "--precision bf16-mixed --shape large"; do  # where a step's time goes
         # shellcheck disable=SC2086
         part profile 60 "$py" benchmarks/profile_training.py --device "$device" $setting --out "$out" "$@"
     done
