@@ -75,3 +75,44 @@ def test_tagging_and_classification_recipes_on_local_files(recipe, monkeypatch, 
           "--trainer.fast_dev_run", "1", "--trainer.accelerator", "cpu"])
     summary = capsys.readouterr().out
     assert "validation: acc" in summary and ("f1 " in summary) == ("conll2003" in recipe)
+
+
+def checkpoint_callbacks(recipe: str) -> list[dict]:
+    import yaml
+
+    callbacks = yaml.safe_load((RECIPES / recipe).read_text())["trainer"].get("callbacks", [])
+    return [c.get("init_args", {}) for c in callbacks if c["class_path"].endswith("ModelCheckpoint")]
+
+
+@pytest.mark.parametrize("recipe", ["quickstart.yaml", *TASK_RECIPES])
+def test_every_recipe_keeps_its_newest_state_in_last_ckpt(recipe):
+    """Lightning 2.6's ``save_last`` copies only the checkpoints it saves: with a monitored metric, last.ckpt would
+    stay at the best epoch. A recipe that monitors a metric therefore adds an unmonitored 'last' checkpoint."""
+    callbacks = checkpoint_callbacks(recipe)
+    newest = [c for c in callbacks if not c.get("monitor") and (c.get("save_last") or c.get("filename") == "last")]
+    assert len(newest) == 1, callbacks
+    assert not any(c.get("save_last") for c in callbacks if c.get("monitor")), callbacks
+
+
+def test_last_ckpt_is_the_newest_state_when_the_monitored_metric_stops_improving(tmp_path, tiny_markov, tiny_lm):
+    """The recipes' two checkpoints in a run whose val/loss never improves after the first epoch (lr 0)."""
+    import lightning as L
+    import torch
+    from conftest import trainer
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    def run(max_epochs: int, ckpt_path: str | None = None) -> L.Trainer:
+        callbacks = [ModelCheckpoint(**{**args, "dirpath": str(tmp_path / "ckpt")})
+                     for args in checkpoint_callbacks("lm/tinyshakespeare_char_lstm.yaml")]
+        t = trainer(tmp_path, max_epochs=max_epochs, callbacks=callbacks, enable_checkpointing=True)
+        model = tiny_lm(tiny_markov, optimizer=lambda p: torch.optim.SGD(p, lr=0.0))
+        t.fit(model, tiny_markov, ckpt_path=ckpt_path)
+        return t
+
+    first = run(3)
+    steps_per_epoch = first.global_step // 3
+    assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)["global_step"] == first.global_step
+    best = first.checkpoint_callbacks[0].best_model_path
+    assert torch.load(best, weights_only=True)["global_step"] == steps_per_epoch  # the first epoch stays best
+    resumed = run(4, ckpt_path="last")
+    assert resumed.ckpt_path == str(tmp_path / "ckpt" / "last.ckpt") and resumed.global_step == 4 * steps_per_epoch
