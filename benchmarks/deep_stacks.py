@@ -24,12 +24,14 @@ from typing import Any
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 
 if __package__ in (None, ""):  # run as `python benchmarks/deep_stacks.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import print_table, write_json  # noqa: E402
 from rnn_lightning import LanguageModel, LanguageModelingDataModule  # noqa: E402
+from rnn_lightning.data.streams import IGNORE_INDEX  # noqa: E402
 from rnn_lightning.nn.stack import CONNECTIONS  # noqa: E402
 
 NAME = "deep_stacks"
@@ -52,9 +54,10 @@ def first_layer_grad_norm(model: LanguageModel, dm: LanguageModelingDataModule, 
     for index, batch in enumerate(dm.train_dataloader()):
         if index == batches:
             break
+        inputs, targets = batch  # (B, T), (B, T)
         model.zero_grad()
-        nll_sum, count = model._step(batch, "probe")
-        (nll_sum / count).backward()
+        logits, _ = model(inputs)  # (B, T, V)
+        F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX).backward()
         norms.append(weight.grad.norm().item())
     model.zero_grad()
     return sum(norms) / len(norms)

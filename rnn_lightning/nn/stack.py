@@ -84,8 +84,8 @@ class ConnectedStack(nn.Module):
             )
         self.directions = 2 if bidirectional else 1
         width = hidden_size * self.directions  # features of each layer's output
-        sizes = [input_size + layer * width if connection == "dense" else width for layer in range(num_layers)]
-        sizes[0] = input_size
+        sizes = [input_size] + [input_size + layer * width if connection == "dense" else width
+                                for layer in range(1, num_layers)]  # each layer's input features
         self.layers = nn.ModuleList(make_rnn(cell, size, hidden_size, 1, bidirectional, 0.0) for size in sizes)
         self.gates = None
         if connection == "highway":
