@@ -196,3 +196,17 @@ def test_packed_bidirectional_encoder_on_cuda_equals_each_sequence_alone(cell):
         alone, _ = encoder(x[i:i + 1, :n])
         torch.testing.assert_close(outputs[i, :n], alone[0], rtol=1e-10, atol=1e-12)
         assert torch.all(outputs[i, n:] == 0)
+
+
+@pytest.mark.parametrize("connection", ["residual", "dense", "highway"])
+def test_connected_stack_on_cuda_equals_cpu_and_trains_in_bf16(connection, tiny_markov, tiny_lm, tmp_path):
+    torch.manual_seed(0)
+    encoder = RecurrentEncoder(6, 5, num_layers=3, cell="lstm", bidirectional=True, connection=connection).double()
+    x, lengths = torch.randn(4, 9, 6, dtype=torch.float64), torch.tensor([9, 3, 1, 6])
+    cpu, _ = encoder(x, lengths=lengths)
+    gpu, _ = encoder.cuda()(x.cuda(), lengths=lengths.cuda())
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-10, atol=1e-12)
+    model = tiny_lm(tiny_markov, num_layers=3, connection=connection)
+    t = gpu_trainer(tmp_path, max_epochs=1, precision="bf16-mixed")
+    t.fit(model, tiny_markov)
+    assert torch.isfinite(torch.tensor(t.validate(model, tiny_markov)[0]["val/ppl"]))
