@@ -84,3 +84,65 @@ def test_the_classifier_takes_them_too_and_needs_a_vocabulary(tmp_path):
                                          "label": torch.tensor(1)}], batch_size=1)
     with pytest.raises(RuntimeError, match="needs the vocabulary: train with one of rnn_lightning's DataModules"):
         trainer(tmp_path, max_steps=1).fit(model, data)
+
+
+def test_vocab_from_vectors_adds_the_evaluation_words_the_file_lists(tmp_path):
+    from datasets import Dataset
+
+    from rnn_lightning import TextClassificationDataModule
+
+    path = _write(tmp_path / "v.txt", ["2 3", "zorblax 1 2 3", "lyon 4 5 6", "unused 7 8 9", "ann 0 0 1"])
+    rows = lambda sentences: Dataset.from_dict({"tokens": sentences, "tags": [["O"] * len(s) for s in sentences]})  # noqa: E731
+    data = DatasetDict(train=rows([["ann", "sees", "bob"]]), validation=rows([["Zorblax", "sees", "quux"]]),
+                       test=rows([["Lyon", "zorblax", "ann"]]))
+    plain = TaggingDataModule(dataset=data)
+    extended = TaggingDataModule(dataset=data, vocab_from_vectors=str(path))
+    vocab = extended.tokenizer.get_vocab()
+    assert {w: i for w, i in vocab.items() if i < plain.vocab_size} == plain.tokenizer.get_vocab()  # train ids kept
+    assert sorted(set(vocab) - set(plain.tokenizer.get_vocab())) == ["Lyon", "Zorblax", "zorblax"]  # not quux, unused
+    extended.setup("test")
+    ids = next(iter(extended.test_dataloader()))["tokens"][0].tolist()
+    assert ids == [vocab["Lyon"], vocab["zorblax"], vocab["ann"]]
+    classification = TextClassificationDataModule(
+        dataset=DatasetDict(train=Dataset.from_dict({"sentence": ["ann sees"], "label": [0]}),
+                            test=Dataset.from_dict({"sentence": ["zorblax sees"], "label": [0]})),
+        vocab_from_vectors=str(path))
+    assert "zorblax" in classification.tokenizer.get_vocab()
+    with pytest.raises(ValueError, match=r"`vocab_from_vectors` extends the vocabulary .*Use tokenizer='word'"):
+        TaggingDataModule(dataset=data, tokenizer=str(tmp_path / "tokenizer.json"), vocab_from_vectors=str(path))
+    with pytest.raises(FileNotFoundError, match="`vocab_from_vectors`: no file at"):
+        TaggingDataModule(dataset=data, vocab_from_vectors=str(tmp_path / "missing.txt")).tokenizer  # noqa: B018
+
+
+def test_test_words_unseen_in_training_are_tagged_through_their_pretrained_vectors(tmp_path):
+    """Names and other words carry their class in their vectors; test uses only words training never saw. With
+    their vocabulary entries the tagger reads the vectors; without, every test word is <unk>."""
+    import random
+
+    from datasets import Dataset
+
+    rng = random.Random(0)
+    names = {split: [f"{split}name{i}" for i in range(30)] for split in ("train", "test")}
+    others = {split: [f"{split}word{i}" for i in range(30)] for split in ("train", "test")}
+
+    def corpus(split: str, n: int) -> Dataset:
+        sentences = [[rng.choice(names[split] + others[split]) for _ in range(rng.randint(2, 8))] for _ in range(n)]
+        tags = [["B-PER" if "name" in w else "O" for w in s] for s in sentences]
+        return Dataset.from_dict({"tokens": sentences, "tags": tags})
+
+    noise = lambda: " ".join(f"{rng.gauss(0, 0.1):.3f}" for _ in range(6))  # noqa: E731
+    lines = [f"{w} 1 0 {noise()}" for w in names["train"] + names["test"]]
+    lines += [f"{w} 0 1 {noise()}" for w in others["train"] + others["test"]]
+    path = _write(tmp_path / "v.txt", lines)
+    data = DatasetDict(train=corpus("train", 400), validation=corpus("test", 50), test=corpus("test", 100))
+    accuracy = {}
+    for extend in (False, True):
+        torch.manual_seed(0)
+        dm = TaggingDataModule(dataset=data, tag_scheme="IOB2", vocab_from_vectors=str(path) if extend else None)
+        model = SequenceTagger(dm.vocab_size, dm.num_labels, dm.pad_id, dm.labels, "IOB2", embedding_dim=8,
+                               hidden_size=8, dropout=0.0, pretrained_embeddings=str(path),
+                               optimizer=lambda p: torch.optim.Adam(p, lr=0.01))
+        t = trainer(tmp_path, max_epochs=3)
+        t.fit(model, dm)
+        accuracy[extend] = t.test(model, dm, verbose=False)[0]["test/acc"]
+    assert accuracy[True] > 0.95 and accuracy[False] < 0.8, accuracy

@@ -35,6 +35,9 @@ class TextClassificationDataModule(LabeledSequenceDataModule):
         cache_dir: ``datasets`` cache folder.
         holdout: splits to carve off the end of train, e.g. ``{"validation": 0.05}``.
         csv_delimiter: field separator for the ``csv`` builder (``"\\t"`` for GLUE's .tsv files).
+        vocab_from_vectors: a GloVe / word2vec / fastText text file: validation and test words that train lacks
+            but the file lists (in their case or lower case) get vocabulary entries too, as Lample et al. 2016 did,
+            so the model's ``pretrained_embeddings`` (pass the same file) reach them instead of ``<unk>``.
 
     Example:
         >>> from datasets import Dataset, DatasetDict
@@ -68,10 +71,11 @@ class TextClassificationDataModule(LabeledSequenceDataModule):
         cache_dir: str | None = None,
         holdout: dict[str, float] | None = None,
         csv_delimiter: str | None = None,
+        vocab_from_vectors: str | None = None,
     ) -> None:
         super().__init__(path, name, data_files, dataset, text_column, label_column, labels, tokenizer,
                          min_frequency, max_vocab_size, batch_size, eval_batch_size, max_length, num_workers,
-                         cache_dir, holdout)
+                         cache_dir, holdout, vocab_from_vectors=vocab_from_vectors)
         self.save_hyperparameters(ignore=["dataset", "labels"])  # the model logs the resolved labels
         self.csv_delimiter = csv_delimiter
 

@@ -24,7 +24,15 @@ from rnn_lightning.data.batching import RaggedSequences, pad_batch
 from rnn_lightning.data.characters import build_char_vocab, encode_chars
 from rnn_lightning.data.corpus import load_corpus
 from rnn_lightning.data.resumable import EpochShuffleSampler, ResumableLoader
-from rnn_lightning.data.tokenization import PAD, UNK, encode_words, load_tokenizer, train_word_tokenizer
+from rnn_lightning.data.tokenization import (
+    PAD,
+    UNK,
+    encode_words,
+    extend_word_tokenizer,
+    load_tokenizer,
+    train_word_tokenizer,
+)
+from rnn_lightning.nn.pretrained import with_vectors
 
 STAGE_SPLITS = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",),
                 "predict": ("test",)}
@@ -67,6 +75,7 @@ class LabeledSequenceDataModule(L.LightningDataModule):
         cache_dir: str | None,
         holdout: dict[str, float] | None,
         char_features: bool = False,
+        vocab_from_vectors: str | None = None,
     ) -> None:
         super().__init__()
         if (path is None) == (dataset is None):
@@ -81,6 +90,11 @@ class LabeledSequenceDataModule(L.LightningDataModule):
                 raise ValueError(f"`{arg}` must be a positive integer, got {value!r}.")
         if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
             raise ValueError(f"`max_length` must be a positive integer or None (no cut), got {max_length!r}.")
+        if vocab_from_vectors is not None and tokenizer != "word":
+            raise ValueError(
+                f"`vocab_from_vectors` extends the vocabulary built from train, but `tokenizer={tokenizer!r}` fixes "
+                "the vocabulary. Use tokenizer='word', or drop `vocab_from_vectors`."
+            )
         if labels is not None and len(set(labels)) != len(labels):
             raise ValueError(f"`labels` must not repeat a label, got {labels}.")
         self.path, self.name, self.data_files, self.cache_dir = path, name, data_files, cache_dir
@@ -88,6 +102,7 @@ class LabeledSequenceDataModule(L.LightningDataModule):
         self.min_frequency, self.max_vocab_size = min_frequency, max_vocab_size
         self.batch_size, self.eval_batch_size, self.max_length = batch_size, eval_batch_size, max_length
         self.num_workers, self.holdout, self.char_features = num_workers, holdout, char_features
+        self.vocab_from_vectors = vocab_from_vectors
         self._char_vocab: list[str] | None = None
         self._label_cache: dict[str, pa.Array] = {}
         self._raw: DatasetDict | None = dataset
@@ -169,7 +184,17 @@ class LabeledSequenceDataModule(L.LightningDataModule):
             else:
                 words = pc.list_flatten(self._words(self._split("train")))
                 self._tokenizer = train_word_tokenizer(words, self.min_frequency, self.max_vocab_size, True)
+                if self.vocab_from_vectors is not None:
+                    self._tokenizer = extend_word_tokenizer(self._tokenizer, self._evaluation_words_with_vectors())
         return self._tokenizer
+
+    def _evaluation_words_with_vectors(self) -> list[str]:
+        """Validation and test words outside the train vocabulary that ``vocab_from_vectors`` lists (sorted)."""
+        known = self._tokenizer.get_vocab()
+        words = sorted({word for split in ("validation", "test") if split in self.raw
+                        for word in pc.unique(pc.list_flatten(self._words(self._split(split)))).to_pylist()
+                        if word not in known})
+        return with_vectors(words, self.vocab_from_vectors, "vocab_from_vectors")
 
     @property
     def labels(self) -> list[str]:

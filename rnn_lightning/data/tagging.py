@@ -52,6 +52,9 @@ class TaggingDataModule(LabeledSequenceDataModule):
         char_features: also serve each token's characters as ``"chars"`` (B, T, L), with a character vocabulary
             from the train words (``char_vocab``, linked to the model by the CLI), for a tagger with character
             features (unseen words keep their spelling cues).
+        vocab_from_vectors: a GloVe / word2vec / fastText text file: validation and test words that train lacks
+            but the file lists (in their case or lower case) get vocabulary entries too, as Lample et al. 2016 did,
+            so the model's ``pretrained_embeddings`` (pass the same file) reach them instead of ``<unk>``.
 
     Example:
         >>> from datasets import Dataset, DatasetDict
@@ -91,6 +94,7 @@ class TaggingDataModule(LabeledSequenceDataModule):
         cache_dir: str | None = None,
         holdout: dict[str, float] | None = None,
         char_features: bool = False,
+        vocab_from_vectors: str | None = None,
     ) -> None:
         for arg, scheme in (("tag_scheme", tag_scheme), ("train_scheme", train_scheme)):
             if scheme is not None and scheme not in SCHEMES:
@@ -102,7 +106,7 @@ class TaggingDataModule(LabeledSequenceDataModule):
             )
         super().__init__(path, name, data_files, dataset, tokens_column, tags_column, labels, tokenizer,
                          min_frequency, max_vocab_size, batch_size, eval_batch_size, max_length, num_workers,
-                         cache_dir, holdout, char_features)
+                         cache_dir, holdout, char_features, vocab_from_vectors)
         self.save_hyperparameters(ignore=["dataset", "labels"])  # the model logs the resolved labels
         self.tag_field, self.tag_column = tag_field, tag_column
         self.tag_scheme, self.train_scheme = tag_scheme, train_scheme

@@ -75,6 +75,23 @@ def train_word_tokenizer(
     vocab = list(SPECIAL_TOKENS) + _words_by_frequency(words, min_frequency)
     if max_vocab_size is not None:
         vocab = vocab[:max_vocab_size]
+    return _word_level(vocab)
+
+
+def extend_word_tokenizer(tokenizer: Tokenizer, words: list[str]) -> Tokenizer:
+    """The word-level ``tokenizer`` with ``words`` it lacks added after its own entries (ids unchanged).
+
+    Example:
+        >>> tok = extend_word_tokenizer(train_word_tokenizer(["the cat"]), ["dog", "cat"])
+        >>> tok.get_vocab_size(), tok.encode("the dog cow").ids
+        (7, [5, 6, 1])
+    """
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+    known = {word for word, _ in vocab}
+    return _word_level([word for word, _ in vocab] + [w for w in dict.fromkeys(words) if w not in known])
+
+
+def _word_level(vocab: list[str]) -> Tokenizer:
     tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token=UNK))
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     return tokenizer

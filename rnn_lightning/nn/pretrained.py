@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gzip
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,36 +38,51 @@ def load_word_vectors(embedding: nn.Embedding, vocab: Mapping[str, int], path: s
         vocab: word -> row id (e.g. ``tokenizer.get_vocab()``).
         path: the vectors file.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"`pretrained_embeddings`: no file at {str(path)!r}. Give the path of a GloVe, "
-                                "word2vec or fastText text file (.txt, .vec, or gzipped).")
     rows = {word: i for word, i in vocab.items() if i != embedding.padding_idx}
     lower: dict[str, list[int]] = {}
     for word, i in rows.items():
         lower.setdefault(word.lower(), []).append(i)
     exact, by_lower = set(), {}
     dim = embedding.embedding_dim
-    with (gzip.open if path.suffix == ".gz" else open)(path, "rt", encoding="utf-8", errors="replace") as lines:
-        for number, line in enumerate(lines, 1):
-            parts = line.rstrip().split(" ")
-            if number == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
-                continue  # word2vec / fastText header: "count dim"
-            if len(parts) - 1 != dim:
-                raise ValueError(
-                    f"`pretrained_embeddings`: line {number} of {path.name} has {len(parts) - 1} numbers but the "
-                    f"model's `embedding_dim` is {dim}. Set `embedding_dim: {len(parts) - 1}` to use these vectors."
-                )
-            word = parts[0]
-            if word in rows or word in lower:
-                vector = torch.tensor([float(x) for x in parts[1:]], dtype=embedding.weight.dtype)
-                if word in rows:
-                    embedding.weight[rows[word]] = vector
-                    exact.add(rows[word])
-                for i in lower.get(word, []):  # the file's word is the lower case of these vocabulary words
-                    by_lower.setdefault(i, vector)
+    for number, parts in _vector_lines(path, "pretrained_embeddings"):
+        if len(parts) - 1 != dim:
+            raise ValueError(
+                f"`pretrained_embeddings`: line {number} of {Path(path).name} has {len(parts) - 1} numbers but the "
+                f"model's `embedding_dim` is {dim}. Set `embedding_dim: {len(parts) - 1}` to use these vectors."
+            )
+        word = parts[0]
+        if word in rows or word in lower:
+            vector = torch.tensor([float(x) for x in parts[1:]], dtype=embedding.weight.dtype)
+            if word in rows:
+                embedding.weight[rows[word]] = vector
+                exact.add(rows[word])
+            for i in lower.get(word, []):  # the file's word is the lower case of these vocabulary words
+                by_lower.setdefault(i, vector)
     for i, vector in by_lower.items():
         if i not in exact:
             embedding.weight[i] = vector
     lowercased = len(set(by_lower) - exact)
     return Coverage(len(exact) + lowercased, lowercased, len(rows))
+
+
+def with_vectors(words: Iterable[str], path: str | Path, arg: str) -> list[str]:
+    """The ``words`` that the vectors file lists, in their own case or in lower case (the rows
+    :func:`load_word_vectors` fills), in their order."""
+    words = list(words)
+    wanted = set(words) | {word.lower() for word in words}
+    listed = {parts[0] for _, parts in _vector_lines(path, arg) if parts[0] in wanted}
+    return [word for word in words if word in listed or word.lower() in listed]
+
+
+def _vector_lines(path: str | Path, arg: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, [word, numbers...]) of a GloVe / word2vec / fastText text file, its header line skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"`{arg}`: no file at {str(path)!r}. Give the path of a GloVe, word2vec or fastText "
+                                "text file (.txt, .vec, or gzipped).")
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rt", encoding="utf-8", errors="replace") as lines:
+        for number, line in enumerate(lines, 1):
+            parts = line.rstrip().split(" ")
+            if number == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
+                continue  # word2vec / fastText header: "count dim"
+            yield number, parts
