@@ -70,19 +70,20 @@ def with_vectors(words: Iterable[str], path: str | Path, arg: str) -> list[str]:
     :func:`load_word_vectors` fills), in their order."""
     words = list(words)
     wanted = set(words) | {word.lower() for word in words}
-    listed = {parts[0] for _, parts in _vector_lines(path, arg) if parts[0] in wanted}
+    listed = {parts[0] for _, parts in _vector_lines(path, arg, words_only=True) if parts[0] in wanted}
     return [word for word in words if word in listed or word.lower() in listed]
 
 
-def _vector_lines(path: str | Path, arg: str) -> Iterator[tuple[int, list[str]]]:
-    """(line number, [word, numbers...]) of a GloVe / word2vec / fastText text file, its header line skipped."""
+def _vector_lines(path: str | Path, arg: str, words_only: bool = False) -> Iterator[tuple[int, list[str]]]:
+    """(line number, [word, numbers...]) of a GloVe / word2vec / fastText text file, its header line skipped.
+    ``words_only``: leave the numbers unsplit ([word, "n1 n2 ..."]), for a reader that needs only the words."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"`{arg}`: no file at {str(path)!r}. Give the path of a GloVe, word2vec or fastText "
                                 "text file (.txt, .vec, or gzipped).")
     with (gzip.open if path.suffix == ".gz" else open)(path, "rt", encoding="utf-8", errors="replace") as lines:
         for number, line in enumerate(lines, 1):
-            parts = line.rstrip().split(" ")
+            parts = line.rstrip().split(" ", 1 if words_only else -1)
             if number == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
                 continue  # word2vec / fastText header: "count dim"
             yield number, parts
