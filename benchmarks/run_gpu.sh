@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The GPU checks and benchmarks in one go, within about 8 minutes on one H100: the CUDA tests, then training
-# throughput (fp32 and bf16-mixed) and a profile of its steps, perplexity, generation and CRF benchmarks. Tables
-# and a log to stdout and OUT_DIR/run.log, JSON in OUT_DIR (SpanF1 vs seqeval is a CPU comparison, see README).
+# throughput (language model in fp32 and bf16-mixed, taggers), perplexity, generation and CRF benchmarks, and with
+# PROFILE=1 a torch.profiler view of the language model's steps (2 more minutes). Tables and a log to stdout and
+# OUT_DIR/run.log, JSON in OUT_DIR (SpanF1 vs seqeval is a CPU comparison, see README).
 # Each part has its own time limit and a failing part does not stop the others; the exit status is 1 if any part
 # failed.
 #   bash benchmarks/run_gpu.sh OUT_DIR                          # on a machine with a CUDA GPU
 #   DEVICE=cpu bash benchmarks/run_gpu.sh OUT_DIR --quick       # smoke test of the script itself, no GPU
+#   PROFILE=1 bash benchmarks/run_gpu.sh OUT_DIR                # also profile the language model's steps
 set -uo pipefail
 out=$(mkdir -p "${1:?usage: bash benchmarks/run_gpu.sh OUT_DIR [--quick]}" && cd "$1" && pwd)
 shift
@@ -32,10 +34,13 @@ part() {  # part NAME SECONDS COMMAND...: run COMMAND under a time limit, log it
     part training_fp32 150 "$py" benchmarks/bench_training.py --device "$device" --out "$out" "$@"
     part training_bf16 150 "$py" benchmarks/bench_training.py --device "$device" --precision bf16-mixed \
         --out "$out" "$@"
-    for setting in "--precision 32 --shape small" "--precision bf16-mixed --shape large"; do  # where a step's time goes
-        # shellcheck disable=SC2086
-        part profile 60 "$py" benchmarks/profile_training.py --device "$device" $setting --out "$out" "$@"
-    done
+    part tagging 120 "$py" benchmarks/bench_tagging.py --device "$device" --out "$out" "$@"
+    if [ "${PROFILE:-0}" = 1 ]; then
+        for setting in "--precision 32 --shape small" "--precision bf16-mixed --shape large"; do  # where time goes
+            # shellcheck disable=SC2086
+            part profile 60 "$py" benchmarks/profile_training.py --device "$device" $setting --out "$out" "$@"
+        done
+    fi
     part perplexity 60 "$py" benchmarks/bench_perplexity.py --device "$device" --out "$out" --large "$@"
     part generation 60 "$py" benchmarks/bench_generation.py --device "$device" --out "$out" "$@"
     part crf 60 "$py" benchmarks/bench_crf.py --device "$device" --out "$out" "$@"

@@ -68,6 +68,13 @@ def test_span_f1_benchmark_equals_seqeval(tmp_path):
     assert rows(tmp_path, "span_f1")
 
 
+def test_tagging_benchmark_times_the_same_training_with_lengths_on_host_or_device(tmp_path):
+    run_benchmark("bench_tagging", tmp_path, "--quick", "--device", "cpu", "--repeats", "1")
+    timed = rows(tmp_path, "bench_tagging")
+    assert len(timed) == 4 and {row["model"] for row in timed} == {"word BiLSTM + softmax", "word + char BiLSTM-CRF"}
+    assert all(row["max_loss_diff"] == 0.0 for row in timed), timed
+
+
 def test_profile_script_profiles_both_contenders(tmp_path):
     run_benchmark("profile_training", tmp_path, "--quick", "--device", "cpu", "--steps", "5")
     profiled = rows(tmp_path, "profile_training_small")

@@ -13,9 +13,19 @@ import pytest
 import torch
 from conftest import trainer
 from datasets import DatasetDict
+from test_characters import random_stems, spelled_corpus
+from test_classification import corpus
 from test_tagging import rule_corpus
 
-from rnn_lightning import LanguageModel, Perplexity, SequenceTagger, SpanF1, TaggingDataModule
+from rnn_lightning import (
+    LanguageModel,
+    Perplexity,
+    SequenceClassifier,
+    SequenceTagger,
+    SpanF1,
+    TaggingDataModule,
+    TextClassificationDataModule,
+)
 from rnn_lightning.functional.tag_schemes import tag_spans
 from rnn_lightning.nn import CRF, RecurrentEncoder
 
@@ -76,6 +86,30 @@ def test_language_model_training_steps_never_wait_for_the_gpu(tiny_markov, tiny_
     t.fit(model, tiny_markov)
     assert t.progress_bar_metrics["train/loss"] == pytest.approx(float(t.logged_metrics["train/loss"]))
     assert float(t.logged_metrics["train/loss"]) == pytest.approx(float(model._last_loss))  # step 6 logs
+
+
+def _tagging_or_classification(kind: str) -> tuple[L.LightningModule, L.LightningDataModule]:
+    if kind == "classifier":
+        dm = TextClassificationDataModule(dataset=DatasetDict(train=corpus(600, 0), validation=corpus(50, 1)),
+                                          batch_size=16)
+        return SequenceClassifier(dm.vocab_size, dm.num_labels, dm.pad_id, dm.labels, pooling="mean"), dm
+    stems = random_stems(40, 0)
+    data = DatasetDict(train=spelled_corpus(300, 0, stems), validation=spelled_corpus(30, 1, stems))
+    chars = kind == "char_crf_tagger"
+    dm = TaggingDataModule(dataset=data, tag_scheme="IOB2", char_features=chars, batch_size=16)
+    model = SequenceTagger(dm.vocab_size, dm.num_labels, dm.pad_id, dm.labels, "IOB2", crf=chars,
+                           char_vocab=dm.char_vocab, word_dropout=0.1)
+    return model, dm
+
+
+@pytest.mark.parametrize("kind", ["tagger", "char_crf_tagger", "classifier"])
+def test_tagging_and_classification_steps_never_wait_for_the_gpu(kind, tmp_path):
+    """Lengths stay on the CPU (packing reads them there) and the CRF trusts our DataModules' padding: no waits."""
+    model, dm = _tagging_or_classification(kind)
+    record = RecordSyncs(first=3, last=12)
+    t = gpu_trainer(tmp_path, max_steps=14, log_every_n_steps=50, gradient_clip_val=1.0, callbacks=[record])
+    t.fit(model, dm)
+    assert record.syncs == [], "synchronizing CUDA calls in training steps:\n" + "\n".join(sorted(set(record.syncs)))
 
 
 def test_non_finite_gradient_stops_one_step_later_naming_the_step(tiny_markov, tiny_lm, tmp_path):
@@ -185,12 +219,13 @@ def test_half_precision_perplexity_update_needs_no_more_memory_than_its_logits(d
     assert float(metric.compute()) == pytest.approx(float(exact), rel=1e-6)
 
 
+@pytest.mark.parametrize("lengths_on", ["cpu", "cuda"])
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_packed_bidirectional_encoder_on_cuda_equals_each_sequence_alone(cell):
+def test_packed_bidirectional_encoder_on_cuda_equals_each_sequence_alone(cell, lengths_on):
     torch.manual_seed(0)  # float64: packed and unpacked runs take different kernels, float32 would differ by ~1e-6
     encoder = RecurrentEncoder(6, 5, num_layers=2, cell=cell, bidirectional=True).cuda().double()
     x = torch.randn(4, 9, 6, device="cuda", dtype=torch.float64)
-    lengths = torch.tensor([9, 3, 1, 6], device="cuda")
+    lengths = torch.tensor([9, 3, 1, 6], device=lengths_on)
     outputs, _ = encoder(x, lengths=lengths)
     for i, n in enumerate(lengths.tolist()):
         alone, _ = encoder(x[i:i + 1, :n])

@@ -10,6 +10,11 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from rnn_lightning.data.streams import IGNORE_INDEX  # target value that losses and metrics skip (padding)
+from rnn_lightning.nn.char_encoder import word_lengths
+
+# Batch entries packing reads on the host (cuDNN runs a packed batch by its lengths there): they stay on the CPU when
+# a batch moves to a GPU, so no step copies them back, a copy that would wait for all the GPU's queued work.
+HOST_KEYS = ("lengths", "char_lengths")
 
 
 class RaggedSequences(Dataset):
@@ -68,7 +73,8 @@ class RaggedSequences(Dataset):
 
 def pad_batch(items: list[dict[str, Any]], pad_id: int) -> dict[str, Tensor]:
     """Right-pad a list of sequences: ``tokens`` (B, T) with ``pad_id``, ``tags`` (B, T) with -100, ``lengths`` (B,),
-    and ``label`` (B,) and ``chars`` (B, T, L) with 0 (L: the batch's longest word) when present."""
+    and ``label`` (B,), and ``chars`` (B, T, L) with 0 (L: the batch's longest word) and their ``char_lengths``
+    (B, T) when present."""
     lengths = torch.tensor([len(item["tokens"]) for item in items])
     width = int(lengths.max())
     tokens = torch.full((len(items), width), pad_id, dtype=torch.long)
@@ -84,6 +90,7 @@ def pad_batch(items: list[dict[str, Any]], pad_id: int) -> dict[str, Tensor]:
         batch["label"] = torch.tensor([int(item["label"]) for item in items])
     if "chars" in items[0]:
         batch["chars"] = pad_chars([item["chars"] for item in items], width)
+        batch["char_lengths"] = word_lengths(batch["chars"])
     return batch
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from functools import partial
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -20,7 +21,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from tokenizers import Tokenizer
 from torch.utils.data import DataLoader
 
-from rnn_lightning.data.batching import RaggedSequences, pad_batch
+from rnn_lightning.data.batching import HOST_KEYS, RaggedSequences, pad_batch
 from rnn_lightning.data.characters import build_char_vocab, encode_chars
 from rnn_lightning.data.corpus import load_corpus
 from rnn_lightning.data.resumable import EpochShuffleSampler, ResumableLoader
@@ -295,6 +296,15 @@ class LabeledSequenceDataModule(L.LightningDataModule):
         # Each sentence on exactly one rank (Lightning's default sampler would repeat some to even out ranks).
         sampler = UnrepeatedDistributedSampler(data, world, rank, False) if world > 1 else None
         return DataLoader(data, batch_size=self.eval_batch_size, sampler=sampler, **common)
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Move a batch to ``device`` but keep ``lengths`` and ``char_lengths`` on the CPU, where packing reads them
+        (see ``HOST_KEYS``): a training step on a GPU then never waits for the GPU."""
+        host = {key: batch[key] for key in HOST_KEYS if key in batch}
+        moved = super().transfer_batch_to_device(
+            {key: value for key, value in batch.items() if key not in host}, device, dataloader_idx
+        )
+        return {**moved, **host}
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")

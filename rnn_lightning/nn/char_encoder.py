@@ -40,15 +40,30 @@ class CharacterEncoder(nn.Module):
         self.encoder = RecurrentEncoder(embedding_dim, hidden_size, 1, cell, bidirectional=True)
         self.output_dim, self.pad_id = self.encoder.output_dim, pad_id
 
-    def forward(self, chars: Tensor) -> Tensor:
-        """chars (B, T, L), right-padded with ``pad_id`` -> (B, T, 2H), zeros for padding words."""
+    def forward(self, chars: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """chars (B, T, L), right-padded with ``pad_id`` -> (B, T, 2H), zeros for padding words.
+
+        ``lengths`` (B, T): each word's number of characters, on the CPU (see :func:`word_lengths`); computed from
+        ``chars`` when ``None``, which on a GPU makes the host wait for it (packing needs lengths on the host).
+        """
         if chars.ndim != 3:
             raise ValueError(f"`chars` must have shape (B, T, L), got {tuple(chars.shape)}.")
         batch, steps, width = chars.shape
+        if lengths is None:
+            lengths = word_lengths(chars, self.pad_id)
+        elif lengths.shape != (batch, steps):
+            raise ValueError(
+                f"`lengths` must have the (B, T) = {(batch, steps)} shape of `chars`, got {tuple(lengths.shape)}."
+            )
         words = chars.reshape(batch * steps, width)  # (W, L)
-        lengths = (words != self.pad_id).sum(1)  # (W,)
         # Padding words run as one pad character (no host-side selection) and are zeroed afterwards.
-        _, state = self.encoder(self.embedding(words), lengths=lengths.clamp(min=1))
+        _, state = self.encoder(self.embedding(words), lengths=lengths.reshape(-1).clamp(min=1))
         final = state[0] if isinstance(state, tuple) else state  # (2, W, H): each direction's final state
         vectors = torch.cat([final[0], final[1]], dim=1)  # (W, 2H)
-        return (vectors * (lengths > 0).unsqueeze(1)).view(batch, steps, -1)
+        real = words[:, 0] != self.pad_id  # (W,): a word has characters from its first position on
+        return (vectors * real.unsqueeze(1)).view(batch, steps, -1)
+
+
+def word_lengths(chars: Tensor, pad_id: int = 0) -> Tensor:
+    """chars (B, T, L) right-padded with ``pad_id`` -> (B, T) characters per word (0 for padding words)."""
+    return (chars != pad_id).sum(-1)

@@ -98,7 +98,12 @@ class CRF(nn.Module):
 
     # -- public API -------------------------------------------------------------------------------------------------
     def forward(
-        self, emissions: Tensor, tags: Tensor, mask: Tensor | None = None, reduction: Reduction = "token_mean"
+        self,
+        emissions: Tensor,
+        tags: Tensor,
+        mask: Tensor | None = None,
+        reduction: Reduction = "token_mean",
+        check_values: bool = True,
     ) -> Tensor:
         """Negative log-likelihood of the gold tags: the training loss.
 
@@ -108,13 +113,15 @@ class CRF(nn.Module):
             mask: (B, T) bool, True on real tokens, right-padded, ``mask[:, 0]`` all True; None means no padding.
             reduction: ``"token_mean"`` (summed NLL / number of real tokens, the scale of a token-mean
                 cross-entropy), ``"sum"``, ``"mean"`` (over sequences) or ``"none"`` (B,).
+            check_values: check ``mask`` and ``tags`` values (:meth:`check_values`); ``False`` for batches already
+                checked on the CPU, since on a GPU the check waits for the GPU.
 
         Returns:
             The reduced NLL, () or (B,) for ``"none"``, in float32 (float64 for double inputs).
         """
         if reduction not in REDUCTIONS:
             raise ValueError(f"`reduction` must be one of {REDUCTIONS}, got {reduction!r}.")
-        emissions, tags, mask = self._check(emissions, tags, mask)
+        emissions, tags, mask = self._check(emissions, tags, mask, check_values)
         nll = -self._log_likelihood(emissions, tags, mask)  # (B,)
         if reduction == "none":
             return nll
@@ -218,7 +225,35 @@ class CRF(nn.Module):
         log_partition = torch.logsumexp(alpha + end, dim=1)  # (B,)
         return gold - log_partition
 
-    def _check(self, emissions: Tensor, tags: Tensor | None, mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    def check_values(self, mask: Tensor, tags: Tensor | None = None) -> None:
+        """Raise a ValueError unless ``mask`` (B, T) is right-padded with ``mask[:, 0]`` all True and ``tags`` (B, T)
+        lie in ``[0, num_tags)`` where ``mask`` is True. Reads the values on the host: on a GPU that waits for the
+        GPU, so a training loop can check its batches on the CPU and pass ``check_values=False`` (as
+        :class:`~rnn_lightning.SequenceTagger` does)."""
+        checks = [mask[:, 0].all(), (mask[:, 1:] <= mask[:, :-1]).all()]
+        if tags is not None:
+            checks.append(((tags >= 0) & (tags < self.num_tags) | ~mask).all())
+        first_ok, right_padded, *tags_ok = torch.stack(checks).tolist()  # one device sync for all value checks
+        if not first_ok:
+            raise ValueError(
+                "`mask[:, 0]` must be all True (every sequence has at least one token), got a False in the first "
+                "column. Drop empty sequences from the batch."
+            )
+        if not right_padded:
+            raise ValueError(
+                "`mask` must be right-padded (each row True then False), got a True after a False. Put the padding "
+                "at the end of each sequence."
+            )
+        if tags_ok and not tags_ok[0]:
+            bad = tags[mask & ((tags < 0) | (tags >= self.num_tags))]
+            raise ValueError(
+                f"`tags` on real tokens must lie in [0, num_tags={self.num_tags}), got {bad[:5].tolist()}. Check the "
+                "label vocabulary, or set `mask` False where `tags` holds a padding value."
+            )
+
+    def _check(
+        self, emissions: Tensor, tags: Tensor | None, mask: Tensor | None, check_values: bool = True
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Validate shapes and values; return emissions in the compute dtype and a bool mask."""
         if not isinstance(emissions, Tensor) or emissions.dim() != 3 or emissions.shape[2] != self.num_tags:
             got = tuple(emissions.shape) if isinstance(emissions, Tensor) else type(emissions).__name__
@@ -239,7 +274,6 @@ class CRF(nn.Module):
             )
         elif mask.dtype != torch.bool:
             raise TypeError(f"`mask` must be a bool tensor (True on real tokens), got {mask.dtype}. Use `mask.bool()`.")
-        checks = [mask[:, 0].all(), (mask[:, 1:] <= mask[:, :-1]).all()]
         if tags is not None:
             if tags.shape != (batch, steps):
                 raise ValueError(
@@ -247,24 +281,8 @@ class CRF(nn.Module):
                 )
             if tags.dtype != torch.long:
                 raise TypeError(f"`tags` must be an int64 tensor, got {tags.dtype}. Use `tags.long()`.")
-            checks.append(((tags >= 0) & (tags < self.num_tags) | ~mask).all())
-        first_ok, right_padded, *tags_ok = torch.stack(checks).tolist()  # one device sync for all value checks
-        if not first_ok:
-            raise ValueError(
-                "`mask[:, 0]` must be all True (every sequence has at least one token), got a False in the first "
-                "column. Drop empty sequences from the batch."
-            )
-        if not right_padded:
-            raise ValueError(
-                "`mask` must be right-padded (each row True then False), got a True after a False. Put the padding "
-                "at the end of each sequence."
-            )
-        if tags_ok and not tags_ok[0]:
-            bad = tags[mask & ((tags < 0) | (tags >= self.num_tags))]
-            raise ValueError(
-                f"`tags` on real tokens must lie in [0, num_tags={self.num_tags}), got {bad[:5].tolist()}. Check the "
-                "label vocabulary, or set `mask` False where `tags` holds a padding value."
-            )
+        if check_values:
+            self.check_values(mask, tags)
         dtype = torch.promote_types(torch.promote_types(emissions.dtype, self.transitions.dtype), torch.float32)
         return emissions.to(dtype), tags, mask
 

@@ -64,9 +64,11 @@ class EmbedEncode(nn.Module):
         self.output_dim = self.encoder.output_dim
         self.pad_id, self.word_dropout, self.unk_id = pad_id, word_dropout, unk_id
 
-    def forward(self, tokens: Tensor, lengths: Tensor, chars: Tensor | None = None) -> Tensor:
+    def forward(
+        self, tokens: Tensor, lengths: Tensor, chars: Tensor | None = None, char_lengths: Tensor | None = None
+    ) -> Tensor:
         """tokens (B, T), lengths (B,), chars (B, T, L) if built with ``num_chars`` -> states (B, T, H * directions),
-        zeros at padded steps."""
+        zeros at padded steps. ``lengths`` and ``char_lengths`` (B, T, optional) belong on the CPU (no GPU wait)."""
         if (chars is None) != (self.chars is None):
             raise ValueError(
                 "this network was built with character features, so `chars` (B, T, L) is needed"
@@ -80,7 +82,7 @@ class EmbedEncode(nn.Module):
             tokens = tokens.masked_fill(drop, self.unk_id)
         x = self.embedding(tokens)  # (B, T, E)
         if self.chars is not None:
-            x = torch.cat([x, self.chars(chars)], dim=-1)  # (B, T, E + 2 * char_hidden_size)
+            x = torch.cat([x, self.chars(chars, char_lengths)], dim=-1)  # (B, T, E + 2 * char_hidden_size)
         x = self.dropout(x)
         states, _ = self.encoder(x, lengths=lengths)  # (B, T, H * directions)
         return self.dropout(states)

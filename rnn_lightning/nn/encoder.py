@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from rnn_lightning.nn.packing import pack_batch, unpack_batch
 from rnn_lightning.nn.stack import CELLS, CONNECTIONS, Cell, ConnectedStack, Connection, State, make_rnn
 
 __all__ = ["CELLS", "CONNECTIONS", "Cell", "Connection", "RecurrentEncoder", "State", "check_dropout", "detach_state"]
@@ -83,23 +83,16 @@ class RecurrentEncoder(nn.Module):
             lengths: (B,) real length of each sequence. The padding is then skipped (packed sequences): the
                 final state is each sequence's own, the right-to-left pass starts at its last real step, and
                 outputs at padded steps are zeros. Required for correct bidirectional results on padded batches.
+                Keep them on the CPU: lengths on a GPU make the host wait for it (cuDNN needs them on the host).
 
         Returns:
             outputs (B, T, H * directions) and the final state, each (layers * directions, B, H).
         """
         if lengths is None:
             return self.rnn(inputs, state)
-        if lengths.shape != inputs.shape[:1]:
-            raise ValueError(f"`lengths` must have shape (B,) = ({inputs.shape[0]},), got {tuple(lengths.shape)}.")
-        if (lengths < 1).any() or (lengths > inputs.shape[1]).any():
-            raise ValueError(
-                f"`lengths` must lie in [1, T={inputs.shape[1]}], got min {int(lengths.min())}, max "
-                f"{int(lengths.max())}. Drop empty sequences before encoding."
-            )
-        packed = pack_padded_sequence(inputs, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        packed = pack_batch(inputs, lengths)
         outputs, state = self.rnn(packed, state)
-        outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=inputs.shape[1])
-        return outputs, state
+        return unpack_batch(outputs, inputs.shape[1]), state
 
 
 def detach_state(state: State | None) -> State | None:

@@ -7,6 +7,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from rnn_lightning.nn.packing import to_device
+
 Pooling = Literal["final", "mean", "max"]
 POOLINGS = ("final", "mean", "max")
 
@@ -34,7 +36,8 @@ def pool_states(outputs: Tensor, lengths: Tensor, mode: Pooling = "final", bidir
     if mode not in POOLINGS:
         raise ValueError(f"`pooling` must be one of {POOLINGS}, got {mode!r}.")
     batch, steps, _ = outputs.shape
-    last = (lengths - 1).to(outputs.device)  # (B,)
+    lengths = to_device(lengths, outputs.device)  # (B,); CPU lengths: a non-blocking copy
+    last = lengths - 1  # (B,)
     rows = torch.arange(batch, device=outputs.device)
     if mode == "final":
         forward = outputs[rows, last]  # (B, H * directions)
@@ -42,8 +45,8 @@ def pool_states(outputs: Tensor, lengths: Tensor, mode: Pooling = "final", bidir
             return forward
         half = outputs.shape[-1] // 2
         return torch.cat([forward[:, :half], outputs[:, 0, half:]], dim=-1)
-    mask = torch.arange(steps, device=outputs.device) < lengths.to(outputs.device)[:, None]  # (B, T)
+    mask = torch.arange(steps, device=outputs.device) < lengths[:, None]  # (B, T)
     if mode == "mean":
         summed = (outputs * mask[..., None]).sum(1)
-        return summed / lengths.to(outputs.device, outputs.dtype)[:, None]
+        return summed / lengths.to(outputs.dtype)[:, None]
     return outputs.masked_fill(~mask[..., None], float("-inf")).amax(1)

@@ -62,6 +62,9 @@ class SequenceTaggerNet(nn.Module):
                                 connection)
         self.scorer = nn.Linear(self.body.output_dim, num_labels)
 
-    def forward(self, tokens: Tensor, lengths: Tensor, chars: Tensor | None = None) -> Tensor:
-        """tokens (B, T), lengths (B,), chars (B, T, L) with ``num_chars`` -> label scores (B, T, C)."""
-        return self.scorer(self.body(tokens, lengths, chars))
+    def forward(
+        self, tokens: Tensor, lengths: Tensor, chars: Tensor | None = None, char_lengths: Tensor | None = None
+    ) -> Tensor:
+        """tokens (B, T), lengths (B,), chars (B, T, L) with ``num_chars``, char_lengths (B, T) optional -> label
+        scores (B, T, C). Lengths belong on the CPU (see :class:`EmbedEncode`)."""
+        return self.scorer(self.body(tokens, lengths, chars, char_lengths))

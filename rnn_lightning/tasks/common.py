@@ -10,8 +10,9 @@ from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 from lightning.pytorch.utilities import rank_zero_info
 from tokenizers import Tokenizer
 
-from rnn_lightning.data.batching import pad_chars
+from rnn_lightning.data.batching import HOST_KEYS, pad_chars
 from rnn_lightning.data.characters import encode_chars
+from rnn_lightning.nn.char_encoder import word_lengths
 from rnn_lightning.nn.pretrained import load_word_vectors
 from rnn_lightning.tasks.finite_guard import FiniteGradientGuard
 from rnn_lightning.tasks.resume import ExactResume
@@ -192,8 +193,9 @@ class RecurrentTask(ExactResume, TokenizerInCheckpoint, L.LightningModule):
             )
 
     def encode_words(self, token_lists: list[list[str]], arg: str) -> dict[str, torch.Tensor]:
-        """Word lists -> a batch on the model's device: ids ``tokens`` (B, T), ``lengths`` (B,), and ``chars``
-        (B, T, L) when the model has a character vocabulary; with the tokenizer and characters it was trained with."""
+        """Word lists -> a batch on the model's device: ids ``tokens`` (B, T), ``lengths`` (B,, on the CPU), and
+        ``chars`` (B, T, L) with ``char_lengths`` (B, T, on the CPU) when the model has a character vocabulary;
+        with the tokenizer and characters it was trained with."""
         if self.tokenizer is None:
             raise RuntimeError(
                 f"this {type(self).__name__} has no tokenizer: train it with one of rnn_lightning's DataModules or "
@@ -211,7 +213,8 @@ class RecurrentTask(ExactResume, TokenizerInCheckpoint, L.LightningModule):
         char_vocab = getattr(self, "char_vocab", None)
         if char_vocab is not None:
             batch["chars"] = pad_chars([encode_chars(words, char_vocab) for words in token_lists], tokens.shape[1])
-        return {name: value.to(self.device) for name, value in batch.items()}
+            batch["char_lengths"] = word_lengths(batch["chars"])
+        return {key: value if key in HOST_KEYS else value.to(self.device) for key, value in batch.items()}
 
     @torch.no_grad()
     def predict_words(self, token_lists: list[list[str]], arg: str) -> Any:

@@ -9,10 +9,12 @@ from torch import Tensor
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from rnn_lightning.data.labeled import LabeledSequenceDataModule
 from rnn_lightning.data.streams import IGNORE_INDEX
 from rnn_lightning.metrics import SpanF1
 from rnn_lightning.nn.crf import CRF, allowed_transitions
 from rnn_lightning.nn.encoder import Cell, Connection
+from rnn_lightning.nn.packing import to_device
 from rnn_lightning.nn.tagger import SequenceTaggerNet
 from rnn_lightning.tasks.common import RecurrentTask, default_optimizer
 
@@ -110,29 +112,42 @@ class SequenceTagger(RecurrentTask):
             for stage in ("val", "test")
         })
 
-    def forward(self, tokens: Tensor, lengths: Tensor, chars: Tensor | None = None) -> Tensor:
-        """tokens (B, T), lengths (B,), chars (B, T, L) with character features -> label scores (B, T, C)."""
-        return self.net(tokens, lengths, chars)
+    def forward(
+        self, tokens: Tensor, lengths: Tensor, chars: Tensor | None = None, char_lengths: Tensor | None = None
+    ) -> Tensor:
+        """tokens (B, T), lengths (B,), chars (B, T, L) with character features, char_lengths (B, T) optional ->
+        label scores (B, T, C). Lengths belong on the CPU: on a GPU, packing first copies them back (a wait)."""
+        return self.net(tokens, lengths, chars, char_lengths)
+
+    def _scores(self, batch: dict[str, Tensor]) -> Tensor:
+        return self(batch["tokens"], batch["lengths"], batch.get("chars"), batch.get("char_lengths"))
 
     def _loss(self, scores: Tensor, tags: Tensor) -> Tensor:
         """Mean negative log-likelihood per real token."""
         if self.crf is None:
             return F.cross_entropy(scores.flatten(0, 1).float(), tags.flatten(), ignore_index=IGNORE_INDEX)
-        return self.crf(scores, tags, tags != IGNORE_INDEX, reduction="token_mean")
+        checked = self._own_batches()
+        return self.crf(scores, tags, tags != IGNORE_INDEX, reduction="token_mean", check_values=not checked)
+
+    def _own_batches(self) -> bool:
+        """Whether the batches come from one of our DataModules, which pads by construction what the CRF checks
+        (tags right-padded with -100, every sentence non-empty), so the CRF need not read them on the host (a wait
+        for a GPU at every step). Batches from elsewhere are checked."""
+        return isinstance(getattr(self._trainer, "datamodule", None), LabeledSequenceDataModule)
 
     def decode(self, scores: Tensor, mask: Tensor) -> Tensor:
         """Best tag ids (B, T): Viterbi with a CRF, else the argmax per token."""
         return self.crf.decode(scores, mask) if self.crf is not None else scores.argmax(-1)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        loss = self._loss(self(batch["tokens"], batch["lengths"], batch.get("chars")), batch["tags"])
+        loss = self._loss(self._scores(batch), batch["tags"])
         self.log_train_loss(loss, batch_size=len(batch["lengths"]))
         return loss
 
     def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
         tags = batch["tags"]
         mask = tags != IGNORE_INDEX
-        scores = self(batch["tokens"], batch["lengths"], batch.get("chars"))
+        scores = self._scores(batch)
         preds = self.decode(scores, mask)
         metrics = self.metrics[stage]
         metrics["loss"].update(self._loss(scores, tags), weight=mask.sum())
@@ -152,9 +167,9 @@ class SequenceTagger(RecurrentTask):
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> list[list[str]]:
         """The predicted tag names of each sentence of the batch."""
-        lengths = batch["lengths"]
-        mask = torch.arange(batch["tokens"].shape[1], device=lengths.device) < lengths[:, None]
-        preds = self.decode(self(batch["tokens"], lengths, batch.get("chars")), mask)
+        lengths, tokens = batch["lengths"], batch["tokens"]
+        mask = torch.arange(tokens.shape[1], device=tokens.device) < to_device(lengths, tokens.device)[:, None]
+        preds = self.decode(self._scores(batch), mask)
         return [[self._label(i) for i in row[:n]] for row, n in zip(preds.tolist(), lengths.tolist())]
 
     def _label(self, i: int) -> str:
