@@ -22,7 +22,6 @@ import random
 import statistics
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from datasets import Dataset, DatasetDict
 if __package__ in (None, ""):  # run as `python benchmarks/bench_tagging.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.bench_training import StepTimer  # noqa: E402
 from benchmarks.common import print_table, write_json  # noqa: E402
 from rnn_lightning import SequenceTagger, TaggingDataModule  # noqa: E402
 
@@ -77,29 +77,6 @@ class CheckedTagger(SequenceTagger):
         return False
 
 
-class StepTimer(L.Callback):
-    def __init__(self, warmup: int, last: int, seed: int) -> None:
-        self.warmup, self.last, self.seed = warmup, last, seed
-        self.start = self.end = None
-        self.losses: list[torch.Tensor] = []
-
-    def _clock(self) -> float:
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        return time.perf_counter()
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if batch_idx == 0:
-            torch.manual_seed(self.seed + 1)  # the dropout stream: the same for both contenders
-        if batch_idx == self.warmup:
-            self.start = self._clock()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.losses.append(outputs["loss"].detach() if isinstance(outputs, dict) else outputs.detach())
-        if batch_idx == self.last:
-            self.end = self._clock()
-
-
 def run(model_name: str, host_lengths: bool, data: DatasetDict, device: str, warmup: int, steps: int,
         size: int, seed: int) -> tuple[float, list[float]]:
     spec = MODELS[model_name]
@@ -109,7 +86,7 @@ def run(model_name: str, host_lengths: bool, data: DatasetDict, device: str, war
     cls = SequenceTagger if host_lengths else CheckedTagger
     model = cls(dm.vocab_size, dm.num_labels, dm.pad_id, dm.labels, "IOB2", embedding_dim=size, hidden_size=size,
                 dropout=0.5, crf=spec["crf"], char_vocab=dm.char_vocab)
-    timer = StepTimer(warmup, warmup + steps - 1, seed)
+    timer = StepTimer(warmup, warmup + steps - 1, seed, device)
     with tempfile.TemporaryDirectory() as root:
         trainer = L.Trainer(
             accelerator=device, devices=1, max_epochs=1, max_steps=warmup + steps, gradient_clip_val=5.0,
