@@ -12,6 +12,7 @@ from datasets import Dataset, DatasetDict
 
 from rnn_lightning import SequenceTagger, TaggingDataModule
 from rnn_lightning.functional.tag_schemes import tag_spans
+from rnn_lightning.tasks.common import can_fuse, default_optimizer
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 WORDS = ["ann", "bob", "sees", "likes", "the", "dog", "in", "paris", "rome", "today"]
@@ -245,3 +246,21 @@ def test_cli_predict_writes_each_test_sentences_tags(tmp_path, monkeypatch):
     assert [r["index"] for r in rows] == list(range(23))
     model = SequenceTagger.load_from_checkpoint(tmp_path / "ckpt" / "last.ckpt")
     assert [r["prediction"] for r in rows] == model.tag(sentences)
+
+
+def test_default_optimizer_is_adam_fused_where_every_parameter_allows_it(rule_data, tmp_path):
+    cpu = [torch.nn.Parameter(torch.zeros(3))]
+    assert default_optimizer(iter(cpu)).defaults["fused"] is True  # a generator, as module.parameters() gives
+    assert default_optimizer([torch.nn.Parameter(torch.zeros(3, device="meta"))]).defaults["fused"] is False
+    assert not can_fuse([])
+    # fused or not, the same training (the recipes say `fused: true`)
+    weights = []
+    for fused in (True, False):
+        torch.manual_seed(0)
+        dm = TaggingDataModule(dataset=rule_data, tag_scheme="IOB2", batch_size=16)
+        model = SequenceTagger(dm.vocab_size, dm.num_labels, dm.pad_id, dm.labels, "IOB2", embedding_dim=8,
+                               hidden_size=8, optimizer=lambda p, fused=fused: torch.optim.Adam(p, fused=fused))
+        trainer(tmp_path, max_steps=30, limit_val_batches=0).fit(model, dm)
+        weights.append(model.state_dict())
+    for name, value in weights[0].items():
+        torch.testing.assert_close(value, weights[1][name], rtol=1e-5, atol=1e-6, msg=name)
