@@ -8,6 +8,7 @@ paths), never its timings.
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -73,6 +74,21 @@ def test_tagging_benchmark_times_the_same_training_with_lengths_on_host_or_devic
     timed = rows(tmp_path, "bench_tagging")
     assert len(timed) == 4 and {row["model"] for row in timed} == {"word BiLSTM + softmax", "word + char BiLSTM-CRF"}
     assert all(row["max_loss_diff"] == 0.0 for row in timed), timed
+
+
+def test_recipe_runner_records_every_validation_and_the_test_of_the_kept_checkpoint(tmp_path):
+    out = tmp_path / "runs.json"
+    before = sorted((ROOT / "checkpoints").rglob("*")) if (ROOT / "checkpoints").exists() else []
+    command = [sys.executable, "benchmarks/run_recipes.py", "quickstart", "--out", str(out), "--runs",
+               str(tmp_path / "runs"), "--", "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "20"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = json.loads(out.read_text())["runs"]["quickstart"]
+    assert [v["epoch"] for v in run["validations"]] == [0.0, 1.0] and run["checkpoint"] == "last.ckpt"
+    assert run["test"]["test/ppl"] == pytest.approx(math.exp(run["test"]["test/loss"]), rel=1e-5)
+    assert (tmp_path / "runs" / "quickstart" / "checkpoints" / "last.ckpt").exists()
+    after = sorted((ROOT / "checkpoints").rglob("*")) if (ROOT / "checkpoints").exists() else []
+    assert after == before  # the recipes' own checkpoint folders are left alone
 
 
 def test_profile_script_profiles_both_contenders(tmp_path):

@@ -1,0 +1,149 @@
+"""Run recipes as a user would (``rnn-lightning fit``, then ``test`` on the best checkpoint) and record the results.
+
+For each recipe: ``rnn-lightning fit -c recipes/<recipe>.yaml -c <data fragment> [extra args]`` with its checkpoints
+and a CSV log written under ``--runs DIR/<name>`` (the recipe's own ``checkpoints/`` folder is left alone), then
+``rnn-lightning test`` with the checkpoint its monitored ``ModelCheckpoint`` kept (``last.ckpt`` if it monitors
+nothing). Every validation, the test metrics, the wall times and the commands go into ``--out`` (a JSON file that
+keeps the runs of other recipes): what the README's results table quotes.
+
+Usage:
+    python benchmarks/run_recipes.py tagging/ud_ewt_upos_bilstm [RECIPE ...] [--out FILE] [--runs DIR] [-- ARGS]
+
+A recipe's data fragment is ``recipes/data/<dataset>_local.yaml`` (the local copies in ../shared/data), picked by
+the recipe's name; ARGS after ``--`` go to ``fit`` (e.g. ``--trainer.max_epochs 1``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = {"quickstart": None, "wikitext2": "wikitext2", "ptb": "ptb", "tinyshakespeare": "tinyshakespeare",
+        "ud_ewt": "ud_ewt", "conll2003": "conll2003", "sst2": "sst2"}
+
+
+def data_fragment(recipe: str) -> str | None:
+    """The local-data fragment for ``recipe`` (e.g. tagging/ud_ewt_upos_bilstm -> recipes/data/ud_ewt_local.yaml)."""
+    name = Path(recipe).name
+    for prefix, dataset in DATA.items():
+        if name.startswith(prefix):
+            return None if dataset is None else f"recipes/data/{dataset}_local.yaml"
+    raise ValueError(f"no data fragment known for recipe {recipe!r}; known prefixes: {sorted(DATA)}")
+
+
+def run_config(recipe: str, run_dir: Path) -> Path:
+    """The recipe with its checkpoints in ``run_dir`` and a CSV log there (written to ``run_dir/recipe.yaml``)."""
+    config = yaml.safe_load((ROOT / "recipes" / f"{recipe}.yaml").read_text())
+    trainer = config.setdefault("trainer", {})
+    for callback in trainer.get("callbacks") or []:
+        if callback["class_path"].endswith("ModelCheckpoint"):
+            callback.setdefault("init_args", {})["dirpath"] = str(run_dir / "checkpoints")
+    trainer["logger"] = {"class_path": "lightning.pytorch.loggers.CSVLogger",
+                         "init_args": {"save_dir": str(run_dir), "name": "log", "version": "fit"}}
+    path = run_dir / "recipe.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def cli(subcommand: str, config: Path, fragment: str | None, *args: str) -> float:
+    """Run ``rnn-lightning SUBCOMMAND`` from the repository root; return its wall time (raises if it fails)."""
+    command = [sys.executable, "-m", "rnn_lightning.cli", subcommand, "-c", str(config)]
+    command += ["-c", fragment] if fragment else []
+    command += list(args)
+    print("$ " + " ".join(command), flush=True)
+    start = time.perf_counter()
+    subprocess.run(command, cwd=ROOT, check=True)
+    return time.perf_counter() - start
+
+
+def best_checkpoint(run_dir: Path, config: Path) -> Path:
+    """The monitored ModelCheckpoint's file (save_top_k=1 keeps one), else ``last.ckpt``."""
+    monitored = any(c["class_path"].endswith("ModelCheckpoint") and (c.get("init_args") or {}).get("monitor")
+                    for c in yaml.safe_load(config.read_text())["trainer"].get("callbacks") or [])
+    files = sorted((run_dir / "checkpoints").glob("*.ckpt"))
+    best = [f for f in files if not f.name.startswith("last")]
+    if monitored and len(best) == 1:
+        return best[0]
+    return run_dir / "checkpoints" / "last.ckpt"
+
+
+def logged(path: Path, prefix: str) -> list[dict[str, float]]:
+    """Rows of a CSVLogger ``metrics.csv`` that hold ``prefix`` metrics (one per validation or test)."""
+    rows = []
+    with path.open() as f:
+        for row in csv.DictReader(f):
+            values = {k: float(v) for k, v in row.items() if v not in ("", None) and (k.startswith(prefix)
+                                                                                      or k in ("epoch", "step"))}
+            if any(k.startswith(prefix) for k in values):
+                rows.append(values)
+    return rows
+
+
+def run(recipe: str, runs: Path, extra: list[str]) -> dict[str, Any]:
+    run_dir = runs / recipe.replace("/", "_")
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    config, fragment = run_config(recipe, run_dir), data_fragment(recipe)
+    fit_seconds = cli("fit", config, fragment, *extra)
+    checkpoint = best_checkpoint(run_dir, config)
+    test_seconds = cli("test", config, fragment, "--ckpt_path", str(checkpoint),
+                       "--trainer.logger.init_args.version", "test")
+    validations = logged(run_dir / "log" / "fit" / "metrics.csv", "val/")
+    test = logged(run_dir / "log" / "test" / "metrics.csv", "test/")
+    data = f" -c {fragment}" if fragment else ""
+    return {
+        "command": f"rnn-lightning fit -c recipes/{recipe}.yaml{data}{' ' if extra else ''}{' '.join(extra)}",
+        "test_command": f"rnn-lightning test -c recipes/{recipe}.yaml{data} --ckpt_path "
+                        f"checkpoints/{Path(recipe).name}/{checkpoint.name}",
+        "checkpoint": checkpoint.name,
+        "fit_seconds": round(fit_seconds),
+        "test_seconds": round(test_seconds),
+        "validations": validations,
+        "test": {k: v for k, v in (test[-1] if test else {}).items() if k.startswith("test/")},
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    argv = sys.argv[1:] if argv is None else argv
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("recipes", nargs="+", help="recipe names under recipes/, e.g. tagging/ud_ewt_upos_bilstm")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/recipe_runs.json"))
+    parser.add_argument("--runs", default=str(ROOT / "runs"), help="checkpoints and logs, one folder per recipe")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    record = json.loads(out.read_text()) if out.exists() else {"runs": {}}
+    for recipe in args.recipes:
+        result = run(recipe, Path(args.runs).resolve(), extra)
+        record = json.loads(out.read_text()) if out.exists() else record  # other runs may have written meanwhile
+        record["runs"][Path(recipe).name] = {
+            **result, "date": date.today().isoformat(),
+            "hardware": f"{platform.machine()}, {os.cpu_count()} cores, OMP_NUM_THREADS="
+                        f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, torch {torch.__version__}"
+                        + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""),
+        }
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(record, indent=2) + "\n")
+        metrics = ", ".join(f"{k} {v:.4f}" for k, v in result["test"].items() if math.isfinite(v))
+        print(f"{recipe}: fit {result['fit_seconds']} s; test ({result['checkpoint']}): {metrics}", flush=True)
+    return record
+
+
+if __name__ == "__main__":
+    main()
