@@ -91,6 +91,20 @@ def test_recipe_runner_records_every_validation_and_the_test_of_the_kept_checkpo
     assert after == before  # the recipes' own checkpoint folders are left alone
 
 
+def test_recipe_runner_tests_where_the_data_has_a_labelled_test_split():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from run_recipes import data_fragment, has_test_split
+
+    fragments = {recipe: data_fragment(recipe) for recipe in
+                 ("classification/sst2_bilstm", "lm/tinyshakespeare_char_lstm", "tagging/conll2003_ner_bilstm",
+                  "lm/wikitext2_rnn_tanh", "quickstart")}
+    assert fragments["lm/tinyshakespeare_char_lstm"] == "recipes/data/tinyshakespeare_local.yaml"
+    # GLUE's test labels are hidden; tiny-shakespeare's test is carved off by `holdout`; the others name a file
+    assert {r: has_test_split(f) for r, f in fragments.items()} == {
+        "classification/sst2_bilstm": False, "lm/tinyshakespeare_char_lstm": True,
+        "tagging/conll2003_ner_bilstm": True, "lm/wikitext2_rnn_tanh": True, "quickstart": True}
+
+
 def test_profile_script_profiles_both_contenders(tmp_path):
     run_benchmark("profile_training", tmp_path, "--quick", "--device", "cpu", "--steps", "5")
     profiled = rows(tmp_path, "profile_training_small")
