@@ -31,7 +31,7 @@ if __package__ in (None, ""):  # run as `python benchmarks/deep_stacks.py`
 
 from benchmarks.common import print_table, write_json  # noqa: E402
 from rnn_lightning import LanguageModel, LanguageModelingDataModule  # noqa: E402
-from rnn_lightning.data.streams import IGNORE_INDEX  # noqa: E402
+from rnn_lightning.constants import IGNORE_INDEX  # noqa: E402
 from rnn_lightning.nn.stack import CONNECTIONS  # noqa: E402
 
 NAME = "deep_stacks"

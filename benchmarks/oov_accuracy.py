@@ -22,7 +22,7 @@ if __package__ in (None, ""):  # run as `python benchmarks/oov_accuracy.py`
 
 from benchmarks.common import print_table, write_json  # noqa: E402
 from rnn_lightning.cli import RNNLightningCLI  # noqa: E402
-from rnn_lightning.data.streams import IGNORE_INDEX  # noqa: E402
+from rnn_lightning.constants import IGNORE_INDEX  # noqa: E402
 from rnn_lightning.tasks.common import RecurrentTask  # noqa: E402
 
 

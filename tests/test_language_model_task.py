@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from conftest import trainer
 
 from rnn_lightning import LanguageModel
-from rnn_lightning.data.streams import IGNORE_INDEX
+from rnn_lightning.constants import IGNORE_INDEX
 
 
 def _brute_force_ppl(model, dm, split):

@@ -7,7 +7,7 @@ import torch
 from datasets import Dataset, DatasetDict
 
 from rnn_lightning import LanguageModelingDataModule
-from rnn_lightning.data.streams import IGNORE_INDEX
+from rnn_lightning.constants import IGNORE_INDEX
 
 TRAIN = ["the cat sat on the mat", "", "a dog barked at the cat", "the end"] * 10
 VALID = ["the cat barked", "an unseen word"] * 5

@@ -5,7 +5,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rnn_lightning.data.streams import IGNORE_INDEX, StreamWindows, split_streams
+from rnn_lightning.constants import IGNORE_INDEX
+from rnn_lightning.data.streams import StreamWindows, split_streams
 
 
 def _pairs(inputs, targets):

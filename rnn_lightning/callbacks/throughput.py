@@ -7,7 +7,7 @@ import time
 import lightning as L
 import torch
 
-from rnn_lightning.data.streams import IGNORE_INDEX
+from rnn_lightning.constants import IGNORE_INDEX
 
 
 class TokensPerSecond(L.Callback):

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from rnn_lightning.data.streams import IGNORE_INDEX  # target value that losses and metrics skip (padding)
+from rnn_lightning.constants import IGNORE_INDEX
 from rnn_lightning.nn.char_encoder import word_lengths
 
 # Batch entries packing reads on the host (cuDNN runs a packed batch by its lengths there): they stay on the CPU when

@@ -13,9 +13,8 @@ from collections.abc import Iterator
 from torch import Tensor
 from torch.utils.data import IterableDataset, get_worker_info
 
+from rnn_lightning.constants import IGNORE_INDEX
 from rnn_lightning.data.resumable import ResumableBatches
-
-IGNORE_INDEX = -100
 
 # Lightning warns that an IterableDataset with __len__ may repeat data across DataLoader workers;
 # StreamWindows hands each worker its own windows (tested), so the warning does not apply here.

@@ -11,7 +11,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from tokenizers import Tokenizer
 from torch import Tensor
 
-from rnn_lightning.data.streams import IGNORE_INDEX
+from rnn_lightning.constants import IGNORE_INDEX
 from rnn_lightning.data.tokenization import BOS, EOS, PAD
 from rnn_lightning.metrics import Perplexity
 from rnn_lightning.nn import RNNLanguageModelNet, detach_state

@@ -9,8 +9,8 @@ from torch import Tensor
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from rnn_lightning.constants import IGNORE_INDEX
 from rnn_lightning.data.labeled import LabeledSequenceDataModule
-from rnn_lightning.data.streams import IGNORE_INDEX
 from rnn_lightning.metrics import SpanF1
 from rnn_lightning.nn.crf import CRF, allowed_transitions
 from rnn_lightning.nn.encoder import Cell, Connection

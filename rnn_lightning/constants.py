@@ -1,0 +1,4 @@
+"""Values every layer agrees on. This module imports nothing, so any layer may import it."""
+
+IGNORE_INDEX = -100
+"""Target id that losses and metrics skip: padding, and positions with nothing to predict (torch's default)."""

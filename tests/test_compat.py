@@ -1,0 +1,9 @@
+"""Each private API that ``rnn_lightning.compat`` wraps still behaves as the wrapper expects."""
+
+# ---------------------------------------------------------------- Lightning
+
+
+# ---------------------------------------------------------------- datasets
+
+
+# ---------------------------------------------------------------- torchmetrics
