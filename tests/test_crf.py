@@ -1,4 +1,5 @@
-"""Tests for ``rnn_lightning.nn.crf``: a float64 brute force over all paths, pytorch-crf, gradcheck, chunk grammars."""
+"""Tests for ``rnn_lightning.nn.crf``: a float64 brute force over all paths, pytorch-crf, gradcheck; the masks of
+``rnn_lightning.functional.allowed_transitions`` against chunk grammars."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import torchcrf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rnn_lightning.nn.crf import CRF, allowed_transitions
+from rnn_lightning.functional import allowed_transitions
+from rnn_lightning.nn.crf import CRF
 
 IOB2_LABELS = ["O", "B-A", "I-A", "B-B", "I-B"]
 LABELS = {
@@ -92,7 +94,7 @@ def brute_force(crf, emissions):
 def test_matches_brute_force(num_tags, steps, constraints):
     masks = {
         "none": None,
-        "scheme": allowed_transitions(["O", "B-X", "I-X", "I-Y"][:num_tags], "IOB1" if num_tags == 4 else "IOB2"),
+        "scheme": allowed_transitions(["O", "B-X", "I-X", "E-X"][:num_tags], "IOBES" if num_tags == 4 else "IOB2"),
         "random": random_masks(num_tags, seed=steps),
     }[constraints]
     crf = make_crf(num_tags, masks, seed=steps)
@@ -221,7 +223,7 @@ def test_gradient_is_expected_counts():
 # -- allowed_transitions: against a chunk grammar --------------------------------------------------------------------
 GRAMMARS = {  # tokens joined by spaces, with a trailing space; backreferences tie I/E/L to the chunk's type
     "IOB2": r"(?:O |B-(\w+) (?:I-\1 )*)*",
-    "IOB1": r"(?:O |I-(\w+) (?:[IB]-\1 )*)*",  # B-X only inside a run of X (it separates two X chunks)
+    "IOB1": r"(?:O |[IB]-\w+ )*",  # B-X may start any chunk (CoNLL-2003's eng.train has O B-MISC I-MISC)
     "IOBES": r"(?:O |S-\w+ |B-(\w+) (?:I-\1 )*E-\1 )*",
     "BILOU": r"(?:O |U-\w+ |B-(\w+) (?:I-\1 )*L-\1 )*",
 }

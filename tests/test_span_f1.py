@@ -25,6 +25,7 @@ from rnn_lightning.functional.span_f1 import (
 )
 from rnn_lightning.functional.tag_schemes import (
     SCHEMES,
+    allowed_transitions,
     check_tag_sequence,
     convert_tags,
     split_tag,
@@ -273,6 +274,41 @@ def test_iob1_accepts_b_at_the_start_of_any_span():
 def test_check_suggests_the_scheme_the_data_uses():
     with pytest.raises(ValueError, match="valid IOB1: declare `tag_scheme='IOB1'`"):
         check_tag_sequence(["I-PER", "I-PER", "O"], "IOB2")
+
+
+def accepted(tags, scheme):
+    try:
+        check_tag_sequence(tags, scheme)
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_crf_masks_allow_exactly_what_the_check_accepts(scheme):
+    """For every (previous, next) pair of tags of two types, and every tag at the start and at the end: the masks of
+    ``allowed_transitions`` allow the move iff ``check_tag_sequence`` accepts some sentence with it (the pair, with
+    at most one tag before and after it); and a sentence of up to three tags is accepted iff every move is allowed."""
+    labels = labels_for(("LOC", "PER"), {"IOB1": "BI", "IOB2": "BI", "IOBES": "BIES", "BILOU": "BILU"}[scheme])
+    start, trans, end = (mask.tolist() for mask in allowed_transitions(labels, scheme))
+    around = [[]] + [[label] for label in labels]  # nothing, or one tag
+    for i, a in enumerate(labels):
+        assert start[i] == any(accepted([a, *after], scheme) for after in around), (scheme, "start", a)
+        assert end[i] == any(accepted([*before, a], scheme) for before in around), (scheme, a, "end")
+        for j, b in enumerate(labels):
+            found = any(accepted([*before, a, b, *after], scheme) for before in around for after in around)
+            assert trans[i][j] == found, (scheme, a, b)
+    for length in range(1, 4):
+        for path in itertools.product(range(len(labels)), repeat=length):
+            allowed = start[path[0]] and end[path[-1]] and all(trans[x][y] for x, y in zip(path, path[1:]))
+            assert accepted([labels[y] for y in path], scheme) == allowed, (scheme, [labels[y] for y in path])
+
+
+def test_iob1_masks_allow_b_after_o_and_first():
+    labels = ["O", "B-MISC", "I-MISC"]
+    start, trans, end = allowed_transitions(labels, "IOB1")
+    assert start.all() and trans.all() and end.all()  # every B/I/O sequence is valid IOB1
+    check_tag_sequence(["B-MISC", "I-MISC", "O", "B-MISC", "I-MISC"], "IOB1")
 
 
 @pytest.mark.parametrize("scheme", ["iob2", "BIO", ""])

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import random
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from conftest import trainer
@@ -193,6 +195,48 @@ def test_conll2003_original_files_load_as_iob1_and_convert_to_iobes():
     assert set(dm.labels) == {"O"} | {f"{p}-{t}" for p in "BIES" for t in ("PER", "ORG", "LOC", "MISC")}
     dm.setup("fit")
     assert len(dm.sequences("train")) == 14_041 and len(dm.sequences("train").ids) == 203_621
+
+
+# IOB1 as CoNLL-2003 writes it: B-X after O and at the start of a sentence (eng.train has O B-MISC I-MISC).
+IOB1_SENTENCES = [
+    [("German", "B-MISC"), ("Cup", "I-MISC"), ("for", "O"), ("Ann", "I-PER")],
+    [("the", "O"), ("World", "B-MISC"), ("Cup", "I-MISC"), ("ends", "O")],
+    [("Ann", "I-PER"), ("Lee", "I-PER"), ("Bob", "B-PER"), ("runs", "O"), ("in", "O"), ("Rome", "I-LOC")],
+    [("Rome", "B-LOC"), ("sees", "O"), ("Bob", "I-PER")],
+]
+
+
+class RecordLosses(L.Callback):
+    def __init__(self):
+        self.losses = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.losses.append(float(outputs["loss"]))
+
+
+def test_iob1_crf_trains_on_conll_b_tags_without_conversion(tmp_path):
+    """IOB1 data with B-X after O and first in a sentence, a CRF over IOB1 (no `train_scheme`): every gold path is
+    allowed by the CRF's masks, so the loss is a likelihood of the usual size (a forbidden gold move scores -1e4,
+    which made the loss ~1e3 per token before the CRF read IOB1 as the data check does)."""
+    torch.manual_seed(0)
+    blocks = ["\n".join(f"{word} NNP I-NP {tag}" for word, tag in sentence) for sentence in IOB1_SENTENCES * 8]
+    (tmp_path / "eng.train").write_text("-DOCSTART- -X- -X- O\n\n" + "\n\n".join(blocks) + "\n")
+    files = {"train": str(tmp_path / "eng.train"), "validation": str(tmp_path / "eng.train")}
+    dm = TaggingDataModule(path="conll", data_files=files, tag_scheme="IOB1", batch_size=4,
+                           cache_dir=str(tmp_path / "cache"))
+    assert dm.scheme == "IOB1"
+    model = SequenceTagger(vocab_size=dm.vocab_size, num_labels=dm.num_labels, pad_id=dm.pad_id, labels=dm.labels,
+                           span_scheme=dm.scheme, embedding_dim=8, hidden_size=8, dropout=0.0, crf=True)
+    record = RecordLosses()
+    trainer(tmp_path, max_steps=6, limit_val_batches=1, callbacks=[record]).fit(model, dm)
+    bound = 3 * math.log(dm.num_labels)  # an untrained tagger's loss per token is about log(num_labels)
+    assert len(record.losses) == 6 and all(0 < loss < bound for loss in record.losses), record.losses
+    crf = model.crf
+    for batch in dm.train_dataloader():
+        for tags in batch["tags"]:
+            path = tags[tags != -100].tolist()
+            assert crf.allowed_start[path[0]] and crf.allowed_end[path[-1]], [dm.labels[i] for i in path]
+            assert all(crf.allowed_transitions[a, b] for a, b in zip(path, path[1:])), [dm.labels[i] for i in path]
 
 
 def test_more_processes_than_evaluation_sentences_is_an_error(rule_data):

@@ -2,9 +2,10 @@
 
 from rnn_lightning.functional.perplexity import nll_sum_and_count, perplexity, perplexity_from_nll
 from rnn_lightning.functional.span_f1 import extract_spans, span_counts, span_f1_from_counts
-from rnn_lightning.functional.tag_schemes import check_tag_sequence, convert_tags
+from rnn_lightning.functional.tag_schemes import allowed_transitions, check_tag_sequence, convert_tags
 
 __all__ = [
+    "allowed_transitions",
     "check_tag_sequence",
     "convert_tags",
     "extract_spans",

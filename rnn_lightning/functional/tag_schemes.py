@@ -1,34 +1,90 @@
-"""Tag schemes of sequence tagging (NER, chunking): parse tags, check a gold sequence, convert between schemes.
+"""Tag schemes of sequence tagging (NER, chunking): the grammar, checks, spans, conversions and CRF masks.
 
 A tag is ``"O"`` (outside any span) or ``"<prefix>-<TYPE>"`` with a one-letter prefix from ``B I O E S L U``:
 
 - IOB1 (CoNLL-2003 files): ``I-X`` inside a span; ``B-X`` on the first token of a span that directly follows a
-  span of the same type. :func:`check_tag_sequence` also accepts ``B-X`` at the start of any other span: it is
-  unambiguous (``B`` always starts a span, in every scheme and in conlleval), and the CoNLL-2003 files have it
-  (``eng.train`` sentences 10227 and 11569: ``O B-MISC I-MISC``). So IOB2 tags are valid IOB1, and
-  ``convert_tags(tags, "IOB1", "IOB1")`` writes the canonical form.
+  span of the same type. ``B-X`` is also accepted at the start of any other span (after ``O``, another type, or
+  at the start of a sentence): it is unambiguous (``B`` always starts a span, in every scheme and in conlleval),
+  and the CoNLL-2003 files have it (``eng.train`` sentences 10227 and 11569: ``O B-MISC I-MISC``). So every
+  ``B``/``I``/``O`` sequence is valid IOB1, IOB2 tags are valid IOB1, and ``convert_tags(tags, "IOB1", "IOB1")``
+  writes the canonical form. A CRF over IOB1 tags is therefore unconstrained.
 - IOB2: ``B-X`` on the first token of every span, ``I-X`` on the others.
 - IOBES: ``S-X`` single-token span; ``B-X`` first, ``I-X`` middle, ``E-X`` last token of a longer span.
 - BILOU: IOBES with ``U`` for ``S`` and ``L`` for ``E``.
 
-Training in IOBES often helps a tagger (Lample et al. 2016, "Neural Architectures for Named Entity
-Recognition"); :func:`convert_tags` converts the gold tags, and the span F1 of :mod:`.span_f1` reads all four.
-
-This module is plain Python: it imports neither torch nor lightning.
+:data:`GRAMMAR` states these rules once, as the moves each scheme allows between neighbouring tags; the checks
+(:func:`check_tag_sequence`), the span reader (:func:`tag_spans`) and the CRF masks (:func:`allowed_transitions`)
+all derive from it. Training in IOBES often helps a tagger (Lample et al. 2016, "Neural Architectures for Named
+Entity Recognition"); :func:`convert_tags` converts the gold tags, and the span F1 of :mod:`.span_f1` reads all four.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import product
+from typing import NamedTuple
 
-__all__ = ["SCHEMES", "check_tag_sequence", "convert_tags", "split_tag", "tag_spans", "tag_types"]
+import torch
+from torch import Tensor
+
+__all__ = [
+    "GRAMMAR",
+    "SCHEMES",
+    "allowed_transitions",
+    "check_tag_sequence",
+    "convert_tags",
+    "split_tag",
+    "tag_spans",
+    "tag_types",
+]
 
 SCHEMES = ("IOB1", "IOB2", "IOBES", "BILOU")
 PREFIXES = "BIOESLU"
-_SCHEME_PREFIXES = {"IOB1": "BIO", "IOB2": "BIO", "IOBES": "BIOES", "BILOU": "BILOU"}
-# The scheme's letters for (begin, inside, last, single); IOB1/IOB2 mark neither last nor single tokens.
-_LETTERS = {"IOB1": "BI", "IOB2": "BI", "IOBES": "BIES", "BILOU": "BILU"}
+START, END = ("^", ""), ("$", "")  # the sentence boundaries, as (prefix, type) pseudo-tags
 _CONTEXT = 2  # tags shown on each side of a violation
+
+
+def _moves(before: str, after: str) -> dict[tuple[str, str], None]:
+    """Every (previous prefix, next prefix) pair, in order (a dict as an ordered set)."""
+    return dict.fromkeys(product(before, after))
+
+
+class Grammar(NamedTuple):
+    """The moves a scheme allows between neighbouring tags ``(prefix, type)``; ``^`` is the start, ``$`` the end.
+
+    A move is allowed when its prefix pair is ``free`` (whatever the types), or ``continuing`` with both tags of the
+    same type: then the next tag continues the previous tag's span. Any other move is forbidden, and so is any
+    prefix the scheme does not use.
+    """
+
+    free: dict[tuple[str, str], None]
+    continuing: dict[tuple[str, str], None]
+
+
+# The one definition of the four schemes (see the module docstring).
+GRAMMAR = {
+    "IOB1": Grammar(free=_moves("^OBI", "OBI$"), continuing=_moves("BI", "I")),
+    "IOB2": Grammar(free=_moves("^OBI", "OB$"), continuing=_moves("BI", "I")),
+    "IOBES": Grammar(free=_moves("^OES", "OBS$"), continuing=_moves("BI", "IE")),
+    "BILOU": Grammar(free=_moves("^OLU", "OBU$"), continuing=_moves("BI", "IL")),
+}
+# The prefixes each scheme uses.
+_SCHEME_PREFIXES = {
+    scheme: "".join(p for p in PREFIXES if any(p in pair for pair in (*rules.free, *rules.continuing)))
+    for scheme, rules in GRAMMAR.items()
+}
+# The letters :func:`convert_tags` writes for (begin, inside, last, single); IOB1/IOB2 mark neither last nor single.
+_LETTERS = {"IOB1": "BI", "IOB2": "BI", "IOBES": "BIES", "BILOU": "BILU"}
+
+
+def _continues(previous: tuple[str, str], following: tuple[str, str], scheme: str) -> bool:
+    """Whether the tag ``following`` continues the span of the tag ``previous`` in ``scheme``."""
+    return (previous[0], following[0]) in GRAMMAR[scheme].continuing and previous[1] == following[1]
+
+
+def _allows(previous: tuple[str, str], following: tuple[str, str], scheme: str) -> bool:
+    """Whether ``scheme`` allows the tag ``following`` right after ``previous`` (``START``/``END`` at the edges)."""
+    return (previous[0], following[0]) in GRAMMAR[scheme].free or _continues(previous, following, scheme)
 
 
 def split_tag(tag: str) -> tuple[str, str]:
@@ -95,28 +151,28 @@ def _check_scheme(scheme: str, name: str, caller: str) -> None:
         )
 
 
+def _tag(tag: tuple[str, str]) -> str:
+    return "O" if tag[0] == "O" else f"{tag[0]}-{tag[1]}"
+
+
+def _reason(previous: tuple[str, str], following: tuple[str, str], scheme: str) -> str:
+    """Why ``scheme`` forbids the move ``previous -> following``, read off :data:`GRAMMAR`."""
+    rules = GRAMMAR[scheme]
+    if not any(p == previous[0] for p, _ in rules.free):  # an open span: only its continuation may follow
+        after = " or ".join(f"{n}-{previous[1]}" for p, n in rules.continuing if p == previous[0])
+        return f"{_tag(previous)} must be followed by {after}" + (", not the end" if following == END else "")
+    before = " or ".join(f"{p}-{following[1]}" for p, n in rules.continuing if n == following[0])
+    return f"{_tag(following)} must follow {before}" + (", not the start" if previous == START else "")
+
+
 def _violation(parsed: list[tuple[str, str]], scheme: str) -> tuple[int, str] | None:
     """The first ``(position, reason)`` at which ``parsed`` breaks ``scheme``, or None if it is valid."""
-    allowed = _SCHEME_PREFIXES[scheme]
-    begin, inside, *last_single = _LETTERS[scheme]
-    last = last_single[0] if last_single else None
-    for i, (prefix, type_) in enumerate(parsed):
-        if prefix not in allowed:
-            return i, f"prefix {prefix!r} is not used by {scheme} (its prefixes are {' '.join(allowed)})"
-        prev_prefix, prev_type = parsed[i - 1] if i else ("O", "")
-        opens = prev_prefix in (begin, inside)  # the previous tag leaves a span open (IOBES/BILOU)
-        if scheme == "IOB1":
-            continue  # B-X may start any span (see the module docstring); I-X may too
-        if scheme == "IOB2":
-            if prefix == "I" and (prev_prefix == "O" or prev_type != type_):
-                return i, f"I-{type_} must follow B-{type_} or I-{type_}"
-        else:
-            if prefix in (inside, last) and not (opens and prev_type == type_):
-                return i, f"{prefix}-{type_} must follow {begin}-{type_} or {inside}-{type_}"
-            if prefix not in (inside, last) and opens:
-                return i, f"{prev_prefix}-{prev_type} must be followed by {inside}-{prev_type} or {last}-{prev_type}"
-            if prefix in (begin, inside) and i + 1 == len(parsed):
-                return i, f"{prefix}-{type_} must be followed by {inside}-{type_} or {last}-{type_}, not the end"
+    prefixes = _SCHEME_PREFIXES[scheme]
+    for i, (previous, following) in enumerate(zip([START, *parsed], [*parsed, END])):
+        if following != END and following[0] not in prefixes:
+            return i, f"prefix {following[0]!r} is not used by {scheme} (its prefixes are {' '.join(prefixes)})"
+        if not _allows(previous, following, scheme):
+            return min(i, len(parsed) - 1), _reason(previous, following, scheme)
     return None
 
 
@@ -140,12 +196,9 @@ def _context(tags: Sequence[str], i: int) -> str:
 def check_tag_sequence(tags: Sequence[str], scheme: str, where: str = "") -> None:
     """Raise a ``ValueError`` if the gold tag sequence ``tags`` breaks ``scheme``.
 
-    The rules (``X`` a type): IOB1: any ``B``/``I``/``O`` sequence (``B-X`` is required only directly after a
-    span of type ``X``, and accepted elsewhere: see the module docstring). IOB2: ``I-X`` only after
-    ``B-X``/``I-X``. IOBES: ``B-X``/``I-X`` followed by ``I-X``/``E-X``, ``I-X``/``E-X`` only after
-    ``B-X``/``I-X``, ``S-X`` on its own. BILOU: as IOBES with ``L`` and ``U``. A scheme admits only its own
-    prefixes (IOB2 has no ``E``/``S``). The message names the scheme, the position, the tags around it,
-    ``where``, the schemes the sequence is valid in, and the fix.
+    The rules are those of :data:`GRAMMAR` (see the module docstring); a scheme admits only its own prefixes (IOB2
+    has no ``E``/``S``). The message names the scheme, the position, the tags around it, ``where``, the schemes the
+    sequence is valid in, and the fix.
 
     Args:
         tags: One sentence's tags, e.g. ``["B-PER", "I-PER", "O"]``.
@@ -186,20 +239,14 @@ def check_tag_sequence(tags: Sequence[str], scheme: str, where: str = "") -> Non
 
 
 def _spans_of_valid(parsed: list[tuple[str, str]], scheme: str) -> list[tuple[int, int, str]]:
-    """``(start, end inclusive, type)`` spans of a sequence already checked against ``scheme``."""
-    begin, inside = _LETTERS[scheme][:2]
+    """``(start, end inclusive, type)`` spans of a sequence already checked against ``scheme``: a tag other than
+    ``O`` starts a span unless it continues the previous tag's (:data:`GRAMMAR`)."""
     spans: list[tuple[int, int, str]] = []
-    for i, (prefix, type_) in enumerate(parsed):
-        if prefix == "O":
-            continue
-        prev_prefix, prev_type = parsed[i - 1] if i else ("O", "")
-        # In IOB1 an I-X starts a span after O or another type; B-X always starts one (after the same type).
-        # In the other (checked) schemes only the begin/single prefixes start a span.
-        continues = prefix not in (begin, "S", "U") and prev_prefix != "O" and prev_type == type_
-        if continues and spans and spans[-1][1] == i - 1:
-            spans[-1] = (spans[-1][0], i, type_)
-        else:
-            spans.append((i, i, type_))
+    for i, (previous, tag) in enumerate(zip([START, *parsed], parsed)):
+        if _continues(previous, tag, scheme):
+            spans[-1] = (spans[-1][0], i, tag[1])
+        elif tag[0] != "O":
+            spans.append((i, i, tag[1]))
     return spans
 
 
@@ -259,3 +306,51 @@ def convert_tags(tags: Sequence[str], source: str, target: str) -> list[str]:
             out[start] = f"B-{type_}"
         previous_end, previous_type = end, type_
     return out
+
+
+def allowed_transitions(labels: Sequence[str], scheme: str) -> tuple[Tensor, Tensor, Tensor]:
+    """Masks of the tag moves ``scheme`` allows (:data:`GRAMMAR`), for :class:`~rnn_lightning.nn.CRF`.
+
+    Args:
+        labels: tag names in index order, each ``"O"`` or ``"<prefix>-<TYPE>"`` (e.g. ``"B-PER"``) with a prefix
+            that ``scheme`` uses.
+        scheme: One of :data:`SCHEMES`.
+
+    Returns:
+        ``start`` (C,), ``transitions`` (C, C) [from, to] and ``end`` (C,) bool tensors: True where a sequence may
+        start with a tag, where tag ``j`` may follow tag ``i``, where a sequence may end with a tag. Pass them as
+        ``CRF(C, transitions, allowed_start=start, allowed_end=end)``.
+
+    Raises:
+        ValueError: If ``scheme`` is unknown, or ``labels`` is empty, repeats a tag, or holds a malformed tag or one
+            whose prefix ``scheme`` does not use.
+
+    Example:
+        >>> start, trans, end = allowed_transitions(["O", "B-LOC", "I-LOC"], "IOB2")
+        >>> start.tolist(), trans[0].tolist(), end.tolist()
+        ([True, True, False], [True, True, False], [True, True, True])
+    """
+    _check_scheme(scheme, "scheme", "allowed_transitions")
+    if isinstance(labels, str) or len(labels) == 0:
+        raise ValueError(
+            f"allowed_transitions: `labels` must be a non-empty sequence of tag names, got {labels!r}. Pass the tag "
+            "of each label id, e.g. ['O', 'B-PER', 'I-PER']."
+        )
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ValueError(
+            f"allowed_transitions: `labels` must name each tag once, got duplicates {repeated}. Pass each tag name "
+            "once, in index order."
+        )
+    parsed = _parse(labels, "allowed_transitions", "`labels`")
+    for i, (prefix, _) in enumerate(parsed):
+        if prefix not in _SCHEME_PREFIXES[scheme]:
+            raise ValueError(
+                f"allowed_transitions: `labels[{i}]` is {labels[i]!r}, but {scheme} has no prefix {prefix!r} (its "
+                f"prefixes are {' '.join(_SCHEME_PREFIXES[scheme])}). Pass the scheme the labels use, or drop special "
+                "labels such as padding."
+            )
+    start = torch.tensor([_allows(START, tag, scheme) for tag in parsed])  # (C,)
+    transitions = torch.tensor([[_allows(a, b, scheme) for b in parsed] for a in parsed])  # (C, C) [from, to]
+    end = torch.tensor([_allows(tag, END, scheme) for tag in parsed])  # (C,)
+    return start, transitions, end

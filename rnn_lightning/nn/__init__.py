@@ -2,7 +2,7 @@
 
 from rnn_lightning.nn.char_encoder import CharacterEncoder
 from rnn_lightning.nn.classifier import SequenceClassifierNet
-from rnn_lightning.nn.crf import CRF, allowed_transitions
+from rnn_lightning.nn.crf import CRF
 from rnn_lightning.nn.encoder import RecurrentEncoder, detach_state
 from rnn_lightning.nn.language_model import RNNLanguageModelNet
 from rnn_lightning.nn.pooling import pool_states
@@ -18,7 +18,6 @@ __all__ = [
     "RecurrentEncoder",
     "SequenceClassifierNet",
     "SequenceTaggerNet",
-    "allowed_transitions",
     "detach_state",
     "filter_logits",
     "pool_states",

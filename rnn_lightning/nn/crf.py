@@ -6,17 +6,14 @@ A tag path ``y`` of length ``L`` scores ``start[y_0] + sum_t emissions[t, y_t] +
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-Scheme = Literal["IOB1", "IOB2", "IOBES", "BILOU"]
 Reduction = Literal["token_mean", "sum", "mean", "none"]
 
-SCHEMES = ("IOB1", "IOB2", "IOBES", "BILOU")
 REDUCTIONS = ("token_mean", "sum", "mean", "none")
 # Score of a forbidden start/transition/end in the likelihood: exp(-1e4) is exactly 0 in float32 and float64, so
 # forbidden paths drop out of the partition, yet the value stays finite (no NaN gradients, a finite loss for a gold
@@ -29,17 +26,17 @@ class CRF(nn.Module):
 
     Parameters (initialised uniform(-0.1, 0.1), as pytorch-crf does): ``start`` (C) and ``end`` (C) score the first
     and last tag of a sequence, ``transitions`` (C, C) scores tag ``i`` followed by tag ``j`` at ``[i, j]``.
-    Forbidden moves (``allowed_*`` False, see :func:`allowed_transitions`) score ``-1e4`` in the likelihood (a gold
-    path through one gets a finite, very large loss) and are never decoded: the constructor checks that every length
-    has an allowed path. Sequences are right-padded: ``mask`` is True on real tokens, and each sequence ends (and gets
+    Forbidden moves (``allowed_*`` False; :func:`rnn_lightning.functional.allowed_transitions` builds the masks of a
+    tag scheme) score ``-1e4`` in the likelihood (a gold path through one gets a finite, very large loss) and are never
+    decoded: the constructor checks that every length has an allowed path. The CRF knows nothing of tag schemes, only
+    of these masks. Sequences are right-padded: ``mask`` is True on real tokens, and each sequence ends (and gets
     its ``end`` score) at its own last real token. Emissions must be finite: rule a tag out with e.g. -1e4, not -inf.
 
     Sums run in float32 for half/bfloat16 inputs and in float64 when emissions or parameters are double. The
     partition's gradient comes from a hand-written backward algorithm (first-order only: no double backward), with
     the forward sums renormalised every 16 steps so float32 gradients stay accurate on long sequences. The loops run
     over T (not over the batch); memory is linear in T: at peak about ``3 * B * T * C**2`` floats for the likelihood
-    and its gradient, ``B * T * C**2`` floats plus ``3 * B * T * C`` int64 for :meth:`decode` (T = 100k, B = 1,
-    C = 9 in float32: about 100 MB and 55 MB).
+    and its gradient, ``B * T * C**2`` floats plus ``3 * B * T * C`` int64 for :meth:`decode`.
 
     Args:
         num_tags: number of tags (C).
@@ -49,8 +46,9 @@ class CRF(nn.Module):
 
     Example:
         >>> import torch
-        >>> start, trans, end = allowed_transitions(["O", "B-PER", "I-PER"], "IOB2")
-        >>> crf = CRF(3, trans, allowed_start=start, allowed_end=end)
+        >>> # tags O, B-PER, I-PER (IOB2): I-PER only after B-PER or I-PER, so never first
+        >>> trans = torch.tensor([[True, True, False], [True, True, True], [True, True, True]])  # [from, to]
+        >>> crf = CRF(3, trans, allowed_start=torch.tensor([True, True, False]))
         >>> emissions, mask = torch.randn(2, 4, 3), torch.tensor([[True] * 4, [True, True, False, False]])
         >>> loss = crf(emissions, torch.zeros(2, 4, dtype=torch.long), mask)  # mean NLL per real token
         >>> loss.shape, crf.decode(emissions, mask).shape
@@ -164,7 +162,7 @@ class CRF(nn.Module):
         pointers = []
         for step in self._steps(emissions, mask, transitions).unbind(1):  # each (B, C, C) [to, from]
             candidates = score.unsqueeze(1) + step  # (B, C, C) [to, from]
-            # argmax + amax over the last dim: on CPU, max(dim) with indices is erratic (up to 10x slower) with threads.
+            # argmax + amax over the last dim: on CPU, max(dim) with indices is erratically slow with threads.
             pointers.append(candidates.argmax(dim=2))  # (B, C)
             score = candidates.amax(dim=2)  # (B, C)
         pointers.append(torch.arange(num_tags, device=emissions.device).expand(batch, num_tags))
@@ -325,7 +323,7 @@ class _ForwardAlgorithm(torch.autograd.Function):
         outputs = alphas[:, 1:] + shift.unsqueeze(2)  # (B, S, C) each step's logsumexp before its shift
         # -inf steps (padding identity) give probs ~0, not NaN: the alphas stay finite (forbidden moves score -1e4).
         # The clamp (exp(-87) = 1.6e-38, float32's smallest normal) moves probs by < 2e-38 but keeps exp off its slow
-        # path for underflowing arguments, which the padding makes common: 2.5x faster on CPU.
+        # path for underflowing arguments, which the padding makes common.
         logits = alphas[:, :-1].unsqueeze(2) + steps - outputs.unsqueeze(3)  # (B, S, C, C)
         probs = logits.clamp_min_(-87.0).exp_()  # (B, S, C, C)
         grads = [grad]  # grads[k]: d loss / d alpha_{S - k}
@@ -363,7 +361,8 @@ def _check_some_path(start: Tensor, transitions: Tensor, end: Tensor, max_length
             raise ValueError(
                 f"`allowed_start`, `allowed_transitions` and `allowed_end` forbid every tag path of length {length}, "
                 "so no sequence of that length could be scored or decoded. Allow more moves (e.g. O -> O, start -> O, "
-                "O -> end); `allowed_transitions(labels, scheme)` builds consistent masks."
+                "O -> end); `rnn_lightning.functional.allowed_transitions(labels, scheme)` builds consistent "
+                "masks."
             )
         if reach in seen:
             return
@@ -374,70 +373,3 @@ def _check_some_path(start: Tensor, transitions: Tensor, end: Tensor, max_length
                 nxt |= successors[i]
             i += 1
         reach = nxt
-
-
-def _parse_label(label: str, prefixes: str, scheme: str) -> tuple[str, str]:
-    """``"O"`` -> ``("O", "")``; ``"B-PER"`` -> ``("B", "PER")``; anything else is a ``ValueError``."""
-    if label == "O":
-        return "O", ""
-    prefix, sep, kind = label.partition("-")
-    if not sep or prefix not in prefixes or not kind:
-        raise ValueError(
-            f"`labels` must be 'O' or '<P>-<TYPE>' with P in {tuple(prefixes)} for scheme {scheme!r}, got {label!r}. "
-            "Remove special labels such as padding, or pick the matching `scheme`."
-        )
-    return prefix, kind
-
-
-def allowed_transitions(labels: Sequence[str], scheme: Scheme) -> tuple[Tensor, Tensor, Tensor]:
-    """Masks of the tag moves a chunking scheme allows, for :class:`CRF`.
-
-    Rules (``X``, ``Y`` entity types, ``Y != X``):
-
-    - IOB2 (BIO): ``I-X`` only after ``B-X`` or ``I-X``; a sequence may not start with ``I-X``.
-    - IOB1: ``I-X`` may follow anything (it opens a chunk after ``O``/another type); ``B-X`` only right after ``B-X``
-      or ``I-X`` (it separates two adjacent X chunks), so not at the start either.
-    - IOBES: after ``O``, ``E-X``, ``S-X`` (or at the start) come ``O``, ``B-*``, ``S-*``; after ``B-X``, ``I-X`` come
-      ``I-X``, ``E-X``; a sequence ends with ``O``, ``E-X`` or ``S-X``.
-    - BILOU: IOBES with ``L`` for ``E`` and ``U`` for ``S``.
-
-    Args:
-        labels: tag names in index order, each ``"O"`` or ``"<prefix>-<TYPE>"`` (e.g. ``"B-PER"``).
-        scheme: ``"IOB1"``, ``"IOB2"``, ``"IOBES"`` or ``"BILOU"``.
-
-    Returns:
-        ``start_allowed`` (C,), ``transitions_allowed`` (C, C) [from, to], ``end_allowed`` (C,), all bool.
-
-    Example:
-        >>> start, trans, end = allowed_transitions(["O", "B-LOC", "I-LOC"], "IOB2")
-        >>> start.tolist(), trans[0].tolist(), end.tolist()
-        ([True, True, False], [True, True, False], [True, True, True])
-    """
-    if scheme not in SCHEMES:
-        raise ValueError(f"`scheme` must be one of {SCHEMES}, got {scheme!r}.")
-    if isinstance(labels, str) or len(labels) == 0:
-        raise ValueError(f"`labels` must be a non-empty sequence of tag names, got {labels!r}.")
-    if len(set(labels)) != len(labels):
-        dupes = sorted({label for label in labels if labels.count(label) > 1})
-        raise ValueError(f"`labels` must be distinct, got duplicates {dupes}. Pass each tag name once, in index order.")
-    prefixes = {"IOB1": "BI", "IOB2": "BI", "IOBES": "BIES", "BILOU": "BILU"}[scheme]
-    parsed = [_parse_label(label, prefixes, scheme) for label in labels]
-    if scheme == "BILOU":  # the same rules as IOBES
-        parsed = [({"L": "E", "U": "S"}.get(p, p), k) for p, k in parsed]
-
-    def move(prev: tuple[str, str] | None, nxt: tuple[str, str] | None) -> bool:
-        """Whether ``nxt`` may follow ``prev``; None is the start (as ``prev``) or the end (as ``nxt``)."""
-        (p, pk), (n, nk) = prev or ("O", ""), nxt or ("O", "")
-        inside = p in ("B", "I") and pk == nk  # prev is inside a chunk of nxt's type
-        if scheme == "IOB2":
-            return n != "I" or inside
-        if scheme == "IOB1":
-            return n != "B" or inside
-        if n in ("I", "E"):  # IOBES / BILOU: continue a chunk only inside one of the same type ...
-            return inside
-        return p in ("O", "E", "S")  # ... and start O/B/S (or end) only after a closed chunk
-
-    start = torch.tensor([move(None, b) for b in parsed])
-    trans = torch.tensor([[move(a, b) for b in parsed] for a in parsed])
-    end = torch.tensor([move(a, None) for a in parsed])
-    return start, trans, end

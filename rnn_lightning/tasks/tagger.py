@@ -11,8 +11,9 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from rnn_lightning.constants import IGNORE_INDEX
 from rnn_lightning.data.labeled import LabeledSequenceDataModule
+from rnn_lightning.functional import allowed_transitions
 from rnn_lightning.metrics import SpanF1
-from rnn_lightning.nn.crf import CRF, allowed_transitions
+from rnn_lightning.nn.crf import CRF
 from rnn_lightning.nn.encoder import Cell, Connection
 from rnn_lightning.nn.packing import to_device
 from rnn_lightning.nn.tagger import SequenceTaggerNet
