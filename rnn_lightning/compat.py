@@ -7,6 +7,13 @@ majors these were tested with.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch.nn import Module
+    from torchmetrics import Metric
+
 # ---------------------------------------------------------------- Lightning
 
 
@@ -14,3 +21,27 @@ from __future__ import annotations
 
 
 # ---------------------------------------------------------------- torchmetrics
+
+
+def apply_keeping_dtypes(
+    metric: Metric,
+    metric_apply: Callable[..., Module],
+    fn: Callable,
+    exclude_state: Sequence[str] | str,
+    keep: Sequence[str],
+) -> Module:
+    """``Metric._apply`` for a metric whose attributes ``keep`` (states or buffers) keep their dtype and values and
+    follow only the device move; for a metric's own ``_apply`` override, with ``metric_apply=super()._apply``.
+
+    ``Metric._apply`` is the private hook behind ``.to``, ``.cuda`` and ``set_dtype``: on ``.to(dtype)`` (e.g.
+    Lightning's ``"16-true"`` precision) and ``set_dtype`` it casts the states and their defaults (``set_dtype`` even
+    int64 ones, to float), and no public API opts a state out. Its private ``exclude_state`` argument leaves the named
+    states and their defaults alone (``reset`` moves a default to its state's device), and ``metric.device`` (public)
+    is the device ``fn`` moved the metric to.
+    """
+    saved = {key: getattr(metric, key) for key in keep}
+    skip = (exclude_state,) if isinstance(exclude_state, str) else tuple(exclude_state)
+    this = metric_apply(fn, exclude_state=(*skip, *keep))
+    for key, value in saved.items():
+        setattr(this, key, value.to(this.device))
+    return this

@@ -1,5 +1,10 @@
 """Each private API that ``rnn_lightning.compat`` wraps still behaves as the wrapper expects."""
 
+import torch
+from torchmetrics import Metric
+
+from rnn_lightning.compat import apply_keeping_dtypes
+
 # ---------------------------------------------------------------- Lightning
 
 
@@ -7,3 +12,59 @@
 
 
 # ---------------------------------------------------------------- torchmetrics
+class TwoStates(Metric):
+    """A float64 state, an int64 state and an int64 buffer; ``keep`` names what its ``_apply`` keeps."""
+
+    def __init__(self, keep=()):
+        super().__init__()
+        self.keep = keep
+        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
+        self.register_buffer("table", torch.tensor([3, 1, 2]), persistent=False)
+
+    def update(self, value):
+        self.total = self.total + value
+        self.count = self.count + 1
+
+    def compute(self):
+        return self.total / self.count
+
+    def _apply(self, fn, exclude_state=""):
+        if not self.keep:
+            return super()._apply(fn, exclude_state)
+        return apply_keeping_dtypes(self, super()._apply, fn, exclude_state, keep=self.keep)
+
+
+def test_metric_apply_casts_states_and_skips_excluded_ones():
+    """What the wrapper relies on: ``Metric._apply`` casts states (``set_dtype`` even int64 ones) and the defaults
+    ``reset`` restores, except for the states named in ``exclude_state``; and it records the new device."""
+    metric = TwoStates()
+    metric.update(1.25)
+    metric.set_dtype(torch.float16)
+    assert metric.total.dtype == metric.count.dtype == torch.float16  # why the wrapper exists
+    metric.reset()
+    assert metric.count.dtype == torch.float16  # the default was cast too
+    metric = TwoStates()
+    metric.update(1.25)
+    Metric._apply(metric, lambda t: t.to(torch.float16), exclude_state=("count",))
+    assert metric.total.dtype == torch.float16 and metric.count.dtype == torch.int64
+    metric.reset()
+    assert metric.count.dtype == torch.int64 and metric.total.dtype == torch.float16
+    metric._apply(lambda t: t.to("meta"))
+    assert metric.device == torch.device("meta") and metric.total.device.type == "meta"
+
+
+def test_apply_keeping_dtypes_keeps_values_and_follows_the_device():
+    metric = TwoStates(keep=("total", "count", "table"))
+    metric.update(1.1)  # not exact in float16
+    metric.set_dtype(torch.float16)
+    metric = metric.to(torch.bfloat16)
+    assert (metric.total.dtype, metric.count.dtype, metric.table.dtype) == (torch.float64, torch.int64, torch.int64)
+    assert metric.total.item() == 1.1 and metric.count.item() == 1 and metric.table.tolist() == [3, 1, 2]
+    metric.reset()
+    assert (metric.total.dtype, metric.count.dtype) == (torch.float64, torch.int64)
+    metric = metric.to("meta")  # a device move without a GPU
+    assert metric.device.type == metric.total.device.type == metric.count.device.type == "meta"
+    assert metric.table.device.type == "meta" and metric.count.dtype == torch.int64
+    metric.reset()
+    assert metric.count.device.type == "meta" and metric.count.dtype == torch.int64

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from rnn_lightning.compat import apply_keeping_dtypes
 from rnn_lightning.functional.perplexity import _is_integer_tensor, _nll_sum_and_count, perplexity_from_nll
 
 __all__ = ["Perplexity"]
@@ -120,19 +121,13 @@ class Perplexity(Metric):
         if not bool(self.count > 0):
             reason = (
                 "called before any update"
-                if self._update_count == 0
+                if not self.update_called
                 else f"found no scored token (every target was ignore_index={self.ignore_index}, or empty)"
             )
             raise ValueError(f"Perplexity.compute() {reason}. Call `update` with at least one scored token.")
         return perplexity_from_nll(self.nll_sum, self.count)
 
     def _apply(self, fn: Any, exclude_state: Any = "") -> torch.nn.Module:
-        # `Metric._apply` casts the states on `.to(dtype)` and `set_dtype` (which even turns the int64 count
-        # into a float): keep their exact values and dtypes, and follow only the device move.
-        keep = {key: (getattr(self, key), self._defaults[key]) for key in ("nll_sum", "count")}
-        this = super()._apply(fn, exclude_state)
-        for key, (value, default) in keep.items():
-            device = getattr(this, key).device
-            setattr(this, key, value.to(device))
-            this._defaults[key] = default.to(device)
-        return this
+        # `.to(dtype)` and `set_dtype` would cast the states (even the int64 count, to float): keep their exact values
+        # and dtypes, and follow only the device move.
+        return apply_keeping_dtypes(self, super()._apply, fn, exclude_state, keep=("nll_sum", "count"))

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from rnn_lightning.compat import apply_keeping_dtypes
 from rnn_lightning.functional.span_f1 import (
     _check,
     _precision_recall_f1,
@@ -130,17 +131,11 @@ class SpanF1(Metric):
         Returns:
             ``{"precision": float, "recall": float, "f1": float, "f1_per_type": {type_name: float}}``.
         """
-        # Like compute(): sum the counts over all processes first (then restore this process's own).
-        with self.sync_context(should_sync=self._to_sync, should_unsync=self._should_unsync):
+        # As compute() does outside `forward`: sum the counts over all processes first (then restore this process's).
+        with self.sync_context(dist_sync_fn=self.dist_sync_fn, should_sync=self.sync_on_compute):
             return span_f1_from_counts(self.counts, self.type_names)
 
     def _apply(self, fn: Any, exclude_state: Any = "") -> torch.nn.Module:
-        # `Metric._apply` casts the states on `.to(dtype)` and `set_dtype`: keep the int64 counts (and the
-        # int64 label tables) exact, and follow only the device move.
-        keep = {key: getattr(self, key) for key in ("counts", "prefixes", "types")}
-        default = self._defaults["counts"]
-        this = super()._apply(fn, exclude_state)
-        for key, value in keep.items():
-            setattr(this, key, value.to(getattr(this, key).device))
-        this._defaults["counts"] = default.to(this.counts.device)
-        return this
+        # `.to(dtype)` and `set_dtype` would cast the states and buffers: keep the int64 counts (and the int64 label
+        # tables) exact, and follow only the device move.
+        return apply_keeping_dtypes(self, super()._apply, fn, exclude_state, keep=("counts", "prefixes", "types"))
