@@ -7,6 +7,12 @@ majors these were tested with.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor
+
 # ---------------------------------------------------------------- Lightning
 
 
@@ -14,3 +20,25 @@ from __future__ import annotations
 
 
 # ---------------------------------------------------------------- torchmetrics
+
+
+# ---------------------------------------------------------------- torch
+
+
+@contextmanager
+def rnn_flat_weights(rnn: torch.nn.RNNBase, weights: list[Tensor]) -> Iterator[None]:
+    """Run ``rnn``'s own ``forward`` on ``weights`` instead of its parameters, for the duration of the block.
+
+    ``nn.LSTM``/``GRU``/``RNN.forward`` hands the list ``rnn._flat_weights`` (the parameters, in
+    ``rnn._flat_weights_names`` order) to the fused kernel. Swapping that list is the one way to feed it derived
+    weights (weight drop) while keeping every other part of ``forward`` (packed input, default state, checks) and
+    the parameters untouched. ``torch.func.functional_call`` would set the attributes instead, which makes
+    ``forward`` re-flatten the parameters into a new cuDNN buffer on every call (twice: in and out).
+    """
+    assert len(weights) == len(rnn._flat_weights_names), "one tensor per flat weight"
+    saved = rnn.__dict__["_flat_weights"]
+    rnn.__dict__["_flat_weights"] = weights
+    try:
+        yield
+    finally:
+        rnn.__dict__["_flat_weights"] = saved
