@@ -54,9 +54,9 @@ class _WeightDrop:
         weights = []
         for name, w in zip(self._flat_weights_names, raw, strict=True):
             if name.startswith("weight_hh"):
-                mask = torch.empty_like(w, dtype=torch.bool).bernoulli_(keep)  # (G*H, H), one per call
+                mask = torch.rand_like(w) < keep  # (G*H, H), one per call (on CPUs 3x faster than bernoulli_)
                 self.last_masks[name] = mask
-                w = w * mask / keep
+                w = w * mask.to(w.dtype).div_(keep)
             weights.append(w)
         return _same_layout(raw, weights)
 
