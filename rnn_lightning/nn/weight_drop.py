@@ -10,8 +10,9 @@ AWD's own code deletes the parameter and assigns a plain tensor in its place, wh
 keeps a raw copy under another name and silences the warnings. Here the parameters stay where ``torch.nn`` puts
 them (same names, same ``state_dict``, what the optimizer and DDP see); the forward builds the dropped weights and
 hands them to the module's own ``forward`` (:func:`rnn_lightning.compat.rnn_flat_weights`). When the parameters
-sit in one cuDNN buffer, the dropped weights are laid out in one new buffer at the same offsets, so cuDNN takes
-them as they are: no copy, no "not part of single contiguous chunk of memory" warning.
+sit in one cuDNN buffer, the dropped weights are laid out in one new buffer at the same offsets, which cuDNN's
+``try_get_weight_buf`` accepts as it is: no copy inside cuDNN, no "not part of single contiguous chunk of memory"
+warning (``tests/test_weight_drop.py``, marked ``gpu``).
 """
 
 from __future__ import annotations
