@@ -13,6 +13,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from torch.nn import Module
     from torchmetrics import Metric
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor
 
 # ---------------------------------------------------------------- Lightning
 
@@ -45,3 +50,23 @@ def apply_keeping_dtypes(
     for key, value in saved.items():
         setattr(this, key, value.to(this.device))
     return this
+# ---------------------------------------------------------------- torch
+
+
+@contextmanager
+def rnn_flat_weights(rnn: torch.nn.RNNBase, weights: list[Tensor]) -> Iterator[None]:
+    """Run ``rnn``'s own ``forward`` on ``weights`` instead of its parameters, for the duration of the block.
+
+    ``nn.LSTM``/``GRU``/``RNN.forward`` hands the list ``rnn._flat_weights`` (the parameters, in
+    ``rnn._flat_weights_names`` order) to the fused kernel. Swapping that list is the one way to feed it derived
+    weights (weight drop) while keeping every other part of ``forward`` (packed input, default state, checks) and
+    the parameters untouched. ``torch.func.functional_call`` would set the attributes instead, which makes
+    ``forward`` re-flatten the parameters into a new cuDNN buffer on every call (twice: in and out).
+    """
+    assert len(weights) == len(rnn._flat_weights_names), "one tensor per flat weight"
+    saved = rnn.__dict__["_flat_weights"]
+    rnn.__dict__["_flat_weights"] = weights
+    try:
+        yield
+    finally:
+        rnn.__dict__["_flat_weights"] = saved
