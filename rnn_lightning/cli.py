@@ -2,14 +2,23 @@
 
     rnn-lightning fit -c recipes/quickstart.yaml
     rnn-lightning generate --ckpt_path last.ckpt --prompt "the" --max_new_tokens 40
+
+Bad input (a ``ValueError``/``TypeError`` that rnn_lightning raises itself, such as a malformed CoNLL line) ends
+the command with ``error: <message>`` on stderr and exit status 2, without a traceback; set the environment
+variable ``RNN_LIGHTNING_TRACEBACK=1`` to see the traceback. Any other exception (a bug) prints its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import zipfile
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import lightning as L
+import torch
 from lightning.pytorch.cli import LightningCLI
 
 from rnn_lightning.tasks import LanguageModel
@@ -28,6 +37,18 @@ LINKS = (
 )
 
 
+TRACEBACK_ENV = "RNN_LIGHTNING_TRACEBACK"  # set to 1: bad-input errors show their traceback too
+_PACKAGE = Path(__file__).resolve().parent  # rnn_lightning/
+
+
+@runtime_checkable
+class FitReport(Protocol):
+    """A DataModule that has something to say after training defines ``fit_report``: ``rnn-lightning fit`` prints
+    its lines below the final validation metrics (``MarkovCorpusDataModule``: the source's own perplexity)."""
+
+    def fit_report(self) -> list[str]: ...
+
+
 class RNNLightningCLI(LightningCLI):
     """LightningCLI whose model receives vocabulary size, pad id, and label set and scheme from the DataModule."""
 
@@ -44,20 +65,18 @@ class RNNLightningCLI(LightningCLI):
                 callback.save_last = False
 
     def after_fit(self) -> None:
-        """Print the final validation metrics (perplexity: also the source's, for a synthetic corpus) and a sample."""
+        """Print the final validation metrics, the DataModule's ``fit_report`` (see ``FitReport``) and a sample."""
         trainer, model, data = self.trainer, self.model, self.datamodule
         if not trainer.is_global_zero:
             return
-        if "val/ppl" not in trainer.callback_metrics:
+        if "val/ppl" in trainer.callback_metrics:
+            print(f"validation perplexity: {float(trainer.callback_metrics['val/ppl']):.3f}")
+        else:
             final = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
             if final:
                 print("validation: " + ", ".join(f"{k.removeprefix('val/')} {v:.4f}" for k, v in sorted(final.items())))
-            return
-        print(f"validation perplexity: {float(trainer.callback_metrics['val/ppl']):.3f}")
-        reference = getattr(data, "reference_perplexity", None)
-        if callable(reference):
-            print(f"source perplexity on the same validation tokens: {reference('validation'):.3f} "
-                  f"(entropy rate: {data.source.perplexity():.3f})")
+        if isinstance(data, FitReport):
+            print("\n".join(data.fit_report()))
         if isinstance(model, LanguageModel) and model.tokenizer is not None:
             print(f"sample: {model.generate(max_new_tokens=40, seed=0)}")
 
@@ -77,7 +96,7 @@ def generate(argv: list[str] | None = None) -> list[str]:
     parser.add_argument("--num_samples", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
-    model = LanguageModel.load_from_checkpoint(args.ckpt_path, map_location=args.device)
+    model = load_language_model(args.ckpt_path, args.device)
     samples = []
     for i in range(args.num_samples):
         seed = None if args.seed is None else args.seed + i
@@ -88,20 +107,71 @@ def generate(argv: list[str] | None = None) -> list[str]:
     return samples
 
 
+def load_language_model(ckpt_path: str, device: str = "cpu") -> LanguageModel:
+    """The ``LanguageModel`` a checkpoint holds; a missing, unreadable or other-task file is a ``ValueError``."""
+    path, arg = Path(ckpt_path), f"`--ckpt_path` {ckpt_path!r}"
+    if not path.is_file():
+        what = "is a directory" if path.is_dir() else "does not exist"
+        raise ValueError(f"{arg} {what}: expected a checkpoint file written by `rnn-lightning fit`, e.g. "
+                         "checkpoints/quickstart/last.ckpt. Check the path.")
+    if not zipfile.is_zipfile(path):  # what torch.save writes
+        with open(path, "rb") as f:
+            head = f.read(16)
+        raise ValueError(f"{arg} is not a PyTorch checkpoint (a zip archive); it starts with {head!r}. Point it at "
+                         "a .ckpt written by `rnn-lightning fit`.")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for a damaged archive
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ValueError(f"{arg} is not a readable PyTorch checkpoint ({reason}). The file may be truncated or "
+                         "damaged: point it at a .ckpt written by `rnn-lightning fit` (or write it again).") from err
+    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    if not isinstance(hparams, dict) or "state_dict" not in checkpoint:
+        raise ValueError(f"{arg} is a PyTorch file but not a Lightning checkpoint (no `hyper_parameters` and "
+                         "`state_dict`): point it at a .ckpt written by `rnn-lightning fit`.")
+    class_path = hparams.get("_class_path", "")  # written by the CLI; a Python-saved tagger has `num_labels`
+    module, _, name = class_path.rpartition(".")
+    task = getattr(sys.modules.get(module), name, None)  # only classes already imported, as Lightning allows
+    other_task = isinstance(task, type) and not issubclass(task, LanguageModel)
+    if other_task or "num_labels" in hparams:
+        raise ValueError(f"{arg} holds a {class_path or 'model with labels'}, not a LanguageModel: `generate` "
+                         "samples text from a language model. Evaluate a tagger or classifier with "
+                         "`rnn-lightning test -c <its recipe> --ckpt_path ...`, or point `--ckpt_path` at a "
+                         "language model's checkpoint.")
+    return LanguageModel.load_from_checkpoint(path, map_location=device)
+
+
+def raised_by_us(err: BaseException) -> bool:
+    """Whether ``err`` is bad input that rnn_lightning itself refused: a ``ValueError``/``TypeError`` whose
+    innermost frame is rnn_lightning code (one raised inside torch, Lightning or datasets is a bug to show)."""
+    if not isinstance(err, (ValueError, TypeError)) or err.__traceback__ is None:
+        return False
+    tb = err.__traceback__
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return Path(tb.tb_frame.f_code.co_filename).resolve().is_relative_to(_PACKAGE)
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point of the ``rnn-lightning`` console script."""
     argv = sys.argv[1:] if args is None else args
-    if argv and argv[0] == "generate":
-        generate(argv[1:])
-        return
-    RNNLightningCLI(
-        RecurrentTask,  # any rnn_lightning task, or a subclass of one
-        L.LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        save_config_kwargs={"overwrite": True},
-        args=args,
-    )
+    try:
+        if argv and argv[0] == "generate":
+            generate(argv[1:])
+            return
+        RNNLightningCLI(
+            RecurrentTask,  # any rnn_lightning task, or a subclass of one
+            L.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_kwargs={"overwrite": True},
+            args=args,
+        )
+    except (ValueError, TypeError) as err:
+        if os.environ.get(TRACEBACK_ENV, "") not in ("", "0") or not raised_by_us(err):
+            raise
+        print(f"(bad input: set {TRACEBACK_ENV}=1 to see the traceback)\nerror: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

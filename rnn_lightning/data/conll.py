@@ -18,7 +18,7 @@ from typing import Any, Literal
 from datasets import Dataset, DatasetDict, Features, NamedSplit, Sequence, Value
 from datasets.exceptions import DatasetGenerationError
 
-from rnn_lightning.data.corpus import local_files
+from rnn_lightning.data.corpus import find_in_chain, local_files
 
 _READER_VERSION = "conll-v1"  # bump when a reader's output changes, to invalidate cached datasets
 TAGGING_FEATURES = Features({"tokens": Sequence(Value("string")), "tags": Sequence(Value("string"))})
@@ -287,12 +287,6 @@ def _fingerprint(paths: list[str], settings: str) -> str:
     return digest.hexdigest()[:32]
 
 
-def _format_error(err: BaseException | None) -> CoNLLFormatError | None:
-    while err is not None and not isinstance(err, CoNLLFormatError):
-        err = err.__cause__ or err.__context__
-    return err
-
-
 def load_tagging_files(
     data_files: dict[str, str | list[str]],
     format: Literal["conll", "conllu"],
@@ -368,8 +362,13 @@ def load_tagging_files(
                 fingerprint=fingerprint,
             )
         except DatasetGenerationError as err:
-            ours = _format_error(err)
+            ours = find_in_chain(err, CoNLLFormatError)
             if ours is None:
                 raise
-            raise ours from None  # our message (file, line, what) rather than datasets' generic wrapper
+        else:
+            continue
+        # Our message (file, line, what) rather than datasets' generic wrapper, raised outside the `except` block:
+        # inside it Python would make `err` the context of `ours`, whose cause `err` is (a loop that chain walkers
+        # and traceback printers follow forever).
+        raise ours from None
     return DatasetDict(out)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from datasets import DatasetDict
+
+E = TypeVar("E", bound=BaseException)
 
 
 def load_corpus(load: Callable[[], DatasetDict], data_files: Any, holdout: dict[str, float] | None) -> DatasetDict:
@@ -16,7 +18,7 @@ def load_corpus(load: Callable[[], DatasetDict], data_files: Any, holdout: dict[
     try:
         corpus = load()
     except Exception as err:
-        if _unicode_cause(err) is None:
+        if find_in_chain(err, UnicodeDecodeError) is None:
             raise
         raise _non_utf8_error(data_files) from err
     return _carve_holdout(corpus, holdout) if holdout else corpus
@@ -45,10 +47,17 @@ def _check_not_empty(data_files: Any) -> None:
             )
 
 
-def _unicode_cause(err: BaseException | None) -> UnicodeDecodeError | None:
-    while err is not None and not isinstance(err, UnicodeDecodeError):
-        err = err.__cause__ or err.__context__
-    return err
+def find_in_chain(err: BaseException | None, kind: type[E]) -> E | None:
+    """The first exception of type ``kind`` in the chain Python prints for ``err`` (``__cause__``, else an
+    unsuppressed ``__context__``), or ``None``. Each exception is visited once: a chain may loop (an exception
+    re-raised inside a handler of its own wrapper becomes that wrapper's context)."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, kind):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ if err.__cause__ is not None else None if err.__suppress_context__ else err.__context__
+    return None
 
 
 def _non_utf8_error(data_files: Any) -> ValueError:
