@@ -21,6 +21,7 @@ import lightning as L
 import torch
 from lightning.pytorch.cli import LightningCLI
 
+from rnn_lightning.data.corpus import exception_chain
 from rnn_lightning.tasks import LanguageModel
 from rnn_lightning.tasks.common import RecurrentTask
 
@@ -55,6 +56,20 @@ class RNNLightningCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         for source, target in LINKS:
             parser.link_arguments(source, target, apply_on="instantiate")
+
+    def parse_arguments(self, parser, args) -> None:
+        """Parse, then refuse a ``--ckpt_path`` that names no checkpoint, or one of another task than the recipe's
+        model, before Lightning reads the checkpoint (it would fail with a traceback, or after loading the data)."""
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        config = self.config[subcommand] if subcommand else {}
+        ckpt = config.get("ckpt_path")
+        if isinstance(ckpt, str) and ckpt not in ("last", "best", "hpc") and not ckpt.startswith("registry") \
+                and "://" not in ckpt:
+            hparams = read_checkpoint(ckpt)
+            model = _imported_class((config.get("model") or {}).get("class_path") or "")
+            if model is not None:
+                check_task(hparams, model, ckpt)
 
     def before_fit(self) -> None:
         """A ``fast_dev_run`` smoke test writes no checkpoint. (Lightning 2.6's ``ModelCheckpoint(save_last=True)``
@@ -107,49 +122,68 @@ def generate(argv: list[str] | None = None) -> list[str]:
     return samples
 
 
-def load_language_model(ckpt_path: str, device: str = "cpu") -> LanguageModel:
-    """The ``LanguageModel`` a checkpoint holds; a missing, unreadable or other-task file is a ``ValueError``."""
+def read_checkpoint(ckpt_path: str) -> dict:
+    """The hyperparameters of the Lightning checkpoint ``ckpt_path``, or a ``ValueError`` that says what the file
+    is instead (missing, a folder, not a ``torch.save`` archive, damaged). Tensors are memory-mapped, not read."""
     path, arg = Path(ckpt_path), f"`--ckpt_path` {ckpt_path!r}"
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "does not exist"
         raise ValueError(f"{arg} {what}: expected a checkpoint file written by `rnn-lightning fit`, e.g. "
                          "checkpoints/quickstart/last.ckpt. Check the path.")
-    if not zipfile.is_zipfile(path):  # what torch.save writes
+    if not zipfile.is_zipfile(path):  # what torch.save writes; a truncated copy lacks the archive's end
         with open(path, "rb") as f:
             head = f.read(16)
-        raise ValueError(f"{arg} is not a PyTorch checkpoint (a zip archive); it starts with {head!r}. Point it at "
-                         "a .ckpt written by `rnn-lightning fit`.")
+        raise ValueError(f"{arg} is not a PyTorch checkpoint (a complete zip archive); it starts with {head!r}. "
+                         "Point it at a .ckpt written by `rnn-lightning fit` (or copy it again if it was cut short).")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:  # torch raises several types for a damaged archive
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ValueError(f"{arg} is not a readable PyTorch checkpoint ({reason}). The file may be truncated or "
-                         "damaged: point it at a .ckpt written by `rnn-lightning fit` (or write it again).") from err
+        raise ValueError(f"{arg} is not a readable PyTorch checkpoint ({reason}). Point it at a .ckpt written by "
+                         "`rnn-lightning fit` (or write it again).") from err
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
     if not isinstance(hparams, dict) or "state_dict" not in checkpoint:
         raise ValueError(f"{arg} is a PyTorch file but not a Lightning checkpoint (no `hyper_parameters` and "
                          "`state_dict`): point it at a .ckpt written by `rnn-lightning fit`.")
-    class_path = hparams.get("_class_path", "")  # written by the CLI; a Python-saved tagger has `num_labels`
+    return hparams
+
+
+def _imported_class(class_path: str) -> type | None:
+    """The class ``module.Name`` if its module is already imported (never imports what a file names)."""
     module, _, name = class_path.rpartition(".")
-    task = getattr(sys.modules.get(module), name, None)  # only classes already imported, as Lightning allows
-    other_task = isinstance(task, type) and not issubclass(task, LanguageModel)
-    if other_task or "num_labels" in hparams:
-        raise ValueError(f"{arg} holds a {class_path or 'model with labels'}, not a LanguageModel: `generate` "
-                         "samples text from a language model. Evaluate a tagger or classifier with "
-                         "`rnn-lightning test -c <its recipe> --ckpt_path ...`, or point `--ckpt_path` at a "
-                         "language model's checkpoint.")
-    return LanguageModel.load_from_checkpoint(path, map_location=device)
+    found = getattr(sys.modules.get(module), name, None)
+    return found if isinstance(found, type) else None
 
 
-def raised_by_us(err: BaseException) -> bool:
-    """Whether ``err`` is bad input that rnn_lightning itself refused: a ``ValueError``/``TypeError`` whose
-    innermost frame is rnn_lightning code (one raised inside torch, Lightning or datasets is a bug to show)."""
-    if not isinstance(err, (ValueError, TypeError)) or err.__traceback__ is None:
-        return False
-    tb = err.__traceback__
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    return Path(tb.tb_frame.f_code.co_filename).resolve().is_relative_to(_PACKAGE)
+def check_task(hparams: dict, task: type, ckpt_path: str) -> None:
+    """Refuse a checkpoint of another task: its class (``_class_path``, written by the CLI) is neither ``task``
+    nor a sub/superclass of it, or (saved from Python) it has labels where ``task`` is a language model."""
+    saved = _imported_class(hparams.get("_class_path", ""))
+    other = saved is not None and not (issubclass(saved, task) or issubclass(task, saved))
+    if other or (issubclass(task, LanguageModel) and "num_labels" in hparams):
+        what = saved.__name__ if saved is not None else "model with labels"
+        raise ValueError(f"`--ckpt_path` {ckpt_path!r} holds a {what}, not a {task.__name__}. Point `--ckpt_path` "
+                         f"at a {task.__name__} checkpoint, or use the recipe the checkpoint was trained with.")
+
+
+def load_language_model(ckpt_path: str, device: str = "cpu") -> LanguageModel:
+    """The ``LanguageModel`` a checkpoint holds; a missing, unreadable or other-task file is a ``ValueError``."""
+    check_task(read_checkpoint(ckpt_path), LanguageModel, ckpt_path)
+    return LanguageModel.load_from_checkpoint(ckpt_path, map_location=device)
+
+
+def bad_input(err: BaseException) -> BaseException | None:
+    """The bad-input error rnn_lightning itself raised in ``err``'s chain (``err`` or what it wraps, e.g. a
+    jsonargparse error around a DataModule's ``ValueError``): a ``ValueError``/``TypeError`` whose innermost frame
+    is rnn_lightning code. ``None`` for anything else (one raised inside torch or Lightning is a bug to show)."""
+    for cause in exception_chain(err):
+        if isinstance(cause, (ValueError, TypeError)) and cause.__traceback__ is not None:
+            tb = cause.__traceback__
+            while tb.tb_next is not None:
+                tb = tb.tb_next
+            if Path(tb.tb_frame.f_code.co_filename).resolve().is_relative_to(_PACKAGE):
+                return cause
+    return None
 
 
 def main(args: list[str] | None = None) -> None:
@@ -167,10 +201,11 @@ def main(args: list[str] | None = None) -> None:
             save_config_kwargs={"overwrite": True},
             args=args,
         )
-    except (ValueError, TypeError) as err:
-        if os.environ.get(TRACEBACK_ENV, "") not in ("", "0") or not raised_by_us(err):
+    except Exception as err:
+        ours = bad_input(err)
+        if ours is None or os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
             raise
-        print(f"(bad input: set {TRACEBACK_ENV}=1 to see the traceback)\nerror: {err}", file=sys.stderr)
+        print(f"(bad input: set {TRACEBACK_ENV}=1 to see the traceback)\nerror: {ours}", file=sys.stderr)
         sys.exit(2)
 
 
