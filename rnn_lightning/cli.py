@@ -2,16 +2,26 @@
 
     rnn-lightning fit -c recipes/quickstart.yaml
     rnn-lightning generate --ckpt_path last.ckpt --prompt "the" --max_new_tokens 40
+
+Bad input (a ``ValueError``/``TypeError`` that rnn_lightning raises itself, such as a malformed CoNLL line) ends
+the command with ``error: <message>`` on stderr and exit status 2, without a traceback; set the environment
+variable ``RNN_LIGHTNING_TRACEBACK=1`` to see the traceback. Any other exception (a bug) prints its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import zipfile
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import lightning as L
+import torch
 from lightning.pytorch.cli import LightningCLI
 
+from rnn_lightning.data.corpus import exception_chain
 from rnn_lightning.tasks import LanguageModel
 from rnn_lightning.tasks.common import RecurrentTask
 
@@ -28,12 +38,38 @@ LINKS = (
 )
 
 
+TRACEBACK_ENV = "RNN_LIGHTNING_TRACEBACK"  # set to 1: bad-input errors show their traceback too
+_PACKAGE = Path(__file__).resolve().parent  # rnn_lightning/
+
+
+@runtime_checkable
+class FitReport(Protocol):
+    """A DataModule that has something to say after training defines ``fit_report``: ``rnn-lightning fit`` prints
+    its lines below the final validation metrics (``MarkovCorpusDataModule``: the source's own perplexity)."""
+
+    def fit_report(self) -> list[str]: ...
+
+
 class RNNLightningCLI(LightningCLI):
     """LightningCLI whose model receives vocabulary size, pad id, and label set and scheme from the DataModule."""
 
     def add_arguments_to_parser(self, parser) -> None:
         for source, target in LINKS:
             parser.link_arguments(source, target, apply_on="instantiate")
+
+    def parse_arguments(self, parser, args) -> None:
+        """Parse, then refuse a ``--ckpt_path`` that names no checkpoint, or one of another task than the recipe's
+        model, before Lightning reads the checkpoint (it would fail with a traceback, or after loading the data)."""
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        config = self.config[subcommand] if subcommand else {}
+        ckpt = config.get("ckpt_path")
+        if isinstance(ckpt, str) and ckpt not in ("last", "best", "hpc") and not ckpt.startswith("registry") \
+                and "://" not in ckpt:
+            hparams = read_checkpoint(ckpt)
+            model = _imported_class((config.get("model") or {}).get("class_path") or "")
+            if model is not None:
+                check_task(hparams, model, ckpt)
 
     def before_fit(self) -> None:
         """A ``fast_dev_run`` smoke test writes no checkpoint. (Lightning 2.6's ``ModelCheckpoint(save_last=True)``
@@ -44,20 +80,18 @@ class RNNLightningCLI(LightningCLI):
                 callback.save_last = False
 
     def after_fit(self) -> None:
-        """Print the final validation metrics (perplexity: also the source's, for a synthetic corpus) and a sample."""
+        """Print the final validation metrics, the DataModule's ``fit_report`` (see ``FitReport``) and a sample."""
         trainer, model, data = self.trainer, self.model, self.datamodule
         if not trainer.is_global_zero:
             return
-        if "val/ppl" not in trainer.callback_metrics:
+        if "val/ppl" in trainer.callback_metrics:
+            print(f"validation perplexity: {float(trainer.callback_metrics['val/ppl']):.3f}")
+        else:
             final = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
             if final:
                 print("validation: " + ", ".join(f"{k.removeprefix('val/')} {v:.4f}" for k, v in sorted(final.items())))
-            return
-        print(f"validation perplexity: {float(trainer.callback_metrics['val/ppl']):.3f}")
-        reference = getattr(data, "reference_perplexity", None)
-        if callable(reference):
-            print(f"source perplexity on the same validation tokens: {reference('validation'):.3f} "
-                  f"(entropy rate: {data.source.perplexity():.3f})")
+        if isinstance(data, FitReport):
+            print("\n".join(data.fit_report()))
         if isinstance(model, LanguageModel) and model.tokenizer is not None:
             print(f"sample: {model.generate(max_new_tokens=40, seed=0)}")
 
@@ -77,7 +111,7 @@ def generate(argv: list[str] | None = None) -> list[str]:
     parser.add_argument("--num_samples", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
-    model = LanguageModel.load_from_checkpoint(args.ckpt_path, map_location=args.device)
+    model = load_language_model(args.ckpt_path, args.device)
     samples = []
     for i in range(args.num_samples):
         seed = None if args.seed is None else args.seed + i
@@ -88,20 +122,91 @@ def generate(argv: list[str] | None = None) -> list[str]:
     return samples
 
 
+def read_checkpoint(ckpt_path: str) -> dict:
+    """The hyperparameters of the Lightning checkpoint ``ckpt_path``, or a ``ValueError`` that says what the file
+    is instead (missing, a folder, not a ``torch.save`` archive, damaged). Tensors are memory-mapped, not read."""
+    path, arg = Path(ckpt_path), f"`--ckpt_path` {ckpt_path!r}"
+    if not path.is_file():
+        what = "is a directory" if path.is_dir() else "does not exist"
+        raise ValueError(f"{arg} {what}: expected a checkpoint file written by `rnn-lightning fit`, e.g. "
+                         "checkpoints/quickstart/last.ckpt. Check the path.")
+    if not zipfile.is_zipfile(path):  # what torch.save writes; a truncated copy lacks the archive's end
+        with open(path, "rb") as f:
+            head = f.read(16)
+        raise ValueError(f"{arg} is not a PyTorch checkpoint (a complete zip archive); it starts with {head!r}. "
+                         "Point it at a .ckpt written by `rnn-lightning fit` (or copy it again if it was cut short).")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # torch raises several types for a damaged archive
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ValueError(f"{arg} is not a readable PyTorch checkpoint ({reason}). Point it at a .ckpt written by "
+                         "`rnn-lightning fit` (or write it again).") from err
+    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    if not isinstance(hparams, dict) or "state_dict" not in checkpoint:
+        raise ValueError(f"{arg} is a PyTorch file but not a Lightning checkpoint (no `hyper_parameters` and "
+                         "`state_dict`): point it at a .ckpt written by `rnn-lightning fit`.")
+    return hparams
+
+
+def _imported_class(class_path: str) -> type | None:
+    """The class ``module.Name`` if its module is already imported (never imports what a file names)."""
+    module, _, name = class_path.rpartition(".")
+    found = getattr(sys.modules.get(module), name, None)
+    return found if isinstance(found, type) else None
+
+
+def check_task(hparams: dict, task: type, ckpt_path: str) -> None:
+    """Refuse a checkpoint of another task: its class (``_class_path``, written by the CLI) is neither ``task``
+    nor a sub/superclass of it, or (saved from Python) it has labels where ``task`` is a language model."""
+    saved = _imported_class(hparams.get("_class_path", ""))
+    other = saved is not None and not (issubclass(saved, task) or issubclass(task, saved))
+    if other or (issubclass(task, LanguageModel) and "num_labels" in hparams):
+        what = saved.__name__ if saved is not None else "model with labels"
+        raise ValueError(f"`--ckpt_path` {ckpt_path!r} holds a {what}, not a {task.__name__}. Point `--ckpt_path` "
+                         f"at a {task.__name__} checkpoint, or use the recipe the checkpoint was trained with.")
+
+
+def load_language_model(ckpt_path: str, device: str = "cpu") -> LanguageModel:
+    """The ``LanguageModel`` a checkpoint holds; a missing, unreadable or other-task file is a ``ValueError``."""
+    check_task(read_checkpoint(ckpt_path), LanguageModel, ckpt_path)
+    return LanguageModel.load_from_checkpoint(ckpt_path, map_location=device)
+
+
+def bad_input(err: BaseException) -> BaseException | None:
+    """The bad-input error rnn_lightning itself raised in ``err``'s chain (``err`` or what it wraps, e.g. a
+    jsonargparse error around a DataModule's ``ValueError``): a ``ValueError``/``TypeError`` whose innermost frame
+    is rnn_lightning code. ``None`` for anything else (one raised inside torch or Lightning is a bug to show)."""
+    for cause in exception_chain(err):
+        if isinstance(cause, (ValueError, TypeError)) and cause.__traceback__ is not None:
+            tb = cause.__traceback__
+            while tb.tb_next is not None:
+                tb = tb.tb_next
+            if Path(tb.tb_frame.f_code.co_filename).resolve().is_relative_to(_PACKAGE):
+                return cause
+    return None
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point of the ``rnn-lightning`` console script."""
     argv = sys.argv[1:] if args is None else args
-    if argv and argv[0] == "generate":
-        generate(argv[1:])
-        return
-    RNNLightningCLI(
-        RecurrentTask,  # any rnn_lightning task, or a subclass of one
-        L.LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        save_config_kwargs={"overwrite": True},
-        args=args,
-    )
+    try:
+        if argv and argv[0] == "generate":
+            generate(argv[1:])
+            return
+        RNNLightningCLI(
+            RecurrentTask,  # any rnn_lightning task, or a subclass of one
+            L.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_kwargs={"overwrite": True},
+            args=args,
+        )
+    except Exception as err:
+        ours = bad_input(err)
+        if ours is None or os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
+            raise
+        print(f"(bad input: set {TRACEBACK_ENV}=1 to see the traceback)\nerror: {ours}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

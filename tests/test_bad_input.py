@@ -1,6 +1,9 @@
 """Bad input gets a clear error naming the argument, the expected and the received value, and the fix."""
 
 import math
+import re
+import signal
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -8,7 +11,8 @@ import torch
 from conftest import trainer
 from datasets import Dataset, DatasetDict
 
-from rnn_lightning import LanguageModel, LanguageModelingDataModule
+from rnn_lightning import LanguageModel, LanguageModelingDataModule, TaggingDataModule
+from rnn_lightning.cli import TRACEBACK_ENV, main
 
 
 def _lines(n, words="the cat sat on the mat"):
@@ -125,3 +129,121 @@ def test_checkpoint_with_another_vocabulary_is_refused(tmp_path, tiny_markov, ti
     with pytest.raises(ValueError, match=r"checkpoint's vocabulary \(\d+ tokens\) differs.*same size but other ids"):
         trainer(tmp_path, max_steps=2, limit_val_batches=0).fit(fresh, other, ckpt_path=tmp_path / "a.ckpt")
     assert math.isfinite(float(next(fresh.parameters()).sum()))
+
+
+# -- malformed CoNLL / CoNLL-U files, through the DataModule and the CLI: an error naming file, line and fix --
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = {"conll": ["-c", str(ROOT / "recipes/tagging/conll2003_ner_bilstm.yaml"),
+                     "-c", str(ROOT / "recipes/data/conll2003_local.yaml")],
+           "conllu": ["-c", str(ROOT / "recipes/tagging/ud_ewt_upos_bilstm.yaml"),
+                      "-c", str(ROOT / "recipes/data/ud_ewt_local.yaml")]}
+WORD = "1\tok\tok\tDET\tDT\t_\t0\troot\t_\t_\n"  # a well-formed CoNLL-U word line
+
+
+@pytest.fixture
+def deadline():
+    """Fail (instead of blocking the suite) if the test runs past 60 s: malformed files used to hang forever."""
+    def expire(signum, frame):
+        raise TimeoutError("still running after 60 s: a hang")
+
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
+# (format, file bytes (None: no file, DIR: a folder), DataModule arguments, the message: file and line, what
+# arrived, the fix)
+DIR = "a directory"
+MALFORMED = {
+    "missing file": ("conll", None, {}, r"`data_files\['train'\]` '.*bad\.txt' does not exist: expected a CoNLL/"
+                                         r"CoNLL-U file \(resolved to .*\)\. Check the path\.$"),
+    "a directory": ("conllu", DIR, {}, r"`data_files\['train'\]` '.*bad\.txt' is a directory: .* Check the path\.$"),
+    "empty file": ("conll", b"", {}, r"the 'train' split is empty \(0 rows\): `data_files` '.*bad\.txt' is an empty "
+                                      r"file\. Give it a non-empty file, or .* `holdout`\.$"),
+    "token line without a tag": ("conll", b"EU NNP B-ORG\nrejects VBZ\n", {},
+                                 r"bad\.txt', line 2: expected 3 whitespace-separated columns .* got 2; the line is "
+                                 r"'rejects VBZ'\. Every token line needs the same columns; fix or remove this line\."),
+    "tab and space columns mixed": ("conll", b"EU\tNNP\tB-ORG\nrejects VBZ O\n", {},
+                                    r"bad\.txt', line 2: expected 3 tab-separated columns .* got 1; the line is "
+                                    r"'rejects VBZ O'\. Every token line"),
+    "latin-1 CoNLL": ("conll", "ok X O\ncaf\xe9 X O\n".encode("latin-1"), {},
+                      r"bad\.txt' is not valid UTF-8: byte offset 10 \(line 2\) holds b'\\xe9 X ' .* "
+                      r"`iconv -f latin1 -t utf-8 .*bad\.txt > bad\.utf8\.txt`\.$"),
+    "latin-1 CoNLL-U": ("conllu", (WORD + "2\tcaf\xe9\t_\tX\tX\t_\t0\tdep\t_\t_\n").encode("latin-1"), {},
+                        rf"bad\.txt' is not valid UTF-8: byte offset {len(WORD) + 5} \(line 2\) holds b'\\xe9\\t_\\t' "
+                        r".* Re-encode the file as UTF-8"),
+    "UTF-16 file": ("conll", "ok X O\n".encode("utf-16"), {},
+                    r"bad\.txt' is not valid UTF-8: byte offset 0 \(line 1\) .* It starts with a UTF-16 byte-order "
+                    r"mark\. Re-encode the file as UTF-8, e.g. `iconv -f utf-16 -t utf-8"),
+    "CoNLL without sentences": ("conll", b"-DOCSTART- -X- O O\n\n\n", {},
+                                r"bad\.txt' has no sentences: it holds only blank lines and -DOCSTART- lines\. "
+                                r"Expected token lines"),
+    "CoNLL-U without sentences": ("conllu", b"# sent_id = 1\n\n", {},
+                                  r"bad\.txt' has no sentences: it holds only blank lines and # comments"),
+    "bad CoNLL-U ID": ("conllu", (WORD + "two\tb\tb\tX\tX\t_\t0\tdep\t_\t_\n").encode(), {},
+                       r"bad\.txt', line 2: the ID column must be an integer.* got 'two'; the line is "
+                       r"'two\\tb.*'\. Fix the ID of this line\."),
+    "CoNLL-U IDs out of order": ("conllu", (WORD + WORD).encode(), {},
+                                 r"line 2: expected word ID 2 .* got 1; .* add the blank line that ends the previous"),
+    "CoNLL-U line with 9 columns": ("conllu", WORD.rsplit("\t", 1)[0].encode() + b"\n", {},
+                                    r"line 1: expected 10 tab-separated columns \(ID FORM .*\), got 9"),
+    "CoNLL file read as CoNLL-U": ("conllu", b"EU NNP B-ORG\n", {},
+                                   r"line 1: expected 10 tab-separated columns .* got 1; .* read it with "
+                                   r"format='conll'\.$"),
+    "CoNLL-U file read as CoNLL": ("conll", ("# sent_id = 1\n" + WORD).encode(), {},
+                                   r"line 1: this looks like a CoNLL-U file .* the line is '# sent_id = 1'\. Read it "
+                                   r"with format='conllu' \(TaggingDataModule: path='conllu'\)\.$"),
+    "CoNLL-U words read as CoNLL": ("conll", WORD.encode(), {}, r"line 1: this looks like a CoNLL-U file"),
+    "no XPOS in the treebank": ("conllu", WORD.replace("DT", "_").encode(), {"tag_field": "xpos"},
+                                r"line 1: the XPOS column \(the tag\) is '_', unspecified; .* pick the other tag "
+                                r"field \(tag_field='upos' or 'xpos'\)"),
+    "a word without UPOS": ("conllu", WORD.replace("DET", "_").encode(), {},
+                            r"line 1: the UPOS column \(the tag\) is '_', unspecified; .* Tag every word"),
+    "tag_column past the last column": ("conll", b"EU NNP B-ORG\n", {"tag_column": 5},
+                                        r"line 1: tag_column=5 and token_column=0 need at least 6 columns, the line "
+                                        r"has 3; .* Pick columns that exist \(0\.\.2, or -1 for the last\)\."),
+    "a file with a token column only": ("conll", b"EU\nrejects\n", {},
+                                        r"line 1: tag_column=-1 and token_column=0 name the same column of 1; .* "
+                                        r"point them at different ones\."),
+}
+
+
+def _bad_file(tmp_path, case):
+    fmt, raw, kwargs, match = MALFORMED[case]
+    path = tmp_path / "bad.txt"
+    if raw == DIR:
+        path.mkdir()
+    elif raw is not None:
+        path.write_bytes(raw)
+    return fmt, path, kwargs, match
+
+
+@pytest.mark.parametrize("case", MALFORMED)
+def test_malformed_file_through_the_datamodule(tmp_path, deadline, case):
+    fmt, path, kwargs, match = _bad_file(tmp_path, case)
+    dm = TaggingDataModule(path=fmt, data_files={"train": str(path), "validation": str(path)},
+                           cache_dir=str(tmp_path / "cache"), **kwargs)
+    with pytest.raises(ValueError, match=match) as info:
+        dm.prepare_data()
+    assert str(path) in str(info.value)
+    with pytest.raises(ValueError, match=match):  # nothing cached: setup meets the same error
+        dm.setup("fit")
+
+
+@pytest.mark.parametrize("case", MALFORMED)
+def test_malformed_file_through_the_cli(tmp_path, deadline, capsys, monkeypatch, case):
+    fmt, path, kwargs, match = _bad_file(tmp_path, case)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(TRACEBACK_ENV, raising=False)
+    options = [f"--data.init_args.{k}={v}" for k, v in kwargs.items()]
+    with pytest.raises(SystemExit) as info:
+        main(["fit", *RECIPES[fmt], "--trainer.fast_dev_run=true", f"--data.init_args.cache_dir={tmp_path / 'c'}",
+              f"--data.init_args.data_files={{'train': '{path}', 'validation': '{path}'}}", *options])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-2] == f"(bad input: set {TRACEBACK_ENV}=1 to see the traceback)"
+    assert err[-1].startswith("error: ") and re.search(match, err[-1].removeprefix("error: "))
+    assert "Traceback" not in "\n".join(err)
+

@@ -197,6 +197,29 @@ def test_conllu_space_separated_file_points_at_conll(tmp_path):
         list(read_conllu(path))
 
 
+def test_conllu_file_read_as_conll_points_at_conllu(tmp_path):
+    for text in ("# sent_id = 1\n" + _u("1 a a DET DT _ 0 root _ _"), _u("1 a a DET DT _ 0 root _ _")):
+        with pytest.raises(CoNLLFormatError, match=r"line 1: this looks like a CoNLL-U file .* Read it with "
+                                                   r"format='conllu' \(TaggingDataModule: path='conllu'\)\.$"):
+            list(read_conll(_write(tmp_path, "a.conllu", text)))
+    # a '#' token and a 10-column tab file whose first ID is not 1 are CoNLL columns, read as such
+    assert _rows(read_conll(_write(tmp_path, "b.conll", "# SYM O\n"))) == [(["#"], ["O"])]
+
+
+@pytest.mark.parametrize("field, line", [("upos", "1 a a _ DT _ 0 root _ _"), ("xpos", "1 a a DET _ _ 0 root _ _")])
+def test_conllu_unspecified_tag_is_refused(tmp_path, field, line):
+    path = _write(tmp_path, "a.conllu", _u("1 b b DET DT _ 0 root _ _", "2-3 cd _ _ _ _ _ _ _ _") + "\n" + _u(line))
+    with pytest.raises(CoNLLFormatError, match=rf"line 4: the {field.upper()} column \(the tag\) is '_', unspecified"):
+        list(read_conllu(path, tag_field=field))
+
+
+def test_utf16_file_gets_the_utf16_command(tmp_path):
+    path = _write(tmp_path, "w.conll", "ok X O\n", encoding="utf-16")
+    with pytest.raises(CoNLLFormatError, match=r"byte offset 0 \(line 1\) .* It starts with a UTF-16 byte-order "
+                                               r"mark\. .* `iconv -f utf-16 -t utf-8 .*w\.conll > w\.utf8\.conll`\.$"):
+        list(read_conll(path))
+
+
 def test_long_malformed_line_is_cut_short_in_the_message(tmp_path):
     path = _write(tmp_path, "a.conllu", "1 " * 50_000 + "\n")
     with pytest.raises(ValueError, match=r"\.\.\. \(100000 characters\)") as info:
@@ -244,6 +267,11 @@ def test_load_tagging_files_surfaces_the_readers_message(tmp_path, fmt, text, ma
                                cache_dir=str(tmp_path / "cache"))
         assert not isinstance(info.value, DatasetGenerationError)
         assert info.value.__suppress_context__  # no datasets wrapper printed above our message
+        chain, err = [], info.value  # every link, suppressed or not: it ends (a loop here once hung every walker)
+        while err is not None and len(chain) < 10:
+            chain.append(err)
+            err = err.__cause__ or err.__context__
+        assert len(chain) <= 2 and not any(isinstance(e, DatasetGenerationError) for e in chain)
 
 
 # -- datasets, cache --

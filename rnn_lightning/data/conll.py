@@ -18,14 +18,15 @@ from typing import Any, Literal
 from datasets import Dataset, DatasetDict, Features, NamedSplit, Sequence, Value
 from datasets.exceptions import DatasetGenerationError
 
-from rnn_lightning.data.corpus import local_files
+from rnn_lightning.data.corpus import find_in_chain, local_files, reencode_hint
 
-_READER_VERSION = "conll-v1"  # bump when a reader's output changes, to invalidate cached datasets
+_READER_VERSION = "conll-v2"  # bump when a reader's output changes, to invalidate cached datasets
 TAGGING_FEATURES = Features({"tokens": Sequence(Value("string")), "tags": Sequence(Value("string"))})
 CONLLU_TAG_FIELDS = {"upos": 3, "xpos": 4}  # 0-based column of each tag field in a CoNLL-U token line
 _CONLLU_COLUMNS = "ID FORM LEMMA UPOS XPOS FEATS HEAD DEPREL DEPS MISC"
 _BLANKS = re.compile(r"[ \t]+")  # CoNLL columns: ASCII spaces/tabs only (str.split() would also cut at U+00A0)
 _SKIPPED_ID = re.compile(r"[0-9]+-[0-9]+|[0-9]+\.[0-9]+")  # multiword token "1-2", empty node "8.1"
+_CONLLU_COMMENT = re.compile(r"#\s*[\w.-]+( id)?\s*=")  # "# sent_id = 1", "# text = ...", "# newdoc id = d1"
 
 
 class CoNLLFormatError(ValueError):
@@ -67,8 +68,7 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
                 at = offset + err.start
                 raise CoNLLFormatError(
                     f"{str(path)!r} is not valid UTF-8: byte offset {at} (line {lineno}) holds "
-                    f"{raw[err.start:err.start + 4]!r} ({err.reason}). Re-encode the file as UTF-8, e.g. "
-                    f"`iconv -f latin1 -t utf-8 {path} > {path.stem}.utf8{path.suffix}`."
+                    f"{raw[err.start:err.start + 4]!r} ({err.reason}). {reencode_hint(path)}"
                 ) from None
             offset += len(raw)
             if lineno == 1 and text.startswith("\ufeff"):
@@ -120,6 +120,12 @@ def _conll_sentences(path: Path, tag_column: int, token_column: int) -> Iterator
                     f"expected {columns} {'tab' if tab_separated else 'whitespace'}-separated columns like the "
                     f"file's first token line (line {first}), got {len(fields)}",
                     "Every token line needs the same columns; fix or remove this line.",
+                )
+            if _CONLLU_COMMENT.match(stripped) or (tab_separated and len(fields) == 10 and fields[0] == "1"):
+                raise _line_error(
+                    path, lineno, line, "this looks like a CoNLL-U file (a '# key = value' comment or 10 "
+                    "tab-separated columns starting with word ID 1), not CoNLL-2003 columns",
+                    "Read it with format='conllu' (TaggingDataModule: path='conllu').",
                 )
             columns, first = len(fields), lineno
             needed = max(c + 1 if c >= 0 else -c for c in (tag_column, token_column))
@@ -224,6 +230,14 @@ def _conllu_sentences(path: Path, tag_index: int) -> Iterator[dict[str, list[str
                 f"expected word ID {len(tokens) + 1} (IDs count 1, 2, ... within a sentence), got {word_id}",
                 "Number the words of the sentence in order, or add the blank line that ends the previous sentence.",
             )
+        if fields[tag_index] == "_":
+            name = _CONLLU_COLUMNS.split()[tag_index]
+            raise _line_error(
+                path, lineno, line, f"the {name} column (the tag) is '_', unspecified",
+                "Tag every word, or pick the other tag field (tag_field='upos' or 'xpos'): many treebanks have "
+                "no XPOS tags." if name == "XPOS" else "Tag every word (empty nodes and multiword tokens may "
+                "leave it '_', words may not).",
+            )
         tokens.append(fields[1])
         tags.append(fields[tag_index])
     if tokens:
@@ -285,12 +299,6 @@ def _fingerprint(paths: list[str], settings: str) -> str:
             while chunk := f.read(1 << 20):
                 digest.update(chunk)
     return digest.hexdigest()[:32]
-
-
-def _format_error(err: BaseException | None) -> CoNLLFormatError | None:
-    while err is not None and not isinstance(err, CoNLLFormatError):
-        err = err.__cause__ or err.__context__
-    return err
 
 
 def load_tagging_files(
@@ -368,8 +376,13 @@ def load_tagging_files(
                 fingerprint=fingerprint,
             )
         except DatasetGenerationError as err:
-            ours = _format_error(err)
+            ours = find_in_chain(err, CoNLLFormatError)
             if ours is None:
                 raise
-            raise ours from None  # our message (file, line, what) rather than datasets' generic wrapper
+        else:
+            continue
+        # Our message (file, line, what) rather than datasets' generic wrapper, raised outside the `except` block:
+        # inside it Python would make `err` the context of `ours`, whose cause `err` is (a loop that chain walkers
+        # and traceback printers follow forever).
+        raise ours from None
     return DatasetDict(out)

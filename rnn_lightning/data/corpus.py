@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from datasets import DatasetDict
+
+E = TypeVar("E", bound=BaseException)
 
 
 def load_corpus(load: Callable[[], DatasetDict], data_files: Any, holdout: dict[str, float] | None) -> DatasetDict:
@@ -16,7 +18,7 @@ def load_corpus(load: Callable[[], DatasetDict], data_files: Any, holdout: dict[
     try:
         corpus = load()
     except Exception as err:
-        if _unicode_cause(err) is None:
+        if find_in_chain(err, UnicodeDecodeError) is None:
             raise
         raise _non_utf8_error(data_files) from err
     return _carve_holdout(corpus, holdout) if holdout else corpus
@@ -45,10 +47,20 @@ def _check_not_empty(data_files: Any) -> None:
             )
 
 
-def _unicode_cause(err: BaseException | None) -> UnicodeDecodeError | None:
-    while err is not None and not isinstance(err, UnicodeDecodeError):
-        err = err.__cause__ or err.__context__
-    return err
+def exception_chain(err: BaseException | None) -> Iterator[BaseException]:
+    """``err`` and the exceptions Python prints above it (``__cause__``, else an unsuppressed ``__context__``),
+    each once: a chain may loop (an exception re-raised inside a handler of its own wrapper becomes that
+    wrapper's context)."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        yield err
+        seen.add(id(err))
+        err = err.__cause__ if err.__cause__ is not None else None if err.__suppress_context__ else err.__context__
+
+
+def find_in_chain(err: BaseException | None, kind: type[E]) -> E | None:
+    """The first exception of type ``kind`` in ``exception_chain(err)``, or ``None``."""
+    return next((cause for cause in exception_chain(err) if isinstance(cause, kind)), None)
 
 
 def _non_utf8_error(data_files: Any) -> ValueError:
@@ -63,10 +75,20 @@ def _non_utf8_error(data_files: Any) -> ValueError:
         except UnicodeDecodeError as err:
             return ValueError(
                 f"`data_files` {path!r} is not valid UTF-8: byte offset {err.start} holds "
-                f"{raw[err.start:err.start + 4]!r} ({err.reason}). Re-encode the file as UTF-8, e.g. "
-                f"`iconv -f latin1 -t utf-8 {path} > {Path(path).stem}.utf8{Path(path).suffix}`."
+                f"{raw[err.start:err.start + 4]!r} ({err.reason}). {reencode_hint(path)}"
             )
     return ValueError(f"the corpus is not valid UTF-8 (`data_files` = {data_files!r}); re-encode it as UTF-8.")
+
+
+def reencode_hint(path: str | Path) -> str:
+    """How to re-encode a non-UTF-8 file: from UTF-16 if it starts with a UTF-16 byte-order mark, else Latin-1."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        utf16 = f.read(2) in (b"\xff\xfe", b"\xfe\xff")
+    source = "utf-16" if utf16 else "latin1"
+    note = "It starts with a UTF-16 byte-order mark. " if utf16 else ""
+    command = f"iconv -f {source} -t utf-8 {path} > {path.stem}.utf8{path.suffix}"
+    return f"{note}Re-encode the file as UTF-8, e.g. `{command}`."
 
 
 def _carve_holdout(corpus: DatasetDict, holdout: dict[str, float]) -> DatasetDict:

@@ -58,3 +58,9 @@ class MarkovCorpusDataModule(LanguageModelingDataModule):
         """The source's own perplexity on the tokens of ``split``: exp(its NLL / tokens)."""
         total, count = self.source.nll(self.raw[split]["text"])
         return math.exp(total / count)
+
+    def fit_report(self) -> list[str]:
+        """What ``rnn-lightning fit`` prints after training (``rnn_lightning.cli.FitReport``): the best any model
+        can reach on the validation tokens, to read the model's validation perplexity against."""
+        return [f"source perplexity on the same validation tokens: {self.reference_perplexity('validation'):.3f} "
+                f"(entropy rate: {self.source.perplexity():.3f})"]
