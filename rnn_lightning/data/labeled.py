@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from rnn_lightning.data.base import CorpusDataModule, arrow_column
 from rnn_lightning.data.batching import HOST_KEYS, RaggedSequences, pad_batch
 from rnn_lightning.data.characters import build_char_vocab, encode_chars
-from rnn_lightning.data.resumable import EpochShuffleSampler, ResumableLoader
+from rnn_lightning.data.resumable import ResumableLoader, ResumableSampler
 from rnn_lightning.data.tokenization import (
     UNK,
     encode_words,
@@ -202,7 +202,7 @@ class LabeledSequenceDataModule(CorpusDataModule):
                       pin_memory=torch.cuda.is_available())
         if split == "train":  # shuffled by (seed, epoch), each process its share; resumes mid-epoch exactly
             seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
-            sampler = EpochShuffleSampler(data, world, rank, seed)
+            sampler = ResumableSampler(data, world, rank, shuffle=True, seed=seed)
             return ResumableLoader(data, sampler=sampler, batch_size=self.batch_size, **common)
         if len(data) < world:
             raise ValueError(
