@@ -164,7 +164,7 @@ class LanguageModelingDataModule(CorpusDataModule):
             self._vocab_by_id = vocabulary_by_id(self.tokenizer)
         return self._vocab_by_id
 
-    def _dataset(self, split: str) -> StreamWindows:
+    def windows(self, split: str) -> StreamWindows:
         """``split`` as this process's block of ``bptt`` windows (re-cut if the number of processes changed)."""
         rank, world = self._rank_world()
         if split not in self._streams or (self._streams[split].rank, self._streams[split].world_size) != (rank, world):
@@ -188,6 +188,9 @@ class LanguageModelingDataModule(CorpusDataModule):
             self._streams[split] = StreamWindows(inputs, targets, self.bptt, rank, world)
         return self._streams[split]
 
+    def _dataset(self, split: str) -> StreamWindows:
+        return self.windows(split)
+
     def _loader(self, split: str) -> StreamLoader:
         # Windows are already batched (streams x bptt); the loader's state lets a run resume mid-epoch.
-        return StreamLoader(self._dataset(split), self.num_workers, pin_memory=torch.cuda.is_available())
+        return StreamLoader(self.windows(split), self.num_workers, pin_memory=torch.cuda.is_available())
