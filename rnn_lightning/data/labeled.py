@@ -1,4 +1,4 @@
-"""Shared machinery of the tagging and classification DataModules: corpus, vocabularies, label ids, loaders.
+"""Shared machinery of the tagging and classification DataModules: vocabularies, label ids, padded-batch loaders.
 
 A subclass says where the words and the labels of a split are (:meth:`_words`, :meth:`_label_values`); this
 class builds the word vocabulary and the label list from ``train``, checks every split against them, and serves
