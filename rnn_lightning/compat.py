@@ -7,22 +7,29 @@ majors these were tested with.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from torch.nn import Module
-    from torchmetrics import Metric
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from torch.nn import Module
+    from torchmetrics import Metric
 
 # ---------------------------------------------------------------- Lightning
 
 
 # ---------------------------------------------------------------- datasets
+
+
+def dataset_fingerprint(data: Dataset) -> str:
+    """The hash ``datasets`` names ``data``'s cache files by: the same for the same content and transforms, across
+    runs. Keys caches beside it (a trained tokenizer, an encoding's ``new_fingerprint``). ``datasets`` has no
+    public getter (``Dataset._fingerprint``)."""
+    return data._fingerprint
 
 
 # ---------------------------------------------------------------- torchmetrics

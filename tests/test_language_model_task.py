@@ -14,7 +14,7 @@ from rnn_lightning.constants import IGNORE_INDEX
 
 def _brute_force_ppl(model, dm, split):
     """One float64 forward over each whole stream row (no windows), summing NLL over every target."""
-    windows = dm._windows(split)
+    windows = dm.windows(split)
     net = model.net.double().eval()
     with torch.no_grad():
         logits, _ = net(windows.inputs)  # (S, L, V): the whole row at once

@@ -103,3 +103,27 @@ def test_errors_name_the_argument(tmp_path):
     dm = LanguageModelingDataModule(path="text", data_files=files, text_column="sentence", cache_dir=str(tmp_path))
     with pytest.raises(ValueError, match=r"`text_column` 'sentence' is not a column.*\['text'\]"):
         _ = dm.vocab_size
+
+
+@pytest.mark.parametrize("transform", ["select", "shuffle", "filter"])
+def test_columns_are_read_in_the_datasets_own_rows(transform):
+    """A split after select/shuffle/filter is read in its own rows (datasets' row access is the reference), not
+    as the table underneath."""
+    from rnn_lightning.data.base import arrow_column
+
+    lines = Dataset.from_dict({"text": ["a b", "zzz", "c a", "b b", "a"]})
+    data = {"select": lambda d: d.select([4, 2, 0]), "shuffle": lambda d: d.shuffle(seed=0).select(range(1, 5)),
+            "filter": lambda d: d.filter(lambda row: row["text"] != "zzz")}[transform](lines)
+    assert arrow_column(data, "text").to_pylist() == list(data["text"])
+    dm = LanguageModelingDataModule(dataset=DatasetDict(train=data))
+    assert set(dm.tokenizer.get_vocab()) - {"<pad>", "<unk>", "<bos>", "<eos>"} == set(" ".join(data["text"]).split())
+    assert torch.equal(dm.token_ids("train"), _plain_reader_ids(dm, data["text"]))
+
+
+def test_hparams_are_the_constructor_arguments_and_recreate_the_datamodule():
+    from rnn_lightning import MarkovCorpusDataModule
+
+    dm = MarkovCorpusDataModule(num_words=20, train_tokens=400, validation_tokens=100, test_tokens=100, bptt=5)
+    assert dm.hparams["num_words"] == 20 and "path" not in dm.hparams  # the subclass's own, not its base's
+    again = MarkovCorpusDataModule(**dm.hparams)  # what load_from_checkpoint does
+    assert list(again.raw["train"]["text"]) == list(dm.raw["train"]["text"]) and again.bptt == 5

@@ -1,5 +1,9 @@
 """Stream splitting and rank sharding: every target predicted exactly once, in order, after its context."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -86,3 +90,46 @@ def test_stream_loader_keeps_order_with_workers_and_resumes_from_its_state(worke
     rest = [x for x, _ in fresh]  # resumes at window 5 ...
     assert all(torch.equal(a, b) for a, b in zip(rest, windows[5:])) and len(rest) == len(windows) - 5
     assert len([x for x, _ in fresh]) == len(windows)  # ... and the next epoch starts from the first window
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_shuffled_loader_resumes_from_its_state_with_workers(workers):
+    """The sampler is read twice when a loader starts its workers; the skip of a resumed epoch must survive that."""
+    from rnn_lightning.data.resumable import ResumableLoader, ResumableSampler
+
+    def loader():
+        data = list(range(20))
+        return ResumableLoader(data, sampler=ResumableSampler(data, shuffle=True, seed=3), batch_size=3,
+                               num_workers=workers)
+
+    whole = [batch.tolist() for batch in loader()]
+    first = loader()
+    for i, _ in enumerate(first):
+        if i == 2:
+            state = first.state_dict()
+            break
+    fresh = loader()
+    fresh.load_state_dict(state)
+    assert [batch.tolist() for batch in fresh] == whole[3:]  # resumes at batch 3 ...
+    assert [batch.tolist() for batch in fresh] == whole  # ... and the next epoch is whole
+
+
+@pytest.mark.slow
+def test_importing_the_library_leaves_the_warning_filters_alone():
+    """Importing any rnn_lightning module installs no warning filter (a clean interpreter; the libraries it builds
+    on are imported first, so only the library's own changes count)."""
+    root = Path(__file__).resolve().parents[1]
+    code = f"""
+import importlib, pkgutil, sys, warnings
+import datasets, lightning, tokenizers, torch, torchmetrics
+sys.path.insert(0, {str(root)!r})
+before = list(warnings.filters)
+import rnn_lightning
+for module in pkgutil.walk_packages(rnn_lightning.__path__, "rnn_lightning."):
+    if not module.name.endswith("__main__"):
+        importlib.import_module(module.name)
+added = [f for f in warnings.filters if f not in before]
+assert warnings.filters == before, added
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -111,7 +111,7 @@ def test_token_and_tag_counts_must_match(rule_data):
 
 
 def test_missing_column_and_split_name_what_exists(rule_data):
-    with pytest.raises(ValueError, match=r"`label_column` 'ner_tags' is not a column .* \['tokens', 'tags'\]"):
+    with pytest.raises(ValueError, match=r"`tags_column` 'ner_tags' is not a column .* \['tokens', 'tags'\]"):
         TaggingDataModule(dataset=rule_data, tags_column="ner_tags").labels  # noqa: B018 (the lazy property loads and checks the split)
     with pytest.raises(ValueError, match=r"no 'test' split \(it has \['train', 'validation'\]\)"):
         TaggingDataModule(dataset=DatasetDict(train=rule_data["train"], validation=rule_data["validation"])

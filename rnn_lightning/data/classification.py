@@ -7,7 +7,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset, DatasetDict
 
-from rnn_lightning.data.labeled import LabeledSequenceDataModule, _column
+from rnn_lightning.data.base import arrow_column
+from rnn_lightning.data.labeled import LabeledSequenceDataModule
 from rnn_lightning.data.tokenization import _split_words
 
 
@@ -56,6 +57,7 @@ class TextClassificationDataModule(LabeledSequenceDataModule):
         self,
         path: str | None = None,
         name: str | None = None,
+        *,
         data_files: dict[str, str | list[str]] | str | None = None,
         dataset: DatasetDict | None = None,
         text_column: str = "sentence",
@@ -73,22 +75,21 @@ class TextClassificationDataModule(LabeledSequenceDataModule):
         csv_delimiter: str | None = None,
         vocab_from_vectors: str | None = None,
     ) -> None:
-        super().__init__(path, name, data_files, dataset, text_column, label_column, labels, tokenizer,
-                         min_frequency, max_vocab_size, batch_size, eval_batch_size, max_length, num_workers,
-                         cache_dir, holdout, vocab_from_vectors=vocab_from_vectors)
-        self.save_hyperparameters(ignore=["dataset", "labels"])  # the model logs the resolved labels
+        super().__init__(
+            path, name, data_files=data_files, dataset=dataset, text_column=text_column, label_column=label_column,
+            labels=labels, tokenizer=tokenizer, min_frequency=min_frequency, max_vocab_size=max_vocab_size,
+            batch_size=batch_size, eval_batch_size=eval_batch_size, max_length=max_length, num_workers=num_workers,
+            cache_dir=cache_dir, holdout=holdout, vocab_from_vectors=vocab_from_vectors,
+        )
         self.csv_delimiter = csv_delimiter
 
     def _load(self) -> DatasetDict:
         if self.csv_delimiter is None:
             return super()._load()
-        from datasets import load_dataset
-
-        return load_dataset(self.path, self.name, data_files=self.data_files, cache_dir=self.cache_dir,
-                            delimiter=self.csv_delimiter, quoting=3)  # 3 = csv.QUOTE_NONE: quotes are text
+        return super()._load(delimiter=self.csv_delimiter, quoting=3)  # 3 = csv.QUOTE_NONE: quotes are text
 
     def _words(self, data: Dataset) -> pa.ListArray:
-        texts = pc.fill_null(_column(data, self.text_column), "")  # a missing text is empty (and refused later)
+        texts = pc.fill_null(arrow_column(data, self.text_column), "")  # a missing text is empty (and refused later)
         words, row_of_word = _split_words(texts)  # (N,), (N,)
         offsets = np.zeros(len(texts) + 1, dtype=np.int32)
         np.cumsum(np.bincount(row_of_word, minlength=len(texts)), out=offsets[1:])

@@ -1,4 +1,4 @@
-"""Shared machinery of the tagging and classification DataModules: corpus, vocabularies, label ids, loaders.
+"""Shared machinery of the tagging and classification DataModules: vocabularies, label ids, padded-batch loaders.
 
 A subclass says where the words and the labels of a split are (:meth:`_words`, :meth:`_label_values`); this
 class builds the word vocabulary and the label list from ``train``, checks every split against them, and serves
@@ -11,22 +11,20 @@ import os
 from functools import partial
 from typing import Any
 
-import lightning as L
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
-from datasets import ClassLabel, Dataset, DatasetDict, load_dataset
+from datasets import ClassLabel, Dataset
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from tokenizers import Tokenizer
 from torch.utils.data import DataLoader
 
+from rnn_lightning.data.base import CorpusDataModule, arrow_column
 from rnn_lightning.data.batching import HOST_KEYS, RaggedSequences, pad_batch
 from rnn_lightning.data.characters import build_char_vocab, encode_chars
-from rnn_lightning.data.corpus import load_corpus
-from rnn_lightning.data.resumable import EpochShuffleSampler, ResumableLoader
+from rnn_lightning.data.resumable import ResumableLoader, ResumableSampler
 from rnn_lightning.data.tokenization import (
-    PAD,
     UNK,
     encode_words,
     extend_word_tokenizer,
@@ -35,16 +33,6 @@ from rnn_lightning.data.tokenization import (
 )
 from rnn_lightning.nn.pretrained import with_vectors
 
-STAGE_SPLITS = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",),
-                "predict": ("test",)}
-
-
-def _column(data: Dataset, column: str) -> pa.ChunkedArray:
-    """A column as arrow, honouring a selection (indices mapping) if the dataset has one."""
-    if data._indices is not None:
-        data = data.flatten_indices()
-    return data.data.column(column)
-
 
 def nest_like(lists: pa.ListArray, values: pa.Array) -> pa.ListArray:
     """Flat per-item ``values`` cut into rows of the same lengths as ``lists``."""
@@ -52,99 +40,41 @@ def nest_like(lists: pa.ListArray, values: pa.Array) -> pa.ListArray:
     return pa.ListArray.from_arrays(pc.subtract(offsets, offsets[0]), values)
 
 
-class LabeledSequenceDataModule(L.LightningDataModule):
+class LabeledSequenceDataModule(CorpusDataModule):
     """Base of :class:`TaggingDataModule` and :class:`TextClassificationDataModule` (see their docs)."""
 
     per_token = True  # labels per token (tagging) or per sequence (classification)
+    column_args = {"text_column": "text_column", "label_column": "label_column"}
 
     def __init__(
         self,
         path: str | None,
         name: str | None,
-        data_files: dict[str, str | list[str]] | str | None,
-        dataset: DatasetDict | None,
-        text_column: str,
+        *,
         label_column: str,
         labels: list[str] | None,
-        tokenizer: str,
-        min_frequency: int,
-        max_vocab_size: int | None,
-        batch_size: int,
-        eval_batch_size: int,
         max_length: int | None,
-        num_workers: int,
-        cache_dir: str | None,
-        holdout: dict[str, float] | None,
+        vocab_from_vectors: str | None,
         char_features: bool = False,
-        vocab_from_vectors: str | None = None,
+        **corpus: Any,
     ) -> None:
-        super().__init__()
-        if (path is None) == (dataset is None):
-            raise ValueError(
-                "give exactly one corpus: `path` (a hub name, or a builder such as 'csv' with `data_files`) or "
-                f"`dataset` (a DatasetDict); got path={path!r}, dataset={type(dataset).__name__}."
-            )
-        if dataset is not None and not isinstance(dataset, DatasetDict):
-            raise TypeError(f"`dataset` must be a datasets.DatasetDict, got {type(dataset).__name__}.")
-        for arg, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{arg}` must be a positive integer, got {value!r}.")
+        super().__init__(path, name, **corpus)
         if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
             raise ValueError(f"`max_length` must be a positive integer or None (no cut), got {max_length!r}.")
-        if vocab_from_vectors is not None and tokenizer != "word":
+        if vocab_from_vectors is not None and self.tokenizer_spec != "word":
             raise ValueError(
-                f"`vocab_from_vectors` extends the vocabulary built from train, but `tokenizer={tokenizer!r}` fixes "
-                "the vocabulary. Use tokenizer='word', or drop `vocab_from_vectors`."
+                "`vocab_from_vectors` extends the vocabulary built from train, but "
+                f"`tokenizer={self.tokenizer_spec!r}` fixes the vocabulary. Use tokenizer='word', or drop "
+                "`vocab_from_vectors`."
             )
         if labels is not None and len(set(labels)) != len(labels):
             raise ValueError(f"`labels` must not repeat a label, got {labels}.")
-        self.path, self.name, self.data_files, self.cache_dir = path, name, data_files, cache_dir
-        self.text_column, self.label_column, self.tokenizer_spec = text_column, label_column, tokenizer
-        self.min_frequency, self.max_vocab_size = min_frequency, max_vocab_size
-        self.batch_size, self.eval_batch_size, self.max_length = batch_size, eval_batch_size, max_length
-        self.num_workers, self.holdout, self.char_features = num_workers, holdout, char_features
-        self.vocab_from_vectors = vocab_from_vectors
+        self.label_column, self.max_length = label_column, max_length
+        self.char_features, self.vocab_from_vectors = char_features, vocab_from_vectors
         self._char_vocab: list[str] | None = None
         self._label_cache: dict[str, pa.Array] = {}
-        self._raw: DatasetDict | None = dataset
         self._labels: list[str] | None = list(labels) if labels is not None else None
-        self._tokenizer: Tokenizer | None = None
         self._sequences: dict[str, RaggedSequences] = {}
-
-    def __str__(self) -> str:
-        # Lightning's default builds every dataloader (for a summary); keep str() cheap and free of side effects.
-        return f"{type(self).__name__}(path={self.path!r}, name={self.name!r}, data_files={self.data_files!r})"
-
-    # -- corpus --
-    def _load(self) -> DatasetDict:
-        """Load the corpus (subclasses add local formats)."""
-        return load_dataset(self.path, self.name, data_files=self.data_files, cache_dir=self.cache_dir)
-
-    @property
-    def raw(self) -> DatasetDict:
-        """The corpus as loaded, before encoding."""
-        if self._raw is None:
-            self._raw = load_corpus(self._load, self.data_files, self.holdout)
-        return self._raw
-
-    def _split(self, split: str) -> Dataset:
-        if split not in self.raw:
-            raise ValueError(
-                f"the corpus has no {split!r} split (it has {sorted(self.raw)}). Name the files per split, e.g. "
-                "data_files={'train': ..., 'validation': ..., 'test': ...}, or carve it off train with "
-                f"holdout={{{split!r}: 0.05}}."
-            )
-        data = self.raw[split]
-        if len(data) == 0:
-            raise ValueError(f"the {split!r} split is empty (0 rows). Give it a non-empty file or use `holdout`.")
-        for arg in ("text_column", "label_column"):
-            column = getattr(self, arg)
-            if column not in data.column_names:
-                raise ValueError(
-                    f"`{arg}` {column!r} is not a column of the {split!r} split; its columns are "
-                    f"{data.column_names}. Set `{arg}` to the right one."
-                )
-        return data
 
     def _split_labels(self, split: str) -> pa.Array:
         """:meth:`_label_values` of ``split``, computed once (the label set and the encoding both need train's)."""
@@ -159,7 +89,7 @@ class LabeledSequenceDataModule(L.LightningDataModule):
 
     def _label_values(self, data: Dataset, split: str) -> pa.Array:
         """All label strings of ``split``: one per token (tagging) or per row (classification)."""
-        values = _column(data, self.label_column)
+        values = arrow_column(data, self.label_column)
         values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
         feature = data.features[self.label_column]
         if self.per_token:
@@ -219,14 +149,6 @@ class LabeledSequenceDataModule(L.LightningDataModule):
         return self._char_vocab
 
     @property
-    def vocab_size(self) -> int:
-        return self.tokenizer.get_vocab_size()
-
-    @property
-    def pad_id(self) -> int:
-        return self.tokenizer.token_to_id(PAD)
-
-    @property
     def unk_id(self) -> int:
         return self.tokenizer.token_to_id(UNK)
 
@@ -270,23 +192,17 @@ class LabeledSequenceDataModule(L.LightningDataModule):
             self._sequences[split] = RaggedSequences(ids, offsets, tags, per_row, max_length, chars)
         return self._sequences[split]
 
-    # -- Lightning hooks --
-    def prepare_data(self) -> None:
-        self.raw  # noqa: B018  (downloads a hub dataset once, on rank zero)
-
-    def setup(self, stage: str) -> None:
-        for split in STAGE_SPLITS[stage]:
-            self.sequences(split)
+    def _dataset(self, split: str) -> RaggedSequences:
+        return self.sequences(split)
 
     def _loader(self, split: str) -> DataLoader:
         data = self.sequences(split)
-        world = self.trainer.world_size if self.trainer is not None else 1
-        rank = self.trainer.global_rank if self.trainer is not None else 0
+        rank, world = self._rank_world()
         common = dict(collate_fn=partial(pad_batch, pad_id=self.pad_id), num_workers=self.num_workers,
                       pin_memory=torch.cuda.is_available())
         if split == "train":  # shuffled by (seed, epoch), each process its share; resumes mid-epoch exactly
             seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
-            sampler = EpochShuffleSampler(data, world, rank, seed)
+            sampler = ResumableSampler(data, world, rank, shuffle=True, seed=seed)
             return ResumableLoader(data, sampler=sampler, batch_size=self.batch_size, **common)
         if len(data) < world:
             raise ValueError(
@@ -305,15 +221,3 @@ class LabeledSequenceDataModule(L.LightningDataModule):
             {key: value for key, value in batch.items() if key not in host}, device, dataloader_idx
         )
         return {**moved, **host}
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("validation")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test")

@@ -6,19 +6,18 @@ import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import lightning as L
 import pyarrow as pa
 import torch
-from datasets import Dataset, DatasetDict, load_dataset
+from datasets import Dataset, DatasetDict
 from tokenizers import Tokenizer
 
-from rnn_lightning.data.corpus import files_note, load_corpus
+from rnn_lightning.compat import dataset_fingerprint
+from rnn_lightning.data.base import CorpusDataModule, arrow_column
 from rnn_lightning.data.streams import StreamLoader, StreamWindows, split_streams
 from rnn_lightning.data.tokenization import (
     BOS,
-    PAD,
     encode_lines,
     is_whitespace_word_level,
     load_tokenizer,
@@ -40,7 +39,7 @@ def _encode_batch(
     return pa.table({"input_ids": encode_lines(tokenizer, batch.column(text_column), by_id())})
 
 
-class LanguageModelingDataModule(L.LightningDataModule):
+class LanguageModelingDataModule(CorpusDataModule):
     """Text corpus -> contiguous token streams cut into ``bptt`` windows, for truncated BPTT.
 
     The corpus comes from the HF hub (``path="wikitext", name="wikitext-2-v1"``), from local files through a
@@ -82,8 +81,9 @@ class LanguageModelingDataModule(L.LightningDataModule):
         self,
         path: str | None = None,
         name: str | None = None,
+        *,
         data_files: dict[str, str | list[str]] | str | None = None,
-        dataset: Any = None,
+        dataset: DatasetDict | None = None,
         text_column: str = "text",
         tokenizer: Literal["word", "char"] | str = "word",
         min_frequency: int = 1,
@@ -95,58 +95,16 @@ class LanguageModelingDataModule(L.LightningDataModule):
         cache_dir: str | None = None,
         holdout: dict[str, float] | None = None,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters(ignore=["dataset"])
-        if (path is None) == (dataset is None):
-            raise ValueError(
-                "give exactly one corpus: `path` (a hub name such as 'wikitext', or a builder such as 'text' "
-                f"with `data_files`) or `dataset` (a DatasetDict); got path={path!r}, dataset={type(dataset)}."
-            )
-        if dataset is not None and not isinstance(dataset, DatasetDict):
-            raise TypeError(f"`dataset` must be a datasets.DatasetDict, got {type(dataset).__name__}.")
-        for arg, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size), ("bptt", bptt)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{arg}` must be a positive integer, got {value!r}.")
-        self.path, self.name, self.data_files, self.cache_dir = path, name, data_files, cache_dir
-        self.text_column, self.tokenizer_spec = text_column, tokenizer
-        self.min_frequency, self.max_vocab_size = min_frequency, max_vocab_size
-        self.batch_size, self.eval_batch_size, self.bptt = batch_size, eval_batch_size, bptt
-        self.num_workers, self.holdout = num_workers, holdout
-        self._raw: DatasetDict | None = dataset
-        self._tokenizer: Tokenizer | None = None
+        super().__init__(
+            path, name, data_files=data_files, dataset=dataset, text_column=text_column, tokenizer=tokenizer,
+            min_frequency=min_frequency, max_vocab_size=max_vocab_size, batch_size=batch_size,
+            eval_batch_size=eval_batch_size, num_workers=num_workers, cache_dir=cache_dir, holdout=holdout,
+        )
+        if not isinstance(bptt, int) or bptt < 1:
+            raise ValueError(f"`bptt` must be a positive integer, got {bptt!r}.")
+        self.bptt = bptt
         self._streams: dict[str, StreamWindows] = {}
         self._vocab_by_id: pa.Array | None = None
-
-    # -- corpus and tokenizer (lazy: LightningCLI reads `vocab_size` right after __init__) --
-    @property
-    def raw(self) -> DatasetDict:
-        """The corpus as loaded, before tokenization."""
-        if self._raw is None:
-            self._raw = load_corpus(
-                lambda: load_dataset(self.path, self.name, data_files=self.data_files, cache_dir=self.cache_dir),
-                self.data_files,
-                self.holdout,
-            )
-        return self._raw
-
-    def _split(self, split: str) -> Dataset:
-        if split not in self.raw:
-            raise ValueError(
-                f"the corpus has no {split!r} split (it has {sorted(self.raw)}). Name the files per split, "
-                f"e.g. data_files={{'train': ..., 'validation': ..., 'test': ...}}."
-            )
-        data = self.raw[split]
-        if len(data) == 0:
-            raise ValueError(
-                f"the {split!r} split is empty (0 rows){files_note(self.data_files, split)}. Give it a non-empty "
-                "file, or carve it off train with `holdout`."
-            )
-        if self.text_column not in data.column_names:
-            raise ValueError(
-                f"`text_column` {self.text_column!r} is not a column of the {split!r} split; its columns "
-                f"are {data.column_names}. Set `text_column` to the one holding the text."
-            )
-        return data
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -161,7 +119,7 @@ class LanguageModelingDataModule(L.LightningDataModule):
             if cached is not None and cached.exists():
                 self._tokenizer = Tokenizer.from_file(str(cached))
                 return self._tokenizer
-            texts = train.data.column(self.text_column)
+            texts = arrow_column(train, self.text_column)
             if kind == "word":
                 self._tokenizer = train_word_tokenizer(texts, self.min_frequency, self.max_vocab_size)
             else:
@@ -176,27 +134,17 @@ class LanguageModelingDataModule(L.LightningDataModule):
         """Where a tokenizer trained on ``train`` with these settings is kept (beside its datasets cache)."""
         if not train.cache_files:  # an in-memory dataset: nothing to cache beside
             return None
-        key = (f"{train._fingerprint}|{self.tokenizer_spec}|{self.min_frequency}|{self.max_vocab_size}|"
+        key = (f"{dataset_fingerprint(train)}|{self.tokenizer_spec}|{self.min_frequency}|{self.max_vocab_size}|"
                f"{self.text_column}|{_ENCODER_VERSION}")
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]
         return Path(train.cache_files[0]["filename"]).parent / f"rnn_lightning-tokenizer-{digest}.json"
-
-    @property
-    def vocab_size(self) -> int:
-        """Number of token ids, special tokens included."""
-        return self.tokenizer.get_vocab_size()
-
-    @property
-    def pad_id(self) -> int:
-        """Id of ``<pad>``."""
-        return self.tokenizer.token_to_id(PAD)
 
     # -- tokenization (cached by datasets) and streams --
     def token_ids(self, split: str) -> torch.Tensor:
         """All ids of ``split`` concatenated, (M,): every line as ``<bos> ids <eos>``."""
         data = self._split(split)
         digest = hashlib.sha256(
-            f"{data._fingerprint}|{self.tokenizer.to_str()}|{self.text_column}|{_ENCODER_VERSION}".encode()
+            f"{dataset_fingerprint(data)}|{self.tokenizer.to_str()}|{self.text_column}|{_ENCODER_VERSION}".encode()
         ).hexdigest()[:32]
         encoded = data.with_format("arrow").map(
             _encode_batch,
@@ -216,13 +164,9 @@ class LanguageModelingDataModule(L.LightningDataModule):
             self._vocab_by_id = vocabulary_by_id(self.tokenizer)
         return self._vocab_by_id
 
-    def __str__(self) -> str:
-        # Lightning's default builds every dataloader (for a summary); jsonargparse calls str() when it skips a
-        # link the class lacks, before any trainer is attached. Keep it cheap and free of side effects.
-        return f"{type(self).__name__}(path={self.path!r}, name={self.name!r}, data_files={self.data_files!r})"
-
-    def _windows(self, split: str) -> StreamWindows:
-        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+    def windows(self, split: str) -> StreamWindows:
+        """``split`` as this process's block of ``bptt`` windows (re-cut if the number of processes changed)."""
+        rank, world = self._rank_world()
         if split not in self._streams or (self._streams[split].rank, self._streams[split].world_size) != (rank, world):
             per_device = self.batch_size if split == "train" else self.eval_batch_size
             ids = self.token_ids(split)
@@ -244,27 +188,9 @@ class LanguageModelingDataModule(L.LightningDataModule):
             self._streams[split] = StreamWindows(inputs, targets, self.bptt, rank, world)
         return self._streams[split]
 
-    def prepare_data(self) -> None:
-        self.raw  # noqa: B018  (downloads a hub dataset once, on rank zero)
-
-    def setup(self, stage: str) -> None:
-        needed = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",),
-                  "predict": ("test",)}[stage]
-        for split in needed:
-            self._windows(split)
+    def _dataset(self, split: str) -> StreamWindows:
+        return self.windows(split)
 
     def _loader(self, split: str) -> StreamLoader:
         # Windows are already batched (streams x bptt); the loader's state lets a run resume mid-epoch.
-        return StreamLoader(self._windows(split), self.num_workers, pin_memory=torch.cuda.is_available())
-
-    def train_dataloader(self) -> StreamLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> StreamLoader:
-        return self._loader("validation")
-
-    def test_dataloader(self) -> StreamLoader:
-        return self._loader("test")
-
-    def predict_dataloader(self) -> StreamLoader:
-        return self._loader("test")
+        return StreamLoader(self.windows(split), self.num_workers, pin_memory=torch.cuda.is_available())

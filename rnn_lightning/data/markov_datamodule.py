@@ -38,6 +38,7 @@ class MarkovCorpusDataModule(LanguageModelingDataModule):
     def __init__(
         self,
         num_words: int = 200,
+        *,
         branching: int = 8,
         mean_line_length: float = 12.0,
         concentration: float = 0.5,
@@ -49,14 +50,16 @@ class MarkovCorpusDataModule(LanguageModelingDataModule):
         eval_batch_size: int = 16,
         bptt: int = 35,
     ) -> None:
-        source = MarkovSource.random(num_words, branching, mean_line_length, concentration, seed)
-        corpus = markov_corpus(source, train_tokens, validation_tokens, test_tokens, seed)
+        source = MarkovSource.random(num_words, branching=branching, mean_line_length=mean_line_length,
+                                     concentration=concentration, seed=seed)
+        corpus = markov_corpus(source, train_tokens=train_tokens, validation_tokens=validation_tokens,
+                               test_tokens=test_tokens, seed=seed)
         super().__init__(dataset=corpus, batch_size=batch_size, eval_batch_size=eval_batch_size, bptt=bptt)
         self.source = source
 
     def reference_perplexity(self, split: str = "validation") -> float:
         """The source's own perplexity on the tokens of ``split``: exp(its NLL / tokens)."""
-        total, count = self.source.nll(self.raw[split]["text"])
+        total, count = self.source.nll(self._split(split)["text"])
         return math.exp(total / count)
 
     def fit_report(self) -> list[str]:

@@ -10,11 +10,30 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 
-class ResumableBatches(DataLoader):
-    """Base: counts the batches of the current epoch (``batches_done``, the state Lightning saves).
+class ResumableSampler(DistributedSampler):
+    """This process's share of ``dataset`` (all of it for one process), in order or in a shuffle fixed by
+    ``(seed, epoch)``, without its first ``skip`` indices.
 
-    Subclasses set where an epoch starts in ``__iter__`` (then wrap the batches in :meth:`_count`) and how a
-    restored count moves that start in ``load_state_dict``.
+    A :class:`ResumableLoader` sets ``skip`` at the start of every epoch. Being a ``DistributedSampler``, Lightning
+    keeps it under DDP instead of putting in its own.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int = 1, rank: int = 0, *, shuffle: bool, seed: int = 0) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
+        self.skip = 0
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(list(super().__iter__())[self.skip :])
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader that counts the batches of the current epoch (``batches_done``, the state Lightning saves) and,
+    with a :class:`ResumableSampler`, resumes a restored epoch exactly where it stopped.
+
+    Another sampler (e.g. the sequential one Lightning puts in for ``overfit_batches``) works too, without the skip.
+
+    Takes the DataLoader arguments (``sampler=ResumableSampler(...)``, ``batch_size``, ``collate_fn``, ...);
+    ``batch_size=None`` for a dataset whose items are batches.
     """
 
     def __init__(self, dataset: Dataset, **kwargs: Any) -> None:
@@ -22,6 +41,16 @@ class ResumableBatches(DataLoader):
         # resumed run's random stream stays identical.
         super().__init__(dataset, **{"generator": torch.Generator().manual_seed(0), **kwargs})
         self.batches_done = 0
+        self._resume_at = 0  # batches of the next epoch already trained on (set by load_state_dict)
+
+    def __iter__(self) -> Iterator[Any]:
+        resume_at, self._resume_at = self._resume_at, 0
+        if not isinstance(self.sampler, ResumableSampler):
+            resume_at = 0
+        else:  # read whenever the epoch reads its sampler: lazily, and twice when workers start
+            self.sampler.skip = resume_at * (self.batch_size or 1)
+        self.batches_done = resume_at
+        return self._count(super().__iter__())
 
     def _count(self, batches: Iterator[Any]) -> Iterator[Any]:
         for batch in batches:
@@ -31,38 +60,6 @@ class ResumableBatches(DataLoader):
     def state_dict(self) -> dict[str, int]:
         return {"batches_done": self.batches_done}
 
-
-class EpochShuffleSampler(DistributedSampler):
-    """This process's share of a shuffle fixed by ``(seed, epoch)`` (one process too), resumable mid-epoch.
-
-    ``skip`` drops the first indices of the next epoch's share (the batches a resumed run has already trained on),
-    then resets, so the following epochs are whole.
-    """
-
-    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int) -> None:
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
-        self.skip = 0
-
-    def __iter__(self) -> Iterator[int]:
-        indices = list(super().__iter__())
-        skip, self.skip = self.skip, 0
-        return iter(indices[skip:])
-
-
-class ResumableLoader(ResumableBatches):
-    """Batches drawn by an :class:`EpochShuffleSampler`: an order fixed by ``(seed, epoch)`` that resumes mid-epoch
-    exactly where it stopped (its first ``batches_done`` batches are skipped).
-
-    Another sampler (e.g. the sequential one Lightning puts in for ``overfit_batches``) works too, without the skip.
-
-    Takes the DataLoader arguments (``sampler=EpochShuffleSampler(...)``, ``batch_size``, ``collate_fn``, ...).
-    """
-
-    def __iter__(self) -> Iterator[Any]:
-        self.batches_done = getattr(self.sampler, "skip", 0) // self.batch_size
-        return self._count(super().__iter__())
-
     def load_state_dict(self, state: dict[str, int]) -> None:
         done = state["batches_done"]
-        if isinstance(self.sampler, EpochShuffleSampler):
-            self.sampler.skip = done * self.batch_size if done < len(self) else 0
+        self._resume_at = done if done < len(self) else 0  # a finished epoch resumes at the next one's start

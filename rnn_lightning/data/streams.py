@@ -7,18 +7,11 @@ target is predicted exactly once whatever S is. Each rank of a DDP job takes its
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator
-
 from torch import Tensor
-from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data import Dataset
 
 from rnn_lightning.constants import IGNORE_INDEX
-from rnn_lightning.data.resumable import ResumableBatches
-
-# Lightning warns that an IterableDataset with __len__ may repeat data across DataLoader workers;
-# StreamWindows hands each worker its own windows (tested), so the warning does not apply here.
-warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined", category=UserWarning)
+from rnn_lightning.data.resumable import ResumableLoader, ResumableSampler
 
 
 def split_streams(
@@ -68,8 +61,11 @@ def split_streams(
     return inputs, targets
 
 
-class StreamWindows(IterableDataset):
-    """Iterates ``bptt``-long column windows over this rank's block of stream rows, in order.
+class StreamWindows(Dataset):
+    """This rank's block of stream rows, cut into ``bptt``-long column windows: item ``i`` is window ``i``.
+
+    A map-style dataset whose items are whole batches: DataLoader workers take windows by index and the loader
+    keeps their order.
 
     Args:
         inputs: (S, L) stream inputs of all ranks.
@@ -78,7 +74,7 @@ class StreamWindows(IterableDataset):
         rank: this process's index among ``world_size``; it takes rows ``[rank * S/world, (rank+1) * S/world)``.
         world_size: number of processes sharing the streams.
 
-    Yields:
+    Items:
         (inputs, targets), each (S / world_size, <= bptt).
     """
 
@@ -90,44 +86,29 @@ class StreamWindows(IterableDataset):
         self.inputs = inputs[rank * rows : (rank + 1) * rows]
         self.targets = targets[rank * rows : (rank + 1) * rows]
         self.bptt, self.rank, self.world_size = bptt, rank, world_size
-        self.start = 0  # first window of the next pass (set when resuming mid-epoch)
 
     def __len__(self) -> int:
         return -(-self.inputs.size(1) // self.bptt)
 
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        # Read `start` now (not lazily inside a generator), so the loader can reset it for the next epoch.
-        # DataLoader workers take every num_workers-th window; the loader returns them back in order.
-        info = get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        return self._windows(range(self.start + worker, len(self), workers))
-
-    def _windows(self, indices: range) -> Iterator[tuple[Tensor, Tensor]]:
-        for window in indices:
-            cols = slice(window * self.bptt, (window + 1) * self.bptt)
-            yield self.inputs[:, cols], self.targets[:, cols]
+    def __getitem__(self, window: int) -> tuple[Tensor, Tensor]:
+        if not 0 <= window < len(self):
+            raise IndexError(f"window {window} of {len(self)}")
+        cols = slice(window * self.bptt, (window + 1) * self.bptt)
+        return self.inputs[:, cols], self.targets[:, cols]  # (S / world_size, <= bptt) each
 
 
-class StreamLoader(ResumableBatches):
-    """DataLoader over :class:`StreamWindows` that can resume mid-epoch (Lightning saves its ``state_dict``).
+class StreamLoader(ResumableLoader):
+    """DataLoader over :class:`StreamWindows`, in order, that can resume mid-epoch (Lightning saves its
+    ``state_dict``).
 
     Args:
-        dataset: the windows to iterate, in order.
-        num_workers: DataLoader workers (each produces every ``num_workers``-th window; the order is kept).
+        dataset: the windows to serve, in order.
+        num_workers: DataLoader workers (each produces some windows; the order is kept).
         pin_memory: pin batches for faster host-to-GPU copies.
         kwargs: other DataLoader arguments (Lightning re-creates loaders with them).
     """
 
     def __init__(self, dataset: StreamWindows, num_workers: int = 0, pin_memory: bool = False, **kwargs) -> None:
-        kwargs = {"batch_size": None, **kwargs}  # windows are already batched (streams x bptt)
+        # Windows are already batched (streams x bptt); the sampler's skip resumes mid-epoch.
+        kwargs = {"batch_size": None, "sampler": ResumableSampler(dataset, shuffle=False), **kwargs}
         super().__init__(dataset, num_workers=num_workers, pin_memory=pin_memory, **kwargs)
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        self.batches_done = self.dataset.start
-        batches = super().__iter__()  # the dataset (or each worker's copy) has read its start
-        self.dataset.start = 0  # the next epoch starts from the first window, however this one ends
-        return self._count(batches)
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        done = state["batches_done"]
-        self.dataset.start = done if done < len(self.dataset) else 0

@@ -8,8 +8,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset, DatasetDict
 
+from rnn_lightning.data.base import arrow_column
 from rnn_lightning.data.conll import load_tagging_files
-from rnn_lightning.data.labeled import LabeledSequenceDataModule, _column, nest_like
+from rnn_lightning.data.labeled import LabeledSequenceDataModule, nest_like
 from rnn_lightning.functional.tag_schemes import SCHEMES, check_tag_sequence, convert_tags
 
 LOCAL_FORMATS = ("conll", "conllu")
@@ -70,11 +71,13 @@ class TaggingDataModule(LabeledSequenceDataModule):
     """
 
     per_token = True
+    column_args = {"text_column": "tokens_column", "label_column": "tags_column"}
 
     def __init__(
         self,
         path: str | None = None,
         name: str | None = None,
+        *,
         data_files: dict[str, str | list[str]] | str | None = None,
         dataset: DatasetDict | None = None,
         tokens_column: str = "tokens",
@@ -104,10 +107,12 @@ class TaggingDataModule(LabeledSequenceDataModule):
                 f"`train_scheme={train_scheme!r}` converts spans from the data's scheme, so `tag_scheme` must say "
                 "what the data uses (e.g. tag_scheme='IOB1' for the original CoNLL-2003 files)."
             )
-        super().__init__(path, name, data_files, dataset, tokens_column, tags_column, labels, tokenizer,
-                         min_frequency, max_vocab_size, batch_size, eval_batch_size, max_length, num_workers,
-                         cache_dir, holdout, char_features, vocab_from_vectors)
-        self.save_hyperparameters(ignore=["dataset", "labels"])  # the model logs the resolved labels
+        super().__init__(
+            path, name, data_files=data_files, dataset=dataset, text_column=tokens_column, label_column=tags_column,
+            labels=labels, tokenizer=tokenizer, min_frequency=min_frequency, max_vocab_size=max_vocab_size,
+            batch_size=batch_size, eval_batch_size=eval_batch_size, max_length=max_length, num_workers=num_workers,
+            cache_dir=cache_dir, holdout=holdout, char_features=char_features, vocab_from_vectors=vocab_from_vectors,
+        )
         self.tag_field, self.tag_column = tag_field, tag_column
         self.tag_scheme, self.train_scheme = tag_scheme, train_scheme
 
@@ -127,7 +132,7 @@ class TaggingDataModule(LabeledSequenceDataModule):
         return super()._load()
 
     def _words(self, data: Dataset) -> pa.ListArray:
-        return _column(data, self.text_column).combine_chunks()
+        return arrow_column(data, self.text_column).combine_chunks()
 
     def _label_values(self, data: Dataset, split: str) -> pa.Array:
         """One tag per token, checked against ``tag_scheme`` and re-encoded in ``train_scheme`` if asked."""
@@ -152,7 +157,7 @@ class TaggingDataModule(LabeledSequenceDataModule):
 
     def _check_counts(self, data: Dataset, words: pa.ListArray, split: str) -> None:
         """Every sentence has exactly one tag per token."""
-        tag_lists = _column(data, self.label_column).combine_chunks()
+        tag_lists = arrow_column(data, self.label_column).combine_chunks()
         mismatch = pc.not_equal(pc.list_value_length(words), pc.list_value_length(tag_lists))
         if pc.any(mismatch).as_py():
             row = pc.index(mismatch, True).as_py()
