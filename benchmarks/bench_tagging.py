@@ -85,7 +85,8 @@ def run(model_name: str, host_lengths: bool, data: DatasetDict, device: str, war
     dm = module(dataset=data, tag_scheme="IOB2", char_features=spec["chars"], batch_size=32)
     torch.manual_seed(seed)
     cls = SequenceTagger if host_lengths else CheckedTagger
-    model = cls(dm.vocab_size, dm.num_labels, dm.pad_id, dm.labels, "IOB2", embedding_dim=size, hidden_size=size,
+    model = cls(dm.vocab_size, dm.num_labels, pad_id=dm.pad_id, labels=dm.labels, span_scheme="IOB2",
+                embedding_dim=size, hidden_size=size,
                 dropout=0.5, crf=spec["crf"], char_vocab=dm.char_vocab)
     timer = StepTimer(warmup, warmup + steps - 1, seed, device)
     with tempfile.TemporaryDirectory() as root:
