@@ -39,7 +39,7 @@ if __package__ in (None, ""):  # run as `python benchmarks/bench_generation.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import median_seconds, print_table, write_json  # noqa: E402
-from rnn_lightning.nn import RNNLanguageModelNet  # noqa: E402
+from rnn_lightning.nn import EncoderConfig, RNNLanguageModelNet  # noqa: E402
 from rnn_lightning.nn.sampling import sample_tokens  # noqa: E402
 
 NAME = "bench_generation"
@@ -79,7 +79,7 @@ def recompute_generate(net: RNNLanguageModelNet, context: Tensor, max_new_tokens
 
 
 def incremental_generate(net: RNNLanguageModelNet, context: Tensor, max_new_tokens: int) -> list[int]:
-    return sample_tokens(net, context, max_new_tokens, greedy=True)
+    return sample_tokens(net, context, max_new_tokens=max_new_tokens, greedy=True)
 
 
 def paired_time(generate, net, context: Tensor, n: int) -> tuple[float, float]:
@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     cfg = config(args.quick, args.device)
 
     torch.manual_seed(args.seed)
-    net = RNNLanguageModelNet(cfg.vocab, cfg.dim, cfg.dim, cfg.layers, "lstm", tie_weights=True).to(args.device)
+    encoder = EncoderConfig(embedding_dim=cfg.dim, hidden_size=cfg.dim, num_layers=cfg.layers, pad_id=None)
+    net = RNNLanguageModelNet(cfg.vocab, encoder=encoder, tie_weights=True).to(args.device)
     net.eval()
     g = torch.Generator().manual_seed(args.seed)
     longest = torch.randint(0, cfg.vocab, (max(cfg.prefixes),), generator=g).to(args.device)

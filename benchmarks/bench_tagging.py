@@ -36,6 +36,7 @@ if __package__ in (None, ""):  # run as `python benchmarks/bench_tagging.py`
 from benchmarks.bench_training import StepTimer  # noqa: E402
 from benchmarks.common import print_table, write_json  # noqa: E402
 from rnn_lightning import SequenceTagger, TaggingDataModule  # noqa: E402
+from rnn_lightning.data.batching import RIGHT_PADDED  # noqa: E402
 
 NAME = "bench_tagging"
 TYPES = ("PER", "LOC", "ORG", "MISC")
@@ -73,8 +74,8 @@ class LengthsOnDevice(TaggingDataModule):
 class CheckedTagger(SequenceTagger):
     """Reads the CRF's mask and tags on the host at every step, as for batches of unknown origin."""
 
-    def _own_batches(self) -> bool:
-        return False
+    def _loss(self, scores: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return super()._loss(scores, {key: value for key, value in batch.items() if key != RIGHT_PADDED})
 
 
 def run(model_name: str, host_lengths: bool, data: DatasetDict, device: str, warmup: int, steps: int,
@@ -84,7 +85,8 @@ def run(model_name: str, host_lengths: bool, data: DatasetDict, device: str, war
     dm = module(dataset=data, tag_scheme="IOB2", char_features=spec["chars"], batch_size=32)
     torch.manual_seed(seed)
     cls = SequenceTagger if host_lengths else CheckedTagger
-    model = cls(dm.vocab_size, dm.num_labels, dm.pad_id, dm.labels, "IOB2", embedding_dim=size, hidden_size=size,
+    model = cls(dm.vocab_size, dm.num_labels, pad_id=dm.pad_id, labels=dm.labels, span_scheme="IOB2",
+                embedding_dim=size, hidden_size=size,
                 dropout=0.5, crf=spec["crf"], char_vocab=dm.char_vocab)
     timer = StepTimer(warmup, warmup + steps - 1, seed, device)
     with tempfile.TemporaryDirectory() as root:

@@ -57,7 +57,7 @@ from benchmarks.common import print_table, write_json  # noqa: E402
 from rnn_lightning import LanguageModel  # noqa: E402
 from rnn_lightning.constants import IGNORE_INDEX  # noqa: E402
 from rnn_lightning.data.streams import StreamWindows, split_streams  # noqa: E402  # noqa: E402
-from rnn_lightning.nn import RNNLanguageModelNet, detach_state  # noqa: E402
+from rnn_lightning.nn import EncoderConfig, RNNLanguageModelNet, detach_state  # noqa: E402
 from rnn_lightning.tasks import common as task_common  # noqa: E402
 
 NAME = "bench_training"
@@ -134,10 +134,9 @@ def raw_loop(shape: Shape, device: str, precision: str, seed: int, at_step: Call
     """Train with the hand-written loop; return each step's loss. ``at_step(i)`` runs once step ``i``'s batch is
     on the device, before its computation, and ``at_step(warmup + steps)`` after the last step."""
     torch.manual_seed(seed)
-    net = RNNLanguageModelNet(
-        shape.vocab, shape.dim, shape.dim, shape.layers, "lstm",
-        shape.dropout, shape.dropout, shape.dropout, True, PAD_ID,
-    ).to(device)
+    encoder = EncoderConfig(embedding_dim=shape.dim, hidden_size=shape.dim, num_layers=shape.layers, cell="lstm",
+                            dropout=shape.dropout, pad_id=PAD_ID)
+    net = RNNLanguageModelNet(shape.vocab, encoder=encoder, tie_weights=True).to(device)
     net.train()
     optimizer = torch.optim.SGD(net.parameters(), lr=LR)
     bf16 = precision == "bf16-mixed"

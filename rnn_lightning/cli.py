@@ -115,8 +115,9 @@ def generate(argv: list[str] | None = None) -> list[str]:
     samples = []
     for i in range(args.num_samples):
         seed = None if args.seed is None else args.seed + i
-        text = model.generate(args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p,
-                              args.greedy, seed, stop_at_eos=not args.multiline)
+        text = model.generate(args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                              top_k=args.top_k, top_p=args.top_p, greedy=args.greedy, seed=seed,
+                              stop_at_eos=not args.multiline)
         samples.append(text)
         print(f"{args.prompt} {text}" if args.prompt else text)
     return samples

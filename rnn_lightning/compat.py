@@ -15,11 +15,23 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
+    import lightning as L
     from datasets import Dataset
     from torch.nn import Module
     from torchmetrics import Metric
 
 # ---------------------------------------------------------------- Lightning
+
+
+def logging_step(trainer: L.Trainer) -> bool:
+    """Whether the values logged in this training step reach the loggers (every ``log_every_n_steps``, and in a
+    ``fast_dev_run``), as Lightning decides.
+
+    Private: ``trainer._logger_connector.should_update_logs``. No public API says it, and working it out from
+    ``log_every_n_steps`` and the step counters would copy Lightning's rule (which counts steps that stepped the
+    optimizer, not batches).
+    """
+    return bool(trainer._logger_connector.should_update_logs) or bool(trainer.fast_dev_run)
 
 
 # ---------------------------------------------------------------- datasets

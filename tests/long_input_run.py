@@ -20,7 +20,7 @@ def main(tokens: int) -> None:
     base = peak_mb()  # libraries imported
     data = MarkovCorpusDataModule(num_words=200, train_tokens=tokens, validation_tokens=tokens, test_tokens=1000,
                                   batch_size=32, eval_batch_size=32, bptt=35)
-    model = LanguageModel(data.vocab_size, data.pad_id, embedding_dim=16, hidden_size=16, num_layers=1,
+    model = LanguageModel(data.vocab_size, pad_id=data.pad_id, embedding_dim=16, hidden_size=16, num_layers=1,
                           dropout_embedding=0.0, dropout_between=0.0, dropout_output=0.0)
     quiet = dict(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
                  enable_model_summary=False)

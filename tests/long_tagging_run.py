@@ -28,7 +28,8 @@ def main(tokens: int, crf: bool) -> None:
     data.setup("fit")
     base = peak_mb()  # libraries imported, corpus built
     # the recipe's network size (UD / CoNLL recipes): 100-d embeddings, BiLSTM 2 x 100
-    model = SequenceTagger(data.vocab_size, data.num_labels, data.pad_id, data.labels, data.scheme, crf=crf)
+    model = SequenceTagger(data.vocab_size, data.num_labels, pad_id=data.pad_id, labels=data.labels,
+                           span_scheme=data.scheme, crf=crf)
     quiet = dict(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
                  enable_model_summary=False)
     L.Trainer(max_steps=3, limit_val_batches=0, **quiet).fit(model, data)  # 3 steps of 8 pieces x 1000 tokens

@@ -101,7 +101,8 @@ def test_non_finite_loss_stops_before_the_update_naming_the_step(tmp_path, tiny_
             loss = super().training_step(batch, batch_idx)
             return loss * float("nan") if self.global_step == 3 else loss
 
-    model = BlowsUpAtStep3(tiny_markov.vocab_size, tiny_markov.pad_id, embedding_dim=8, hidden_size=8, num_layers=1)
+    model = BlowsUpAtStep3(tiny_markov.vocab_size, pad_id=tiny_markov.pad_id, embedding_dim=8, hidden_size=8,
+                           num_layers=1)
     snapshots = []
 
     class Snapshot(L.Callback):

@@ -88,7 +88,8 @@ def test_characters_let_a_tagger_tag_words_it_never_saw(spelled_data, tmp_path):
     for chars in (False, True):
         torch.manual_seed(0)
         dm = TaggingDataModule(dataset=spelled_data, tag_scheme="IOB2", char_features=chars, batch_size=16)
-        model = SequenceTagger(dm.vocab_size, dm.num_labels, dm.pad_id, dm.labels, "IOB2", unk_id=dm.unk_id,
+        model = SequenceTagger(dm.vocab_size, dm.num_labels, pad_id=dm.pad_id, labels=dm.labels, span_scheme="IOB2",
+                               unk_id=dm.unk_id,
                                embedding_dim=16, hidden_size=16, dropout=0.0, char_vocab=dm.char_vocab,
                                char_embedding_dim=8, char_hidden_size=16, word_dropout=0.1,
                                optimizer=lambda p: torch.optim.Adam(p, lr=0.02))
@@ -107,21 +108,23 @@ def test_characters_let_a_tagger_tag_words_it_never_saw(spelled_data, tmp_path):
 
 def test_checkpoint_with_another_character_vocabulary_is_refused(spelled_data, tmp_path):
     dm = TaggingDataModule(dataset=spelled_data, tag_scheme="IOB2", char_features=True)
-    model = SequenceTagger(dm.vocab_size, dm.num_labels, dm.pad_id, dm.labels, "IOB2", embedding_dim=8,
+    model = SequenceTagger(dm.vocab_size, dm.num_labels, pad_id=dm.pad_id, labels=dm.labels, span_scheme="IOB2",
+                           embedding_dim=8,
                            hidden_size=8, char_vocab=dm.char_vocab)
     t = trainer(tmp_path, max_steps=2, limit_val_batches=1)
     t.fit(model, dm)
     t.save_checkpoint(tmp_path / "a.ckpt")
-    other = SequenceTagger(dm.vocab_size, dm.num_labels, dm.pad_id, dm.labels, "IOB2", embedding_dim=8,
+    other = SequenceTagger(dm.vocab_size, dm.num_labels, pad_id=dm.pad_id, labels=dm.labels, span_scheme="IOB2",
+                           embedding_dim=8,
                            hidden_size=8, char_vocab=[*dm.char_vocab[:-1], "é"])
     with pytest.raises(ValueError, match="character vocabulary .* differs"):
         trainer(tmp_path).validate(other, dm, ckpt_path=tmp_path / "a.ckpt")
 
 
 def test_a_network_with_character_features_needs_chars():
-    from rnn_lightning.nn import SequenceTaggerNet
+    from rnn_lightning.nn import EncoderConfig, SequenceTaggerNet
 
-    net = SequenceTaggerNet(vocab_size=10, num_labels=3, embedding_dim=4, hidden_size=4, num_chars=6)
+    net = SequenceTaggerNet(10, 3, encoder=EncoderConfig(embedding_dim=4, hidden_size=4, num_chars=6))
     with pytest.raises(ValueError, match="built with character features, so `chars`"):
         net(torch.ones(1, 2, dtype=torch.long), torch.tensor([2]))
     with pytest.raises(ValueError, match="`chars` must have shape \\(B, T, L\\)"):

@@ -111,7 +111,7 @@ def test_classifier_learns_which_word_dominates(tmp_path, pooling):
     torch.manual_seed(0)
     data = DatasetDict(train=corpus(1500, 0), validation=corpus(300, 1))
     dm = TextClassificationDataModule(dataset=data, batch_size=32)
-    model = SequenceClassifier(dm.vocab_size, dm.num_labels, dm.pad_id, dm.labels, embedding_dim=16,
+    model = SequenceClassifier(dm.vocab_size, dm.num_labels, pad_id=dm.pad_id, labels=dm.labels, embedding_dim=16,
                                hidden_size=24, dropout=0.0, pooling=pooling,
                                optimizer=lambda p: torch.optim.Adam(p, lr=0.01))
     t = trainer(tmp_path, max_epochs=8)
@@ -142,10 +142,12 @@ def test_non_utf8_file_names_the_file_and_byte_offset(tmp_path):
 
 
 def test_word_dropout_replaces_real_tokens_by_unk_in_training_only():
+    from rnn_lightning.nn import EncoderConfig
     from rnn_lightning.nn.embedder import EmbedEncode
 
     torch.manual_seed(0)
-    body = EmbedEncode(50, 4, 4, 1, "lstm", True, 0.0, pad_id=0, word_dropout=0.25, unk_id=1)
+    config = EncoderConfig(embedding_dim=4, hidden_size=4, bidirectional=True, pad_id=0, word_dropout=0.25, unk_id=1)
+    body = EmbedEncode(50, encoder=config)
     seen = []
     body.embedding.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].clone()))
     tokens = torch.randint(2, 50, (64, 30))
@@ -159,4 +161,4 @@ def test_word_dropout_replaces_real_tokens_by_unk_in_training_only():
     body.eval()(tokens, lengths)
     assert torch.equal(seen[-1], tokens)
     with pytest.raises(ValueError, match=r"`word_dropout` must be a probability in \[0, 1\), got 1.0"):
-        EmbedEncode(50, 4, 4, 1, "lstm", True, 0.0, pad_id=0, word_dropout=1.0)
+        EncoderConfig(word_dropout=1.0)

@@ -92,12 +92,13 @@ def _tagging_or_classification(kind: str) -> tuple[L.LightningModule, L.Lightnin
     if kind == "classifier":
         dm = TextClassificationDataModule(dataset=DatasetDict(train=corpus(600, 0), validation=corpus(50, 1)),
                                           batch_size=16)
-        return SequenceClassifier(dm.vocab_size, dm.num_labels, dm.pad_id, dm.labels, pooling="mean"), dm
+        return SequenceClassifier(dm.vocab_size, dm.num_labels, pad_id=dm.pad_id, labels=dm.labels, pooling="mean"), dm
     stems = random_stems(40, 0)
     data = DatasetDict(train=spelled_corpus(300, 0, stems), validation=spelled_corpus(30, 1, stems))
     chars = kind == "char_crf_tagger"
     dm = TaggingDataModule(dataset=data, tag_scheme="IOB2", char_features=chars, batch_size=16)
-    model = SequenceTagger(dm.vocab_size, dm.num_labels, dm.pad_id, dm.labels, "IOB2", crf=chars,
+    model = SequenceTagger(dm.vocab_size, dm.num_labels, pad_id=dm.pad_id, labels=dm.labels, span_scheme="IOB2",
+                           crf=chars,
                            char_vocab=dm.char_vocab, word_dropout=0.1)
     return model, dm
 
@@ -152,7 +153,8 @@ def test_tagger_on_cuda_in_bf16_learns_and_scores_like_span_counting(tmp_path, c
     data = DatasetDict(train=rule_corpus(600, 0), validation=rule_corpus(101, 1), test=rule_corpus(57, 2))
     torch.manual_seed(0)
     dm = TaggingDataModule(dataset=data, tag_scheme="IOB2", batch_size=16)
-    model = SequenceTagger(dm.vocab_size, dm.num_labels, dm.pad_id, dm.labels, "IOB2", embedding_dim=16,
+    model = SequenceTagger(dm.vocab_size, dm.num_labels, pad_id=dm.pad_id, labels=dm.labels, span_scheme="IOB2",
+                           embedding_dim=16,
                            hidden_size=16, dropout=0.0, crf=crf, optimizer=lambda p: torch.optim.Adam(p, lr=0.02))
     t = gpu_trainer(tmp_path, max_epochs=6, precision="bf16-mixed")
     t.fit(model, dm)

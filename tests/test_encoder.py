@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from rnn_lightning.nn import RecurrentEncoder, RNNLanguageModelNet
+from rnn_lightning.nn import EncoderConfig, RecurrentEncoder, RNNLanguageModelNet
 
 
 def _reference(cell: str, weights: dict, x: torch.Tensor, num_layers: int) -> torch.Tensor:
@@ -86,26 +86,25 @@ def test_encoder_rejects_bad_arguments(kwargs, match):
 
 def test_language_model_refuses_bidirectional_with_reason():
     with pytest.raises(ValueError, match="`bidirectional=True` is not allowed.*see the word it must predict"):
-        RNNLanguageModelNet(vocab_size=10, bidirectional=True)
+        RNNLanguageModelNet(10, encoder=EncoderConfig(bidirectional=True))
 
 
 def test_tied_weights_share_one_parameter_with_projection_when_sizes_differ():
-    net = RNNLanguageModelNet(vocab_size=30, embedding_dim=8, hidden_size=16, num_layers=1, tie_weights=True)
+    net = RNNLanguageModelNet(30, encoder=EncoderConfig(embedding_dim=8, hidden_size=16), tie_weights=True)
     assert net.decoder.weight is net.embedding.weight
     assert net.projection.weight.shape == (8, 16)
-    untied = RNNLanguageModelNet(vocab_size=30, embedding_dim=8, hidden_size=16, num_layers=1)
+    untied = RNNLanguageModelNet(30, encoder=EncoderConfig(embedding_dim=8, hidden_size=16))
     n_tied = sum(p.numel() for p in net.parameters())
     n_untied = sum(p.numel() for p in untied.parameters())
     assert n_untied - n_tied == 30 * 16 - 16 * 8  # decoder (V, H) replaced by a projection (E, H)
-    same = RNNLanguageModelNet(vocab_size=30, embedding_dim=16, hidden_size=16, num_layers=1, tie_weights=True)
+    same = RNNLanguageModelNet(30, encoder=EncoderConfig(embedding_dim=16, hidden_size=16), tie_weights=True)
     assert isinstance(same.projection, torch.nn.Identity)
 
 
 def test_dropouts_are_validated_and_applied_only_in_training():
     with pytest.raises(ValueError, match="`dropout_embedding`"):
-        RNNLanguageModelNet(vocab_size=10, dropout_embedding=1.5)
-    net = RNNLanguageModelNet(vocab_size=20, embedding_dim=8, hidden_size=8, dropout_embedding=0.5,
-                              dropout_between=0.5, dropout_output=0.5)
+        EncoderConfig(dropout_embedding=1.5)
+    net = RNNLanguageModelNet(20, encoder=EncoderConfig(embedding_dim=8, hidden_size=8, num_layers=2, dropout=0.5))
     tokens = torch.randint(0, 20, (2, 6))
     net.eval()
     a, _ = net(tokens)
@@ -114,3 +113,27 @@ def test_dropouts_are_validated_and_applied_only_in_training():
     net.train()
     c, _ = net(tokens)
     assert not torch.allclose(a, c)
+
+
+def test_tasks_wire_each_encoder_setting_by_name():
+    """Each task argument that names an EncoderConfig field reaches the network's config (none dropped or swapped)."""
+    import inspect
+    from dataclasses import fields
+
+    from rnn_lightning import LanguageModel, SequenceClassifier, SequenceTagger
+
+    shared = dict(embedding_dim=6, hidden_size=5, num_layers=2, cell="gru", connection="residual", pad_id=3)
+    labeled = dict(shared, bidirectional=True, dropout=0.25, word_dropout=0.125, unk_id=2)
+    chars = dict(char_embedding_dim=4, char_hidden_size=3)
+    tagger = SequenceTagger(20, 3, **labeled, **chars, char_vocab=list("abcdefg"))
+    assert tagger.net.body.config == EncoderConfig(**labeled, **chars, num_chars=7)
+    classifier = SequenceClassifier(20, 3, **labeled)
+    assert classifier.net.body.config == EncoderConfig(**labeled)
+    lm = LanguageModel(20, **shared, dropout_embedding=0.1, dropout_between=0.2, dropout_output=0.3)
+    assert lm.net.config == EncoderConfig(**shared, dropout=0.2, dropout_embedding=0.1, dropout_output=0.3)
+    names = {field.name for field in fields(EncoderConfig)}
+    for task, given in ((SequenceTagger, {*labeled, *chars}), (SequenceClassifier, set(labeled)),
+                        (LanguageModel, {*shared, "dropout_embedding", "dropout_output", "bidirectional"})):
+        assert names & set(inspect.signature(task).parameters) == given, task.__name__
+    with pytest.raises(ValueError, match="`bidirectional=True` is not allowed"):
+        LanguageModel(20, bidirectional=True)

@@ -16,10 +16,12 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from torch.utils.data import DataLoader
 
 from rnn_lightning import SequenceClassifier, SequenceTagger, TaggingDataModule, TextClassificationDataModule
+from rnn_lightning.data.batching import RIGHT_PADDED, pad_batch
 from rnn_lightning.nn import CharacterEncoder, RecurrentEncoder
 from rnn_lightning.nn.packing import pack_batch, unpack_batch
 
 META = torch.device("meta")  # a device that is not the CPU, on every machine
+CPU = torch.device("cpu")
 
 
 @pytest.mark.parametrize("lengths", [[5, 2, 5, 1, 3], [1], [4, 4, 4]])
@@ -49,7 +51,7 @@ def test_pack_batch_equals_torchs_pack_padded_sequence(lengths):
      ([3], r"`lengths` must have shape \(B,\) = \(2,\), got \(1,\)")],
 )
 def test_bad_lengths_are_refused_with_the_fix(lengths, match):
-    encoder = RecurrentEncoder(2, 3, 1, "lstm", bidirectional=True)
+    encoder = RecurrentEncoder(2, 3, cell="lstm", bidirectional=True)
     with pytest.raises(ValueError, match=match):
         encoder(torch.randn(2, 3, 2), lengths=torch.tensor(lengths))
 
@@ -62,17 +64,20 @@ def test_datamodules_keep_lengths_on_the_cpu_and_move_the_rest(spelled_data):  #
     spelled = [["".join(vocab[i] for i in word if i) for word in row] for row in batch["chars"].tolist()]
     assert batch["char_lengths"].tolist() == [[len(word) for word in row] for row in spelled]
     moved = dm.transfer_batch_to_device(batch, META, 0)
-    assert {k: v.device.type for k, v in moved.items()} == {
-        "tokens": "meta", "tags": "meta", "chars": "meta", "lengths": "cpu", "char_lengths": "cpu"}
+    assert {k: getattr(v, "device", v) for k, v in moved.items()} == {"tokens": META, "tags": META, "chars": META,
+                                                                     "lengths": CPU, "char_lengths": CPU,
+                                                                     RIGHT_PADDED: True}
     assert moved["lengths"] is batch["lengths"] and moved["char_lengths"] is batch["char_lengths"]
     rows = [{"sentence": "a b", "label": "x"}, {"sentence": "b", "label": "y"}]
     splits = DatasetDict(train=Dataset.from_list(rows), validation=Dataset.from_list(rows))
     classes = TextClassificationDataModule(dataset=splits, batch_size=2)
     classes.setup("fit")
     moved = classes.transfer_batch_to_device(next(iter(classes.train_dataloader())), META, 0)
-    assert {k: v.device.type for k, v in moved.items()} == {"tokens": "meta", "label": "meta", "lengths": "cpu"}
+    assert {k: getattr(v, "device", v) for k, v in moved.items()} == {"tokens": META, "label": META, "lengths": CPU,
+                                                                     RIGHT_PADDED: True}
     # the words of tag(): lengths on the CPU too, char_lengths counted like the loader's
-    model = SequenceTagger(dm.vocab_size, dm.num_labels, dm.pad_id, dm.labels, "IOB2", char_vocab=dm.char_vocab)
+    model = SequenceTagger(dm.vocab_size, dm.num_labels, pad_id=dm.pad_id, labels=dm.labels, span_scheme="IOB2",
+                           char_vocab=dm.char_vocab)
     model.tokenizer = dm.tokenizer
     words = model.encode_words([["ab", "c"], ["d"]], "sentences")
     assert words["lengths"].tolist() == [2, 1] and words["char_lengths"].tolist() == [[2, 1], [1, 0]]
@@ -88,24 +93,33 @@ def test_character_encoder_with_given_lengths_equals_counting_them():
         encoder(chars, torch.tensor([3, 2]))
 
 
-def test_crf_tagger_trusts_only_its_own_datamodules_batches(tmp_path, rule_data):  # noqa: F811
-    """Our DataModules' batches are right-padded by construction (the CRF need not read them on a GPU); batches from
-    elsewhere are checked, and a hole in the mask (a -100 tag inside a sentence, e.g. a subword's) is refused."""
+def test_crf_tagger_checks_only_batches_not_padded_by_pad_batch(tmp_path, rule_data):  # noqa: F811
+    """Our DataModules' batches say they are right-padded by construction (``pad_batch``), so the CRF need not read
+    them on a GPU; batches without the flag are checked, and a hole in the mask (a -100 tag inside a sentence, e.g.
+    a subword's) is refused."""
+    assert pad_batch([{"tokens": [3]}, {"tokens": [4, 5]}], 0)[RIGHT_PADDED] is True
+    assert pad_batch([{"tokens": [3]}, {"tokens": []}], 0)[RIGHT_PADDED] is False  # an empty row: not what it says
     dm = TaggingDataModule(dataset=rule_data, tag_scheme="IOB2", batch_size=8)
     dm.setup("fit")
-    model = SequenceTagger(dm.vocab_size, dm.num_labels, dm.pad_id, dm.labels, "IOB2", crf=True)
+    model = SequenceTagger(dm.vocab_size, dm.num_labels, pad_id=dm.pad_id, labels=dm.labels, span_scheme="IOB2",
+                           crf=True)
     for loader in (dm.train_dataloader(), dm.val_dataloader()):
         for batch in loader:  # what the trust rests on
+            assert batch[RIGHT_PADDED] is True
             model.crf.check_values(batch["tags"] != -100, batch["tags"])
+    checks = []
+    model.crf.register_forward_pre_hook(lambda crf, args, kwargs: checks.append(kwargs["check_values"]),
+                                        with_kwargs=True)
     trainer(tmp_path, max_steps=2, limit_val_batches=0).fit(model, dm)
-    assert model._own_batches()
+    assert checks == [False, False]
     holed = [{**batch, "tags": batch["tags"].clone()} for batch in dm.train_dataloader()]
     for batch in holed:
         batch["tags"][:, 1] = -100  # inside every sentence of two or more tokens (some have one)
-    fresh = SequenceTagger(dm.vocab_size, dm.num_labels, dm.pad_id, dm.labels, "IOB2", crf=True)
+        del batch[RIGHT_PADDED]  # changed after padding: no longer what pad_batch made
+    fresh = SequenceTagger(dm.vocab_size, dm.num_labels, pad_id=dm.pad_id, labels=dm.labels, span_scheme="IOB2",
+                           crf=True)
     with pytest.raises(ValueError, match=r"`mask` must be right-padded"):
         trainer(tmp_path, max_steps=len(holed), limit_val_batches=0).fit(fresh, DataLoader(holed, batch_size=None))
-    assert not fresh._own_batches()
 
 
 def test_classifier_pools_with_cpu_lengths_like_device_lengths():

@@ -60,7 +60,8 @@ def test_a_tagger_starts_from_the_vectors_and_a_resumed_or_loaded_one_does_not_r
     vocab = dm.tokenizer.get_vocab()
     path = _write(tmp_path / "v.txt", ["ann 1 1 1 1", "PARIS 2 2 2 2", "rome 3 3 3 3"])
     sgd = lambda p: torch.optim.SGD(p, lr=0.0)  # noqa: E731
-    model = SequenceTagger(dm.vocab_size, dm.num_labels, dm.pad_id, dm.labels, "IOB2", embedding_dim=4,
+    model = SequenceTagger(dm.vocab_size, dm.num_labels, pad_id=dm.pad_id, labels=dm.labels, span_scheme="IOB2",
+                           embedding_dim=4,
                            hidden_size=4, pretrained_embeddings=str(path), optimizer=sgd)
     t = trainer(tmp_path, max_steps=1, limit_val_batches=0)
     t.fit(model, dm)  # lr 0: the embeddings stay as loaded
@@ -68,7 +69,8 @@ def test_a_tagger_starts_from_the_vectors_and_a_resumed_or_loaded_one_does_not_r
     assert table[vocab["ann"]].tolist() == [1, 1, 1, 1] and table[vocab["rome"]].tolist() == [3, 3, 3, 3]
     t.save_checkpoint(tmp_path / "a.ckpt")
     path.unlink()  # neither resuming nor loading needs the file again: the checkpoint holds the vectors
-    resumed = SequenceTagger(dm.vocab_size, dm.num_labels, dm.pad_id, dm.labels, "IOB2", embedding_dim=4,
+    resumed = SequenceTagger(dm.vocab_size, dm.num_labels, pad_id=dm.pad_id, labels=dm.labels, span_scheme="IOB2",
+                             embedding_dim=4,
                              hidden_size=4, pretrained_embeddings=str(path), optimizer=sgd)
     trainer(tmp_path, max_steps=2, limit_val_batches=0).fit(resumed, dm, ckpt_path=tmp_path / "a.ckpt")
     assert torch.equal(resumed.net.body.embedding.weight.detach(), table)
@@ -139,7 +141,8 @@ def test_test_words_unseen_in_training_are_tagged_through_their_pretrained_vecto
     for extend in (False, True):
         torch.manual_seed(0)
         dm = TaggingDataModule(dataset=data, tag_scheme="IOB2", vocab_from_vectors=str(path) if extend else None)
-        model = SequenceTagger(dm.vocab_size, dm.num_labels, dm.pad_id, dm.labels, "IOB2", embedding_dim=8,
+        model = SequenceTagger(dm.vocab_size, dm.num_labels, pad_id=dm.pad_id, labels=dm.labels, span_scheme="IOB2",
+                               embedding_dim=8,
                                hidden_size=8, dropout=0.0, pretrained_embeddings=str(path),
                                optimizer=lambda p: torch.optim.Adam(p, lr=0.01))
         t = trainer(tmp_path, max_epochs=3)

@@ -113,7 +113,8 @@ def test_overfit_batches_swaps_in_its_sequential_sampler(tmp_path):
     """Lightning re-creates the training loader with a SequentialSampler: the same 2 batches every epoch."""
     dm = TaggingDataModule(dataset=DatasetDict(train=rule_corpus(100, 0), validation=rule_corpus(20, 1)),
                            tag_scheme="IOB2", batch_size=8)
-    model = SequenceTagger(dm.vocab_size, dm.num_labels, dm.pad_id, dm.labels, "IOB2", embedding_dim=4, hidden_size=4)
+    model = SequenceTagger(dm.vocab_size, dm.num_labels, pad_id=dm.pad_id, labels=dm.labels, span_scheme="IOB2",
+                           embedding_dim=4, hidden_size=4)
     seen = []
 
     class Record(L.Callback):

@@ -155,7 +155,8 @@ def test_tagger_and_classifier_with_connections_learn(tmp_path, connection):
     torch.manual_seed(0)
     data = DatasetDict(train=rule_corpus(600, 0), validation=rule_corpus(101, 1))
     dm = TaggingDataModule(dataset=data, tag_scheme="IOB2", batch_size=16)
-    tagger = SequenceTagger(dm.vocab_size, dm.num_labels, dm.pad_id, dm.labels, "IOB2", embedding_dim=16,
+    tagger = SequenceTagger(dm.vocab_size, dm.num_labels, pad_id=dm.pad_id, labels=dm.labels, span_scheme="IOB2",
+                            embedding_dim=16,
                             hidden_size=16, num_layers=2, dropout=0.0, connection=connection,
                             optimizer=lambda p: torch.optim.Adam(p, lr=0.02))
     t = trainer(tmp_path, max_epochs=6)
@@ -164,7 +165,7 @@ def test_tagger_and_classifier_with_connections_learn(tmp_path, connection):
 
     data = DatasetDict(train=corpus(1500, 0), validation=corpus(300, 1))
     dm = TextClassificationDataModule(dataset=data, batch_size=32)
-    classifier = SequenceClassifier(dm.vocab_size, dm.num_labels, dm.pad_id, dm.labels, embedding_dim=16,
+    classifier = SequenceClassifier(dm.vocab_size, dm.num_labels, pad_id=dm.pad_id, labels=dm.labels, embedding_dim=16,
                                     hidden_size=24, num_layers=2, dropout=0.0, pooling="max", connection=connection,
                                     optimizer=lambda p: torch.optim.Adam(p, lr=0.01))
     t = trainer(tmp_path, max_epochs=8)

@@ -14,7 +14,7 @@ from datasets import Dataset, DatasetDict
 
 from rnn_lightning import SequenceTagger, TaggingDataModule
 from rnn_lightning.functional.tag_schemes import tag_spans
-from rnn_lightning.tasks.common import can_fuse, default_optimizer
+from rnn_lightning.tasks.optimizers import can_fuse, default_optimizer
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 WORDS = ["ann", "bob", "sees", "likes", "the", "dog", "in", "paris", "rome", "today"]
@@ -125,7 +125,7 @@ def test_bad_arguments_are_named():
         TaggingDataModule(path="conll", train_scheme="IOBES")
     with pytest.raises(ValueError, match="`max_length` must be a positive integer"):
         TaggingDataModule(path="conll", max_length=0)
-    with pytest.raises(ValueError, match="`labels` names 2 tags but `num_labels` is 3"):
+    with pytest.raises(ValueError, match="`labels` names 2 labels but `num_labels` is 3"):
         SequenceTagger(vocab_size=10, num_labels=3, labels=["O", "B-X"])
 
 
@@ -133,7 +133,8 @@ def test_bad_arguments_are_named():
 def test_tagger_learns_a_span_rule(rule_data, tmp_path, crf):
     torch.manual_seed(0)
     dm = TaggingDataModule(dataset=rule_data, tag_scheme="IOB2", batch_size=16)
-    model = SequenceTagger(dm.vocab_size, dm.num_labels, dm.pad_id, dm.labels, "IOB2", embedding_dim=16,
+    model = SequenceTagger(dm.vocab_size, dm.num_labels, pad_id=dm.pad_id, labels=dm.labels, span_scheme="IOB2",
+                           embedding_dim=16,
                            hidden_size=16, dropout=0.0, crf=crf,
                            optimizer=lambda p: torch.optim.Adam(p, lr=0.02))
     t = trainer(tmp_path, max_epochs=6, enable_checkpointing=True)
@@ -155,7 +156,8 @@ def test_tagger_learns_a_span_rule(rule_data, tmp_path, crf):
 
 def test_checkpoint_carries_labels_and_vocabulary_as_plain_data(rule_data, tmp_path):
     dm = TaggingDataModule(dataset=rule_data, tag_scheme="IOB2")
-    model = SequenceTagger(dm.vocab_size, dm.num_labels, dm.pad_id, dm.labels, "IOB2", embedding_dim=8,
+    model = SequenceTagger(dm.vocab_size, dm.num_labels, pad_id=dm.pad_id, labels=dm.labels, span_scheme="IOB2",
+                           embedding_dim=8,
                            hidden_size=8, crf=True)
     t = trainer(tmp_path, max_steps=3, limit_val_batches=1)
     t.fit(model, dm)
@@ -177,7 +179,8 @@ def test_long_document_trains_in_pieces_and_evaluates_whole(tmp_path):
     data = DatasetDict(train=Dataset.from_dict({"tokens": [doc], "tags": [rule_tags(doc)]}),
                        validation=Dataset.from_dict({"tokens": [doc], "tags": [rule_tags(doc)]}))
     dm = TaggingDataModule(dataset=data, tag_scheme="IOB2", max_length=1000, batch_size=20)
-    model = SequenceTagger(dm.vocab_size, dm.num_labels, dm.pad_id, dm.labels, "IOB2", embedding_dim=8,
+    model = SequenceTagger(dm.vocab_size, dm.num_labels, pad_id=dm.pad_id, labels=dm.labels, span_scheme="IOB2",
+                           embedding_dim=8,
                            hidden_size=8, dropout=0.0, optimizer=lambda p: torch.optim.Adam(p, lr=0.05))
     t = trainer(tmp_path, max_epochs=2)
     t.fit(model, dm)
@@ -251,13 +254,15 @@ def test_more_processes_than_evaluation_sentences_is_an_error(rule_data):
 
 def test_checkpoint_with_other_labels_is_refused(rule_data, tmp_path):
     dm = TaggingDataModule(dataset=rule_data)
-    model = SequenceTagger(dm.vocab_size, dm.num_labels, dm.pad_id, dm.labels, embedding_dim=8, hidden_size=8)
+    model = SequenceTagger(dm.vocab_size, dm.num_labels, pad_id=dm.pad_id, labels=dm.labels, embedding_dim=8,
+                           hidden_size=8)
     t = trainer(tmp_path, max_steps=1, limit_val_batches=1)
     t.fit(model, dm)
     t.save_checkpoint(tmp_path / "a.ckpt")
     shuffled = list(reversed(dm.labels))  # same size, other ids: loading would silently mislabel
     other = TaggingDataModule(dataset=rule_data, labels=shuffled)
-    fresh = SequenceTagger(other.vocab_size, other.num_labels, other.pad_id, other.labels, embedding_dim=8,
+    fresh = SequenceTagger(other.vocab_size, other.num_labels, pad_id=other.pad_id, labels=other.labels,
+                           embedding_dim=8,
                            hidden_size=8)
     with pytest.raises(ValueError, match=r"the checkpoint's labels \['B-LOC', .*\] differ from this model's \['O'"):
         trainer(tmp_path, limit_val_batches=1).validate(fresh, other, ckpt_path=tmp_path / "a.ckpt")
@@ -302,7 +307,8 @@ def test_default_optimizer_is_adam_fused_where_every_parameter_allows_it(rule_da
     for fused in (True, False):
         torch.manual_seed(0)
         dm = TaggingDataModule(dataset=rule_data, tag_scheme="IOB2", batch_size=16)
-        model = SequenceTagger(dm.vocab_size, dm.num_labels, dm.pad_id, dm.labels, "IOB2", embedding_dim=8,
+        model = SequenceTagger(dm.vocab_size, dm.num_labels, pad_id=dm.pad_id, labels=dm.labels, span_scheme="IOB2",
+                               embedding_dim=8,
                                hidden_size=8, optimizer=lambda p, fused=fused: torch.optim.Adam(p, fused=fused))
         trainer(tmp_path, max_steps=30, limit_val_batches=0).fit(model, dm)
         weights.append(model.state_dict())

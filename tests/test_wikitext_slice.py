@@ -39,7 +39,7 @@ def test_lstm_on_a_wikitext2_slice_beats_a_unigram_model(tmp_path):
     data = LanguageModelingDataModule(path="text", data_files={"train": train, "validation": valid},
                                       batch_size=10, eval_batch_size=5, bptt=35, cache_dir=str(tmp_path / "cache"))
     assert data.token_ids("train").numel() == sum(len(line.split()) + 2 for line in train_lines)
-    model = LanguageModel(data.vocab_size, data.pad_id, embedding_dim=64, hidden_size=64, num_layers=1,
+    model = LanguageModel(data.vocab_size, pad_id=data.pad_id, embedding_dim=64, hidden_size=64, num_layers=1,
                           tie_weights=True, dropout_embedding=0.1, dropout_output=0.1)
     t = trainer(tmp_path, max_epochs=2, gradient_clip_val=0.25)
     (before,) = t.validate(model, data, verbose=False)

@@ -1,4 +1,4 @@
-"""TokensPerSecond: training throughput in target tokens per second."""
+"""TokensPerSecond: training throughput in tokens per second."""
 
 from __future__ import annotations
 
@@ -7,29 +7,34 @@ import time
 import lightning as L
 import torch
 
-from rnn_lightning.constants import IGNORE_INDEX
-
 
 class TokensPerSecond(L.Callback):
-    """Log ``train/tokens_per_s``: tokens trained on (LM targets, or tagged/classified words) per second of
-    training-loop time, per epoch.
+    """Log ``train/tokens_per_s``: tokens trained on per second of training-loop time, per epoch.
 
-    The clock stops during validation. The count is this process's; under DDP multiply by the world size.
+    What a batch's tokens are is the task's to say, through its ``count_tokens(batch)`` (a 0-dim tensor; the
+    language model counts its targets, the tagger and classifier their words). The counts add up on the batch's
+    device and are read once per epoch, so no step waits for a GPU. The clock stops during validation. The count is
+    this process's; under DDP multiply by the world size.
     """
 
     def __init__(self) -> None:
-        self.tokens = 0
+        self.tokens: torch.Tensor | int = 0
         self.seconds = 0.0
         self._start: float | None = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not callable(getattr(pl_module, "count_tokens", None)):
+            raise TypeError(
+                f"TokensPerSecond counts tokens with the task's `count_tokens(batch)`, which "
+                f"{type(pl_module).__name__} lacks: use it with an rnn_lightning task, or define the method "
+                "(the number of tokens a training batch holds, as a tensor)."
+            )
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.tokens, self.seconds, self._start = 0, 0.0, time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if isinstance(batch, dict):  # tagging / classification: padded sequences and their lengths
-            self.tokens += int(batch["lengths"].sum())
-        else:  # language modeling: (inputs, targets) windows
-            self.tokens += int((batch[1] != IGNORE_INDEX).sum())
+        self.tokens = self.tokens + pl_module.count_tokens(batch)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._pause()
@@ -41,7 +46,7 @@ class TokensPerSecond(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._pause()
         if self.seconds > 0:
-            pl_module.log("train/tokens_per_s", torch.tensor(self.tokens / self.seconds))
+            pl_module.log("train/tokens_per_s", torch.tensor(float(self.tokens) / self.seconds))
 
     def _pause(self) -> None:
         if self._start is not None:

@@ -12,9 +12,12 @@ from torch.utils.data import Dataset
 from rnn_lightning.constants import IGNORE_INDEX
 from rnn_lightning.nn.char_encoder import word_lengths
 
-# Batch entries packing reads on the host (cuDNN runs a packed batch by its lengths there): they stay on the CPU when
-# a batch moves to a GPU, so no step copies them back, a copy that would wait for all the GPU's queued work.
-HOST_KEYS = ("lengths", "char_lengths")
+# True in a batch that pad_batch made with every sequence non-empty: its tags are right-padded with IGNORE_INDEX by
+# construction, so a consumer (the CRF's mask check) need not read them on the host, a wait for a GPU.
+RIGHT_PADDED = "right_padded"
+# Batch entries read on the host (cuDNN runs a packed batch by its lengths there): they stay on the CPU when a batch
+# moves to a GPU, so no step copies them back, a copy that would wait for all the GPU's queued work.
+HOST_KEYS = ("lengths", "char_lengths", RIGHT_PADDED)
 
 
 class RaggedSequences(Dataset):
@@ -74,13 +77,13 @@ class RaggedSequences(Dataset):
 def pad_batch(items: list[dict[str, Any]], pad_id: int) -> dict[str, Tensor]:
     """Right-pad a list of sequences: ``tokens`` (B, T) with ``pad_id``, ``tags`` (B, T) with -100, ``lengths`` (B,),
     and ``label`` (B,), and ``chars`` (B, T, L) with 0 (L: the batch's longest word) and their ``char_lengths``
-    (B, T) when present."""
+    (B, T) when present; ``right_padded`` (a bool, see ``RIGHT_PADDED``) says whether every sequence is non-empty."""
     lengths = torch.tensor([len(item["tokens"]) for item in items])
     width = int(lengths.max())
     tokens = torch.full((len(items), width), pad_id, dtype=torch.long)
     for row, item in enumerate(items):
         tokens[row, : len(item["tokens"])] = torch.from_numpy(np.asarray(item["tokens"], dtype=np.int64))
-    batch = {"tokens": tokens, "lengths": lengths}
+    batch = {"tokens": tokens, "lengths": lengths, RIGHT_PADDED: bool(lengths.min() >= 1)}
     if "tags" in items[0]:
         tags = torch.full((len(items), width), IGNORE_INDEX, dtype=torch.long)
         for row, item in enumerate(items):

@@ -2,6 +2,7 @@
 
 from rnn_lightning.nn.char_encoder import CharacterEncoder
 from rnn_lightning.nn.classifier import SequenceClassifierNet
+from rnn_lightning.nn.config import EncoderConfig
 from rnn_lightning.nn.crf import CRF
 from rnn_lightning.nn.encoder import RecurrentEncoder, detach_state
 from rnn_lightning.nn.language_model import RNNLanguageModelNet
@@ -14,6 +15,7 @@ __all__ = [
     "CRF",
     "CharacterEncoder",
     "ConnectedStack",
+    "EncoderConfig",
     "RNNLanguageModelNet",
     "RecurrentEncoder",
     "SequenceClassifierNet",

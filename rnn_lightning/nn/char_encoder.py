@@ -31,13 +31,13 @@ class CharacterEncoder(nn.Module):
     """
 
     def __init__(
-        self, num_chars: int, embedding_dim: int = 25, hidden_size: int = 25, cell: Cell = "lstm", pad_id: int = 0
+        self, num_chars: int, *, embedding_dim: int = 25, hidden_size: int = 25, cell: Cell = "lstm", pad_id: int = 0
     ) -> None:
         super().__init__()
         if not isinstance(num_chars, int) or num_chars < 2:
             raise ValueError(f"`num_chars` must be an integer >= 2 (padding and a character), got {num_chars!r}.")
         self.embedding = nn.Embedding(num_chars, embedding_dim, padding_idx=pad_id)
-        self.encoder = RecurrentEncoder(embedding_dim, hidden_size, 1, cell, bidirectional=True)
+        self.encoder = RecurrentEncoder(embedding_dim, hidden_size, cell=cell, bidirectional=True)
         self.output_dim, self.pad_id = self.encoder.output_dim, pad_id
 
     def forward(self, chars: Tensor, lengths: Tensor | None = None) -> Tensor:

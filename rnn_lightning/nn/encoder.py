@@ -22,13 +22,14 @@ class RecurrentEncoder(nn.Module):
     Args:
         input_size: features per input step (D).
         hidden_size: features of the recurrent state per direction (H).
-        num_layers: stacked recurrent layers; each feeds its output sequence to the next.
-        cell: ``"rnn_tanh"``, ``"rnn_relu"`` (simple RNN), ``"gru"`` or ``"lstm"``.
+        num_layers: stacked recurrent layers.
+        cell: the recurrent cell.
         bidirectional: also run a right-to-left pass and concatenate both (output 2H).
         dropout: dropout between stacked layers (not after the last one).
-        connection: how stacked layers join: ``"none"`` (each feeds the next; one fused cuDNN call), or
-            ``"residual"``, ``"dense"``, ``"highway"`` direct connections that shorten the gradient's path through
-            deep stacks (see :mod:`rnn_lightning.nn.stack`; needs ``num_layers >= 2``).
+        connection: how stacked layers join.
+
+    ``num_layers``, ``cell``, ``bidirectional`` and ``connection`` are the settings of the same names of
+    :class:`~rnn_lightning.nn.EncoderConfig` (documented there), which builds one with ``recurrent_encoder``.
 
     Example:
         >>> import torch
@@ -42,6 +43,7 @@ class RecurrentEncoder(nn.Module):
         self,
         input_size: int,
         hidden_size: int,
+        *,
         num_layers: int = 1,
         cell: Cell = "lstm",
         bidirectional: bool = False,
@@ -58,9 +60,11 @@ class RecurrentEncoder(nn.Module):
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
         check_dropout("dropout", dropout)
         if connection == "none":
-            self.rnn: nn.Module = make_rnn(cell, input_size, hidden_size, num_layers, bidirectional, dropout)
+            self.rnn: nn.Module = make_rnn(cell, input_size, hidden_size, num_layers=num_layers,
+                                           bidirectional=bidirectional, dropout=dropout)
         else:
-            self.rnn = ConnectedStack(input_size, hidden_size, num_layers, cell, bidirectional, dropout, connection)
+            self.rnn = ConnectedStack(input_size, hidden_size, num_layers=num_layers, cell=cell,
+                                      bidirectional=bidirectional, dropout=dropout, connection=connection)
         self.cell = cell
         self.connection = connection
         self.bidirectional = bidirectional

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from rnn_lightning.nn.encoder import Cell, Connection, RecurrentEncoder, State, check_dropout
+from rnn_lightning.nn.config import EncoderConfig
+from rnn_lightning.nn.encoder import State
 
 
 class RNNLanguageModelNet(nn.Module):
@@ -12,45 +13,24 @@ class RNNLanguageModelNet(nn.Module):
 
     Args:
         vocab_size: number of tokens (V).
-        embedding_dim: size of the token embeddings (E).
-        hidden_size: size of the recurrent state (H).
-        num_layers: stacked recurrent layers.
-        cell: ``"rnn_tanh"``, ``"rnn_relu"``, ``"gru"`` or ``"lstm"``.
-        dropout_embedding: dropout on the embedded inputs.
-        dropout_between: dropout between stacked recurrent layers.
-        dropout_output: dropout on the last layer's outputs, before the decoder.
+        encoder: the embedding and recurrent settings (see :class:`EncoderConfig`): ``dropout`` acts between
+            stacked layers, ``dropout_embedding`` and ``dropout_output`` (default: ``dropout``) on the embedded
+            inputs and before the decoder; ``bidirectional`` is refused (see the error); ``word_dropout`` and the
+            character settings are not used.
         tie_weights: share the embedding matrix with the output layer (Press & Wolf 2017, Inan et al. 2017);
             when ``hidden_size != embedding_dim`` a linear projection H -> E comes first.
-        pad_id: embedding row kept at zero for padding (``None`` for none).
-        bidirectional: refused; a language model must not see the future (see the error).
-        connection: how stacked layers join: ``"none"``, or ``"residual"`` / ``"dense"`` / ``"highway"`` direct
-            connections for deep stacks (``num_layers >= 2``; see :mod:`rnn_lightning.nn.stack`).
 
     Example:
         >>> import torch
-        >>> net = RNNLanguageModelNet(vocab_size=50, embedding_dim=8, hidden_size=16, tie_weights=True)
+        >>> net = RNNLanguageModelNet(50, encoder=EncoderConfig(embedding_dim=8, hidden_size=16), tie_weights=True)
         >>> logits, state = net(torch.randint(0, 50, (2, 7)))
         >>> tuple(logits.shape)
         (2, 7, 50)
     """
 
-    def __init__(
-        self,
-        vocab_size: int,
-        embedding_dim: int = 200,
-        hidden_size: int = 200,
-        num_layers: int = 2,
-        cell: Cell = "lstm",
-        dropout_embedding: float = 0.0,
-        dropout_between: float = 0.0,
-        dropout_output: float = 0.0,
-        tie_weights: bool = False,
-        pad_id: int | None = None,
-        bidirectional: bool = False,
-        connection: Connection = "none",
-    ) -> None:
+    def __init__(self, vocab_size: int, *, encoder: EncoderConfig, tie_weights: bool = False) -> None:
         super().__init__()
-        if bidirectional:
+        if encoder.bidirectional:
             raise ValueError(
                 "`bidirectional=True` is not allowed for a language model: the backward direction reads the "
                 "tokens to the right, so the model would see the word it must predict. Use bidirectional "
@@ -58,20 +38,17 @@ class RNNLanguageModelNet(nn.Module):
             )
         if not isinstance(vocab_size, int) or vocab_size < 2:
             raise ValueError(f"`vocab_size` must be an integer >= 2, got {vocab_size!r}.")
-        for name, p in (("dropout_embedding", dropout_embedding), ("dropout_output", dropout_output)):
-            check_dropout(name, p)
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
-        self.dropout_in = nn.Dropout(dropout_embedding)
-        self.encoder = RecurrentEncoder(
-            embedding_dim, hidden_size, num_layers, cell, dropout=dropout_between, connection=connection
-        )
-        self.dropout_out = nn.Dropout(dropout_output)
+        embedding_dim, hidden_size = encoder.embedding_dim, encoder.hidden_size
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=encoder.pad_id)
+        self.dropout_in = nn.Dropout(encoder.embedding_dropout)
+        self.encoder = encoder.recurrent_encoder(embedding_dim)
+        self.dropout_out = nn.Dropout(encoder.output_dropout)
         needs_projection = tie_weights and hidden_size != embedding_dim
         self.projection = nn.Linear(hidden_size, embedding_dim, bias=False) if needs_projection else nn.Identity()
         self.decoder = nn.Linear(embedding_dim if tie_weights else hidden_size, vocab_size)
         if tie_weights:
             self.decoder.weight = self.embedding.weight  # (V, E), one parameter
-        self.vocab_size = vocab_size
+        self.vocab_size, self.config = vocab_size, encoder
         self._init_weights()
 
     def _init_weights(self, scale: float = 0.1) -> None:

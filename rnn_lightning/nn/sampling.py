@@ -41,6 +41,7 @@ def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None 
 def sample_tokens(
     net: nn.Module,
     context: Tensor,
+    *,
     max_new_tokens: int,
     eos_id: int | None = None,
     temperature: float = 1.0,

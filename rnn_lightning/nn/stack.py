@@ -33,7 +33,7 @@ HIGHWAY_GATE_BIAS = -1.0  # gates start mostly closed: each layer first passes i
 
 
 def make_rnn(
-    cell: Cell, input_size: int, hidden_size: int, num_layers: int, bidirectional: bool, dropout: float
+    cell: Cell, input_size: int, hidden_size: int, *, num_layers: int, bidirectional: bool, dropout: float
 ) -> nn.RNNBase:
     """A batch-first ``torch.nn`` LSTM, GRU or RNN (one cuDNN call for the whole stack on a GPU)."""
     kwargs = dict(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers, batch_first=True,
@@ -48,14 +48,9 @@ def make_rnn(
 class ConnectedStack(nn.Module):
     """Recurrent layers run one by one and joined by ``connection``; called like ``torch.nn.LSTM`` (batch first).
 
-    Args:
-        input_size: features per input step (D).
-        hidden_size: state size per direction (H).
-        num_layers: layers (at least 2: a connection joins layers).
-        cell: ``"rnn_tanh"``, ``"rnn_relu"``, ``"gru"`` or ``"lstm"``.
-        bidirectional: each layer reads both ways (its output has 2H features).
-        dropout: dropout on each layer's output that feeds another layer.
-        connection: ``"residual"``, ``"dense"`` or ``"highway"`` (see the module docstring).
+    Takes the arguments of :class:`~rnn_lightning.nn.RecurrentEncoder` (which builds one for a ``connection``
+    other than ``"none"``), with ``num_layers >= 2`` (a connection joins layers) and ``connection`` one of
+    ``"residual"``, ``"dense"``, ``"highway"`` (see the module docstring).
 
     Example:
         >>> stack = ConnectedStack(8, 16, num_layers=3, cell="gru", bidirectional=True, connection="highway")
@@ -68,6 +63,7 @@ class ConnectedStack(nn.Module):
         self,
         input_size: int,
         hidden_size: int,
+        *,
         num_layers: int = 2,
         cell: Cell = "lstm",
         bidirectional: bool = False,
@@ -86,7 +82,8 @@ class ConnectedStack(nn.Module):
         width = hidden_size * self.directions  # features of each layer's output
         sizes = [input_size] + [input_size + layer * width if connection == "dense" else width
                                 for layer in range(1, num_layers)]  # each layer's input features
-        self.layers = nn.ModuleList(make_rnn(cell, size, hidden_size, 1, bidirectional, 0.0) for size in sizes)
+        self.layers = nn.ModuleList(make_rnn(cell, size, hidden_size, num_layers=1, bidirectional=bidirectional,
+                                             dropout=0.0) for size in sizes)
         self.gates = None
         if connection == "highway":
             self.gates = nn.ModuleList(nn.Linear(width, width) for _ in range(num_layers - 1))

@@ -10,12 +10,14 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from rnn_lightning.nn.classifier import SequenceClassifierNet
+from rnn_lightning.nn.config import EncoderConfig
 from rnn_lightning.nn.encoder import Cell, Connection
 from rnn_lightning.nn.pooling import Pooling
-from rnn_lightning.tasks.common import RecurrentTask, default_optimizer
+from rnn_lightning.tasks.labeled import LabeledSequenceTask
+from rnn_lightning.tasks.optimizers import default_optimizer
 
 
-class SequenceClassifier(RecurrentTask):
+class SequenceClassifier(LabeledSequenceTask):
     """Text classification (sentiment, topic) with cross-entropy over the batch's texts.
 
     Logs ``train/loss`` and, for validation and test, ``loss``, ``acc`` (accuracy) and ``f1_macro``, each summed
@@ -33,16 +35,16 @@ class SequenceClassifier(RecurrentTask):
         cell: ``"rnn_tanh"``, ``"rnn_relu"``, ``"gru"`` or ``"lstm"``.
         bidirectional: read each text in both directions.
         dropout: dropout on embeddings, between layers and before the classifier.
-        connection: how stacked layers join: ``"none"``, or ``"residual"`` / ``"dense"`` / ``"highway"`` direct
-            connections for deep stacks (``num_layers >= 2``; see :mod:`rnn_lightning.nn.stack`).
-        pretrained_embeddings: a GloVe / word2vec / fastText text file (``.gz`` too) whose vectors initialise the
-            word embeddings of the words it lists (a word missing in its own case takes its lower case's vector) at
-            the start of training; its dimension must be ``embedding_dim``. The checkpoint then holds them.
-        word_dropout: in training, replace each token by ``<unk>`` with this probability, so the model learns
-            what to do with words it never saw (rare words are where taggers fail).
+        connection: how stacked layers join: ``"none"``, ``"residual"``, ``"dense"`` or ``"highway"``.
+        pretrained_embeddings: a GloVe / word2vec / fastText text file whose vectors initialise the word embeddings
+            (see :class:`~rnn_lightning.tasks.pretrained.PretrainedEmbeddings`).
+        word_dropout: in training, replace each token by ``<unk>`` with this probability.
         pooling: ``"final"`` state (each direction's), or ``"mean"`` / ``"max"`` over all steps' states.
         optimizer: optimizer factory (YAML ``class_path`` + ``init_args``); default Adam lr 1e-3.
         lr_scheduler: optional LR scheduler factory; ``ReduceLROnPlateau`` watches ``val/loss``.
+
+    The encoder settings (``embedding_dim`` to ``word_dropout``, ``pad_id``, ``unk_id``) are those of
+    :class:`~rnn_lightning.nn.EncoderConfig`, documented there.
 
     Example:
         >>> model = SequenceClassifier(vocab_size=20, num_labels=2, pooling="mean")
@@ -54,6 +56,7 @@ class SequenceClassifier(RecurrentTask):
         self,
         vocab_size: int,
         num_labels: int,
+        *,
         pad_id: int = 0,
         labels: list[str] | None = None,
         unk_id: int = 1,
@@ -70,15 +73,11 @@ class SequenceClassifier(RecurrentTask):
         optimizer: OptimizerCallable = default_optimizer,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
-        super().__init__()
-        if labels is not None and len(labels) != num_labels:
-            raise ValueError(f"`labels` names {len(labels)} classes but `num_labels` is {num_labels}; they must agree.")
+        super().__init__(num_labels=num_labels, labels=labels, char_vocab=None,
+                         pretrained_embeddings=pretrained_embeddings, optimizer=optimizer, lr_scheduler=lr_scheduler)
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
-        self.net = SequenceClassifierNet(vocab_size, num_labels, embedding_dim, hidden_size, num_layers, cell,
-                                         bidirectional, dropout, pooling, pad_id, word_dropout, unk_id,
-                                         connection)
-        self.optimizer, self.lr_scheduler, self.labels = optimizer, lr_scheduler, labels
-        self.pretrained_embeddings = pretrained_embeddings
+        encoder = EncoderConfig.from_settings(self.hparams)
+        self.net = SequenceClassifierNet(vocab_size, num_labels, encoder=encoder, pooling=pooling)
         self.metrics = torch.nn.ModuleDict({
             stage: torch.nn.ModuleDict({
                 "loss": MeanMetric(),
@@ -91,6 +90,9 @@ class SequenceClassifier(RecurrentTask):
     def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
         """tokens (B, T), lengths (B,) -> logits (B, C)."""
         return self.net(tokens, lengths)
+
+    def word_embedding(self) -> torch.nn.Embedding:
+        return self.net.body.embedding
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss = F.cross_entropy(self(batch["tokens"], batch["lengths"]).float(), batch["label"])

@@ -11,13 +11,15 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from tokenizers import Tokenizer
 from torch import Tensor
 
+from rnn_lightning.compat import logging_step
 from rnn_lightning.constants import IGNORE_INDEX
 from rnn_lightning.data.tokenization import BOS, EOS, PAD
 from rnn_lightning.metrics import Perplexity
-from rnn_lightning.nn import RNNLanguageModelNet, detach_state
+from rnn_lightning.nn import EncoderConfig, RNNLanguageModelNet, detach_state
 from rnn_lightning.nn.encoder import Cell, Connection, State
 from rnn_lightning.nn.sampling import sample_tokens
-from rnn_lightning.tasks.common import RecurrentTask, logging_step
+from rnn_lightning.tasks.common import RecurrentTask
+from rnn_lightning.tasks.optimizers import default_lm_optimizer
 
 
 def _move_state(state: State | None, device: torch.device | str) -> State | None:
@@ -25,10 +27,6 @@ def _move_state(state: State | None, device: torch.device | str) -> State | None
     if state is None:
         return None
     return tuple(s.to(device) for s in state) if isinstance(state, tuple) else state.to(device)
-
-
-def _default_optimizer(params: Any) -> torch.optim.Optimizer:
-    return torch.optim.SGD(params, lr=20.0)
 
 
 class LanguageModel(RecurrentTask):
@@ -51,10 +49,12 @@ class LanguageModel(RecurrentTask):
         dropout_output: dropout before the decoder.
         tie_weights: share input embedding and output weights.
         bidirectional: refused with an explanation (a language model must not see the future).
-        connection: how stacked layers join: ``"none"``, or ``"residual"`` / ``"dense"`` / ``"highway"`` direct
-            connections for deep stacks (``num_layers >= 2``; see :mod:`rnn_lightning.nn.stack`).
+        connection: how stacked layers join: ``"none"``, ``"residual"``, ``"dense"`` or ``"highway"``.
         optimizer: optimizer factory (from YAML: ``class_path`` + ``init_args``); default SGD lr 20.
         lr_scheduler: optional LR scheduler factory; ``ReduceLROnPlateau`` watches ``val/loss``.
+
+    The encoder settings (``pad_id`` to ``connection``; ``dropout_between`` is the config's ``dropout``) are those
+    of :class:`~rnn_lightning.nn.EncoderConfig`, documented there.
 
     Example:
         >>> lm = LanguageModel(vocab_size=12, embedding_dim=8, hidden_size=8, num_layers=1)
@@ -66,6 +66,7 @@ class LanguageModel(RecurrentTask):
     def __init__(
         self,
         vocab_size: int,
+        *,
         pad_id: int | None = 0,
         embedding_dim: int = 200,
         hidden_size: int = 200,
@@ -77,17 +78,13 @@ class LanguageModel(RecurrentTask):
         tie_weights: bool = False,
         bidirectional: bool = False,
         connection: Connection = "none",
-        optimizer: OptimizerCallable = _default_optimizer,
+        optimizer: OptimizerCallable = default_lm_optimizer,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(optimizer=optimizer, lr_scheduler=lr_scheduler)
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
-        self.net = RNNLanguageModelNet(
-            vocab_size, embedding_dim, hidden_size, num_layers, cell,
-            dropout_embedding, dropout_between, dropout_output, tie_weights, pad_id, bidirectional, connection,
-        )
-        self.optimizer = optimizer
-        self.lr_scheduler = lr_scheduler
+        encoder = EncoderConfig.from_settings(self.hparams, dropout=dropout_between)
+        self.net = RNNLanguageModelNet(vocab_size, encoder=encoder, tie_weights=tie_weights)
         self.val_ppl = Perplexity()
         self.test_ppl = Perplexity()
         self.tokenizer: Tokenizer | None = None
@@ -107,6 +104,10 @@ class LanguageModel(RecurrentTask):
             logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
         )
         return nll_sum, (targets != IGNORE_INDEX).sum()
+
+    def count_tokens(self, batch: tuple[Tensor, Tensor]) -> Tensor:
+        """The window's targets (every position but the ignored ones)."""
+        return (batch[1] != IGNORE_INDEX).sum()
 
     def on_train_epoch_start(self) -> None:
         self._state["train"] = None  # (Lightning skips this hook when a run resumes mid-epoch)
@@ -128,7 +129,7 @@ class LanguageModel(RecurrentTask):
         else:
             loss = nll_sum / count.clamp(min=1)
         self.log_train_loss(loss)  # rank mean = global mean
-        if logging_step(self):  # a CPU tensor: a Python float would be copied to the device at every step
+        if logging_step(self.trainer):  # a CPU tensor: a Python float would be copied to the device at every step
             self.log("train/lr", torch.tensor(float(self.trainer.optimizers[0].param_groups[0]["lr"])))
         return loss
 
@@ -208,7 +209,8 @@ class LanguageModel(RecurrentTask):
                 "a checkpoint saved by one, or set `model.tokenizer` to a tokenizers.Tokenizer."
             )
         ids = self.generate_ids(
-            self.encode_prompt(prompt), max_new_tokens, temperature, top_k, top_p, greedy, seed, stop_at_eos
+            self.encode_prompt(prompt), max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
+            top_p=top_p, greedy=greedy, seed=seed, stop_at_eos=stop_at_eos,
         )
         eos = self.tokenizer.token_to_id(EOS)
         lines, line = [], []
@@ -232,6 +234,7 @@ class LanguageModel(RecurrentTask):
     def generate_ids(
         self,
         context: list[int],
+        *,
         max_new_tokens: int = 50,
         temperature: float = 1.0,
         top_k: int | None = None,
@@ -250,8 +253,9 @@ class LanguageModel(RecurrentTask):
         self.eval()
         try:
             return sample_tokens(
-                self.net, torch.tensor(context, device=self.device), max_new_tokens, eos,
-                temperature, top_k, top_p, greedy, generator, stop_at_eos, bos,
+                self.net, torch.tensor(context, device=self.device), max_new_tokens=max_new_tokens, eos_id=eos,
+                temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, generator=generator,
+                stop_at_eos=stop_at_eos, line_start_id=bos,
             )
         finally:
             self.train(was_training)

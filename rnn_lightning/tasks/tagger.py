@@ -10,17 +10,19 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from rnn_lightning.constants import IGNORE_INDEX
-from rnn_lightning.data.labeled import LabeledSequenceDataModule
+from rnn_lightning.data.batching import RIGHT_PADDED
 from rnn_lightning.functional import allowed_transitions
 from rnn_lightning.metrics import SpanF1
+from rnn_lightning.nn.config import EncoderConfig
 from rnn_lightning.nn.crf import CRF
 from rnn_lightning.nn.encoder import Cell, Connection
 from rnn_lightning.nn.packing import to_device
 from rnn_lightning.nn.tagger import SequenceTaggerNet
-from rnn_lightning.tasks.common import RecurrentTask, default_optimizer
+from rnn_lightning.tasks.labeled import LabeledSequenceTask
+from rnn_lightning.tasks.optimizers import default_optimizer
 
 
-class SequenceTagger(RecurrentTask):
+class SequenceTagger(LabeledSequenceTask):
     """Token-level tagging: cross-entropy averaged over the real tokens of a batch, or a CRF's likelihood.
 
     Logs ``train/loss``, and for validation and test ``loss``, token accuracy ``acc`` and, when the tags mark
@@ -41,21 +43,21 @@ class SequenceTagger(RecurrentTask):
         cell: ``"rnn_tanh"``, ``"rnn_relu"``, ``"gru"`` or ``"lstm"``.
         bidirectional: read each sentence in both directions.
         dropout: dropout on embeddings, between layers and before the output layer.
-        connection: how stacked layers join: ``"none"``, or ``"residual"`` / ``"dense"`` / ``"highway"`` direct
-            connections for deep stacks (``num_layers >= 2``; see :mod:`rnn_lightning.nn.stack`).
-        pretrained_embeddings: a GloVe / word2vec / fastText text file (``.gz`` too) whose vectors initialise the
-            word embeddings of the words it lists (a word missing in its own case takes its lower case's vector) at
-            the start of training; its dimension must be ``embedding_dim``. The checkpoint then holds them.
-        word_dropout: in training, replace each token by ``<unk>`` with this probability, so the model learns
-            what to do with words it never saw (rare words are where taggers fail).
+        connection: how stacked layers join: ``"none"``, ``"residual"``, ``"dense"`` or ``"highway"``.
+        pretrained_embeddings: a GloVe / word2vec / fastText text file whose vectors initialise the word embeddings
+            (see :class:`~rnn_lightning.tasks.pretrained.PretrainedEmbeddings`).
+        word_dropout: in training, replace each token by ``<unk>`` with this probability.
         char_vocab: the DataModule's character vocabulary (linked when it has ``char_features``): adds a character
-            BiLSTM vector to each word's embedding (Lample et al. 2016); stored in the checkpoint.
+            BiRNN vector to each word's embedding; stored in the checkpoint.
         char_embedding_dim: character embedding size.
         char_hidden_size: character BiRNN state size per direction.
         crf: decode with a linear-chain CRF (trained by its likelihood; with ``span_scheme`` the moves the scheme
             forbids, such as ``O -> I-PER`` in IOB2, are never decoded).
         optimizer: optimizer factory (YAML ``class_path`` + ``init_args``); default Adam lr 1e-3.
         lr_scheduler: optional LR scheduler factory; ``ReduceLROnPlateau`` watches ``val/loss``.
+
+    The encoder settings (``embedding_dim`` to ``word_dropout``, the character sizes, ``pad_id``, ``unk_id``) are
+    those of :class:`~rnn_lightning.nn.EncoderConfig`, documented there.
 
     Example:
         >>> tagger = SequenceTagger(vocab_size=20, num_labels=3, labels=["B-X", "I-X", "O"], span_scheme="IOB2")
@@ -67,6 +69,7 @@ class SequenceTagger(RecurrentTask):
         self,
         vocab_size: int,
         num_labels: int,
+        *,
         pad_id: int = 0,
         labels: list[str] | None = None,
         span_scheme: str | None = None,
@@ -87,23 +90,19 @@ class SequenceTagger(RecurrentTask):
         optimizer: OptimizerCallable = default_optimizer,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
-        super().__init__()
-        if labels is not None and len(labels) != num_labels:
-            raise ValueError(f"`labels` names {len(labels)} tags but `num_labels` is {num_labels}; they must agree.")
+        super().__init__(num_labels=num_labels, labels=labels, char_vocab=char_vocab,
+                         pretrained_embeddings=pretrained_embeddings, optimizer=optimizer, lr_scheduler=lr_scheduler)
         if span_scheme is not None and labels is None:
             raise ValueError(f"`span_scheme={span_scheme!r}` needs the tag names: pass `labels` (one per tag id).")
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         num_chars = len(char_vocab) if char_vocab is not None else None
-        self.net = SequenceTaggerNet(vocab_size, num_labels, embedding_dim, hidden_size, num_layers, cell,
-                                     bidirectional, dropout, pad_id, word_dropout, unk_id, num_chars,
-                                     char_embedding_dim, char_hidden_size, connection)
+        encoder = EncoderConfig.from_settings(self.hparams, num_chars=num_chars)
+        self.net = SequenceTaggerNet(vocab_size, num_labels, encoder=encoder)
         self.crf = None
         if crf:
             masks = allowed_transitions(labels, span_scheme) if span_scheme else (None, None, None)
             self.crf = CRF(num_labels, masks[1], allowed_start=masks[0], allowed_end=masks[2])
-        self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
-        self.pretrained_embeddings = pretrained_embeddings
-        self.labels, self.span_scheme, self.char_vocab = labels, span_scheme, char_vocab
+        self.span_scheme = span_scheme
         self.metrics = torch.nn.ModuleDict({
             stage: torch.nn.ModuleDict({
                 "loss": MeanMetric(),
@@ -112,6 +111,9 @@ class SequenceTagger(RecurrentTask):
             })
             for stage in ("val", "test")
         })
+
+    def word_embedding(self) -> torch.nn.Embedding:
+        return self.net.body.embedding
 
     def forward(
         self, tokens: Tensor, lengths: Tensor, chars: Tensor | None = None, char_lengths: Tensor | None = None
@@ -123,25 +125,24 @@ class SequenceTagger(RecurrentTask):
     def _scores(self, batch: dict[str, Tensor]) -> Tensor:
         return self(batch["tokens"], batch["lengths"], batch.get("chars"), batch.get("char_lengths"))
 
-    def _loss(self, scores: Tensor, tags: Tensor) -> Tensor:
-        """Mean negative log-likelihood per real token."""
+    def _loss(self, scores: Tensor, batch: dict[str, Tensor]) -> Tensor:
+        """Mean negative log-likelihood per real token of ``batch["tags"]``.
+
+        The CRF checks the tags and their mask on the host (for a GPU, a wait at every step) unless the batch says
+        it was right-padded by :func:`~rnn_lightning.data.batching.pad_batch` (``RIGHT_PADDED``), as our
+        DataModules' batches are: padded that way, the tags are what the check asks for by construction."""
+        tags = batch["tags"]
         if self.crf is None:
             return F.cross_entropy(scores.flatten(0, 1).float(), tags.flatten(), ignore_index=IGNORE_INDEX)
-        checked = self._own_batches()
-        return self.crf(scores, tags, tags != IGNORE_INDEX, reduction="token_mean", check_values=not checked)
-
-    def _own_batches(self) -> bool:
-        """Whether the batches come from one of our DataModules, which pads by construction what the CRF checks
-        (tags right-padded with -100, every sentence non-empty), so the CRF need not read them on the host (a wait
-        for a GPU at every step). Batches from elsewhere are checked."""
-        return isinstance(getattr(self._trainer, "datamodule", None), LabeledSequenceDataModule)
+        checked = not batch.get(RIGHT_PADDED, False)
+        return self.crf(scores, tags, tags != IGNORE_INDEX, reduction="token_mean", check_values=checked)
 
     def decode(self, scores: Tensor, mask: Tensor) -> Tensor:
         """Best tag ids (B, T): Viterbi with a CRF, else the argmax per token."""
         return self.crf.decode(scores, mask) if self.crf is not None else scores.argmax(-1)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        loss = self._loss(self._scores(batch), batch["tags"])
+        loss = self._loss(self._scores(batch), batch)
         self.log_train_loss(loss, batch_size=len(batch["lengths"]))
         return loss
 
@@ -151,7 +152,7 @@ class SequenceTagger(RecurrentTask):
         scores = self._scores(batch)
         preds = self.decode(scores, mask)
         metrics = self.metrics[stage]
-        metrics["loss"].update(self._loss(scores, tags), weight=mask.sum())
+        metrics["loss"].update(self._loss(scores, batch), weight=mask.sum())
         metrics["acc"].update(preds, tags)
         if "f1" in metrics:
             metrics["f1"].update(preds, tags, mask)

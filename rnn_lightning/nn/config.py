@@ -1,0 +1,97 @@
+"""EncoderConfig: the settings of the embedding + recurrent body that every network of ``rnn_lightning.nn`` shares."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from rnn_lightning.nn.encoder import Cell, Connection, RecurrentEncoder, check_dropout
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """How ids become contextual states; the language model, the tagger and the classifier networks take one.
+
+    Each setting is documented here once; the tasks take them as flat arguments of the same names.
+
+    Args:
+        embedding_dim: token embedding size (E).
+        hidden_size: recurrent state size per direction (H).
+        num_layers: stacked recurrent layers; each feeds its output sequence to the next.
+        cell: ``"rnn_tanh"``, ``"rnn_relu"`` (simple RNN), ``"gru"`` or ``"lstm"``.
+        bidirectional: also read each sequence right to left and concatenate both directions (2H features per
+            step): each token then sees its left and right context, what taggers and classifiers want. A language
+            model refuses it (it would see the word it must predict).
+        dropout: dropout on the embedded inputs, between stacked layers and on the last layer's outputs.
+        dropout_embedding: dropout on the embedded inputs when it differs from ``dropout`` (``None``: ``dropout``).
+        dropout_output: dropout on the last layer's outputs when it differs from ``dropout`` (``None``: ``dropout``).
+        connection: how stacked layers join: ``"none"`` (each feeds the next; one fused cuDNN call), or
+            ``"residual"`` / ``"dense"`` / ``"highway"`` direct connections that shorten the gradient's path through
+            deep stacks (``num_layers >= 2``; see :mod:`rnn_lightning.nn.stack`).
+        pad_id: padding id, whose embedding row stays zero (``None``: no padding row).
+        word_dropout: in training, replace each real token by ``unk_id`` with this probability, so the ``<unk>``
+            embedding learns to stand for the rare and unseen words met at test time (where taggers fail).
+        unk_id: id of ``<unk>``.
+        num_chars: size of the character vocabulary: each token's embedding is then joined by a
+            :class:`~rnn_lightning.nn.CharacterEncoder` vector of its characters (Lample et al. 2016; ``None``:
+            words only).
+        char_embedding_dim: character embedding size.
+        char_hidden_size: character BiRNN state size per direction (a word gets ``2 * char_hidden_size`` features).
+
+    Example:
+        >>> config = EncoderConfig(embedding_dim=8, hidden_size=16, bidirectional=True, dropout=0.3, dropout_output=0)
+        >>> config.embedding_dropout, config.output_dropout, config.output_dim
+        (0.3, 0, 32)
+    """
+
+    embedding_dim: int = 100
+    hidden_size: int = 100
+    num_layers: int = 1
+    cell: Cell = "lstm"
+    bidirectional: bool = False
+    dropout: float = 0.0
+    dropout_embedding: float | None = None
+    dropout_output: float | None = None
+    connection: Connection = "none"
+    pad_id: int | None = 0
+    word_dropout: float = 0.0
+    unk_id: int = 1
+    num_chars: int | None = None
+    char_embedding_dim: int = 25
+    char_hidden_size: int = 25
+
+    def __post_init__(self) -> None:
+        for name in ("dropout", "dropout_embedding", "dropout_output", "word_dropout"):
+            if getattr(self, name) is not None:
+                check_dropout(name, getattr(self, name))
+        if self.num_chars is not None and (not isinstance(self.num_chars, int) or self.num_chars < 2):
+            raise ValueError(f"`num_chars` must be an integer >= 2 (padding and a character) or None, got "
+                             f"{self.num_chars!r}.")
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], **overrides: Any) -> EncoderConfig:
+        """The config of those ``settings`` (e.g. a task's flat hyperparameters) that name a field, then
+        ``overrides``; other settings are not the encoder's and are left out."""
+        names = {field.name for field in fields(cls)}
+        return cls(**{**{key: value for key, value in settings.items() if key in names}, **overrides})
+
+    @property
+    def embedding_dropout(self) -> float:
+        """Dropout on the embedded inputs."""
+        return self.dropout if self.dropout_embedding is None else self.dropout_embedding
+
+    @property
+    def output_dropout(self) -> float:
+        """Dropout on the last layer's outputs."""
+        return self.dropout if self.dropout_output is None else self.dropout_output
+
+    @property
+    def output_dim(self) -> int:
+        """Features per output step: ``hidden_size * (2 if bidirectional else 1)``."""
+        return self.hidden_size * (2 if self.bidirectional else 1)
+
+    def recurrent_encoder(self, input_size: int) -> RecurrentEncoder:
+        """The recurrent stack of this config over ``input_size`` features per step."""
+        return RecurrentEncoder(input_size, self.hidden_size, num_layers=self.num_layers, cell=self.cell,
+                                bidirectional=self.bidirectional, dropout=self.dropout, connection=self.connection)

@@ -1,0 +1,52 @@
+"""Predicting from words (``tag``, ``classify``): word lists encoded as the DataModules' loaders encode them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from rnn_lightning.data.batching import HOST_KEYS, pad_batch
+from rnn_lightning.data.characters import encode_chars
+
+
+class PredictsFromWords:
+    """Mixin for a task with a ``tokenizer`` (:class:`~rnn_lightning.tasks.tokenizer.TokenizerInCheckpoint`) and a
+    ``predict_step``: runs the step on word lists, with the vocabularies the model was trained with."""
+
+    def char_vocabulary(self) -> list[str] | None:
+        """Hook: the character vocabulary when the model reads each word's characters (``None``: words only)."""
+        return None
+
+    def encode_words(self, token_lists: list[list[str]], arg: str) -> dict[str, torch.Tensor]:
+        """Word lists -> a batch on the model's device: ids ``tokens`` (B, T), ``lengths`` (B,, on the CPU), and
+        ``chars`` (B, T, L) with ``char_lengths`` (B, T, on the CPU) when the model reads characters. ``arg`` names
+        the argument the lists came from, for errors."""
+        if self.tokenizer is None:
+            raise RuntimeError(
+                f"this {type(self).__name__} has no tokenizer: train it with one of rnn_lightning's DataModules or "
+                "load it from a checkpoint saved by one."
+            )
+        empty = [i for i, tokens in enumerate(token_lists) if not tokens]
+        if empty:
+            raise ValueError(f"`{arg}` at positions {empty} are empty: each needs at least one token.")
+        vocab, unk = self.tokenizer.get_vocab(), self.tokenizer.token_to_id("<unk>")
+        char_vocab = self.char_vocabulary()
+        items = [
+            {"tokens": [vocab.get(w, unk) for w in words],
+             **({"chars": encode_chars(words, char_vocab)} if char_vocab is not None else {})}
+            for words in token_lists
+        ]
+        batch = pad_batch(items, self.tokenizer.token_to_id("<pad>"))  # as the DataModules' loaders pad
+        return {key: value if key in HOST_KEYS else value.to(self.device) for key, value in batch.items()}
+
+    @torch.no_grad()
+    def predict_words(self, token_lists: list[list[str]], arg: str) -> Any:
+        """``predict_step`` on word lists, in eval mode (restored afterwards): what ``tag``/``classify`` return."""
+        batch = self.encode_words(token_lists, arg)
+        was_training = self.training
+        self.eval()
+        try:
+            return self.predict_step(batch, 0)
+        finally:
+            self.train(was_training)
