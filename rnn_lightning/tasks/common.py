@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import lightning as L
@@ -87,7 +88,7 @@ class TokenizerInCheckpoint:
 
 
 class RecurrentTask(ExactResume, TokenizerInCheckpoint, L.LightningModule):
-    """Base of the tasks: optimizer factories, gradient-norm log and NaN stop, tokenizer in the checkpoint, exact
+    """Base of the tasks: optimizer factories, gradient-norm log and divergence stop, tokenizer in the checkpoint, exact
     resume.
 
     Subclasses set ``self.optimizer`` and ``self.lr_scheduler``, and log their training loss with ``log_train_loss``.
@@ -141,7 +142,7 @@ class RecurrentTask(ExactResume, TokenizerInCheckpoint, L.LightningModule):
         self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
         gradient_clip_algorithm: str | None = None,
     ) -> None:
-        """Clip as configured, stop on a non-finite gradient, and log ``train/grad_norm`` (before clipping).
+        """Clip as configured, stop on a non-finite gradient or a diverged loss, log ``train/grad_norm`` (pre-clip).
 
         Lightning calls this on every optimizer step, after the gradients are final (DDP-reduced, unscaled) and
         before the step. Clipping by norm already computes the total norm, so the norm costs no extra pass; it is
@@ -156,9 +157,17 @@ class RecurrentTask(ExactResume, TokenizerInCheckpoint, L.LightningModule):
         else:
             norm = torch.nn.utils.get_total_norm([p.grad for p in params])
             super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
-        self._finite_guard.check(self, norm, self._last_loss)
-        if logging_step(self):
+        logged = logging_step(self)
+        self._finite_guard.check(self, norm, self._last_loss if logged else None, self.uniform_loss())
+        if logged:
             self.log("train/grad_norm", norm)
+
+    def uniform_loss(self) -> float | None:
+        """The training loss of a uniform guess, ``log(num_labels)`` nats (per text for a classifier, per token for a
+        tagger): the yardstick of the divergence stop (see :mod:`rnn_lightning.tasks.finite_guard`). ``None`` where
+        the task has no ``num_labels``: then only a non-finite loss counts as diverged."""
+        classes = self.hparams.get("num_labels")
+        return math.log(classes) if isinstance(classes, int) and classes >= 2 else None
 
     def setup(self, stage: str) -> None:
         self._take_tokenizer()

@@ -17,7 +17,7 @@ from rnn_lightning.metrics import Perplexity
 from rnn_lightning.nn import RNNLanguageModelNet, detach_state
 from rnn_lightning.nn.encoder import Cell, Connection, State
 from rnn_lightning.nn.sampling import sample_tokens
-from rnn_lightning.tasks.common import RecurrentTask, logging_step
+from rnn_lightning.tasks.common import RecurrentTask, default_optimizer, logging_step
 
 
 def _move_state(state: State | None, device: torch.device | str) -> State | None:
@@ -25,10 +25,6 @@ def _move_state(state: State | None, device: torch.device | str) -> State | None
     if state is None:
         return None
     return tuple(s.to(device) for s in state) if isinstance(state, tuple) else state.to(device)
-
-
-def _default_optimizer(params: Any) -> torch.optim.Optimizer:
-    return torch.optim.SGD(params, lr=20.0)
 
 
 class LanguageModel(RecurrentTask):
@@ -53,7 +49,10 @@ class LanguageModel(RecurrentTask):
         bidirectional: refused with an explanation (a language model must not see the future).
         connection: how stacked layers join: ``"none"``, or ``"residual"`` / ``"dense"`` / ``"highway"`` direct
             connections for deep stacks (``num_layers >= 2``; see :mod:`rnn_lightning.nn.stack`).
-        optimizer: optimizer factory (from YAML: ``class_path`` + ``init_args``); default SGD lr 20.
+        optimizer: optimizer factory (from YAML: ``class_path`` + ``init_args``); default Adam lr 1e-3, which
+            trains without gradient clipping: its step is about ``lr`` per weight whatever the gradient's size, where
+            plain SGD's grows with it (SGD lr 20, the classic setting, diverges unless the Trainer clips the
+            gradient norm, e.g. ``gradient_clip_val: 0.25``).
         lr_scheduler: optional LR scheduler factory; ``ReduceLROnPlateau`` watches ``val/loss``.
 
     Example:
@@ -77,7 +76,7 @@ class LanguageModel(RecurrentTask):
         tie_weights: bool = False,
         bidirectional: bool = False,
         connection: Connection = "none",
-        optimizer: OptimizerCallable = _default_optimizer,
+        optimizer: OptimizerCallable = default_optimizer,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
         super().__init__()
@@ -141,12 +140,16 @@ class LanguageModel(RecurrentTask):
 
     def _eval_end(self, stage: str) -> None:
         metric = self._metric(stage)
-        ppl = metric.compute()  # summed over all ranks
-        loss = ppl.log()
+        loss = metric.mean_nll()  # float64, summed over all ranks: finite where a float32 perplexity is not
+        ppl = loss.exp().float()
         self.log_dict(
             {f"{stage}/loss": loss, f"{stage}/ppl": ppl, f"{stage}/bpt": loss / math.log(2)}, prog_bar=True
         )
         metric.reset()
+
+    def uniform_loss(self) -> float:
+        """``log(vocab_size)``: the loss per token of a uniform guess, the divergence stop's yardstick."""
+        return math.log(self.hparams.vocab_size)
 
     def _metric(self, stage: str) -> Perplexity:
         return self.val_ppl if stage == "val" else self.test_ppl
