@@ -31,7 +31,8 @@ def _scalar(value: Any, name: str, integer: bool, device: torch.device) -> Tenso
         got = value.dtype if isinstance(value, Tensor) else type(value).__name__
         fix = "(target != ignore_index).sum()" if integer else "F.cross_entropy(..., reduction='sum')"
         raise TypeError(f"Perplexity.update: `{name}` must be {kind}, got {got}. Pass e.g. `{fix}`.")
-    value = torch.as_tensor(value, device=device).detach()
+    dtype = torch.int64 if integer else torch.float64  # a Python float straight to float64, not through float32
+    value = value.detach().to(device) if isinstance(value, Tensor) else torch.tensor(value, dtype=dtype, device=device)
     if value.numel() != 1:
         raise ValueError(
             f"Perplexity.update: `{name}` must be a scalar (summed over the batch), got shape "

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from rnn_lightning.nn.char_encoder import CharacterEncoder
-from rnn_lightning.nn.encoder import Cell, Connection, RecurrentEncoder, check_dropout
+from rnn_lightning.nn.encoder import Cell, Connection, RecurrentEncoder, check_dropout, check_token_id
 
 
 class EmbedEncode(nn.Module):
@@ -54,6 +54,8 @@ class EmbedEncode(nn.Module):
             raise ValueError(f"`vocab_size` must be an integer >= 2, got {vocab_size!r}.")
         check_dropout("dropout", dropout)
         check_dropout("word_dropout", word_dropout)
+        check_token_id("pad_id", pad_id, vocab_size)
+        check_token_id("unk_id", unk_id, vocab_size)
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
         self.chars = None
         if num_chars is not None:

@@ -7,13 +7,26 @@ from torch import Tensor, nn
 from rnn_lightning.nn.packing import run_rnn
 from rnn_lightning.nn.stack import CELLS, CONNECTIONS, Cell, ConnectedStack, Connection, State, make_rnn
 
-__all__ = ["CELLS", "CONNECTIONS", "Cell", "Connection", "RecurrentEncoder", "State", "check_dropout", "detach_state"]
+__all__ = [
+    "CELLS", "CONNECTIONS", "Cell", "Connection", "RecurrentEncoder", "State", "check_dropout", "check_token_id",
+    "detach_state",
+]
 
 
 def check_dropout(name: str, value: float) -> None:
     """Raise a ``ValueError`` naming ``name`` unless ``0 <= value < 1``."""
     if not 0.0 <= value < 1.0:
         raise ValueError(f"`{name}` must be a probability in [0, 1), got {value!r}. Use e.g. 0.0 (off) to 0.5.")
+
+
+def check_token_id(name: str, value: int | None, vocab_size: int) -> None:
+    """Raise a ``ValueError`` naming ``name`` unless ``value`` is ``None`` or a token id in ``[0, vocab_size)``
+    (``nn.Embedding`` would take a negative one as counted from the end)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < vocab_size):
+        raise ValueError(
+            f"`{name}` must be a token id in [0, vocab_size={vocab_size}) or None, got {value!r}. Pass the "
+            f"DataModule's `{name}` (the CLI links it), or None where there is no such token."
+        )
 
 
 class RecurrentEncoder(nn.Module):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from rnn_lightning.nn.encoder import Cell, Connection, RecurrentEncoder, State, check_dropout
+from rnn_lightning.nn.encoder import Cell, Connection, RecurrentEncoder, State, check_dropout, check_token_id
 
 
 class RNNLanguageModelNet(nn.Module):
@@ -60,6 +60,7 @@ class RNNLanguageModelNet(nn.Module):
             raise ValueError(f"`vocab_size` must be an integer >= 2, got {vocab_size!r}.")
         for name, p in (("dropout_embedding", dropout_embedding), ("dropout_output", dropout_output)):
             check_dropout(name, p)
+        check_token_id("pad_id", pad_id, vocab_size)
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
         self.dropout_in = nn.Dropout(dropout_embedding)
         self.encoder = RecurrentEncoder(

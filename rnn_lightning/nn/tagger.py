@@ -55,8 +55,8 @@ class SequenceTaggerNet(nn.Module):
         connection: Connection = "none",
     ) -> None:
         super().__init__()
-        if not isinstance(num_labels, int) or num_labels < 1:
-            raise ValueError(f"`num_labels` must be a positive integer, got {num_labels!r}.")
+        if not isinstance(num_labels, int) or num_labels < 2:
+            raise ValueError(f"`num_labels` must be an integer >= 2 (a tagger chooses among tags), got {num_labels!r}.")
         self.body = EmbedEncode(vocab_size, embedding_dim, hidden_size, num_layers, cell, bidirectional, dropout,
                                 pad_id, word_dropout, unk_id, num_chars, char_embedding_dim, char_hidden_size,
                                 connection)

@@ -12,7 +12,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from rnn_lightning.nn.classifier import SequenceClassifierNet
 from rnn_lightning.nn.encoder import Cell, Connection
 from rnn_lightning.nn.pooling import Pooling
-from rnn_lightning.tasks.common import RecurrentTask, default_optimizer
+from rnn_lightning.tasks.common import RecurrentTask, default_optimizer, split_texts
 
 
 class SequenceClassifier(RecurrentTask):
@@ -117,4 +117,4 @@ class SequenceClassifier(RecurrentTask):
 
     def classify(self, texts: list[str]) -> list[str]:
         """Classify whitespace-tokenized texts; returns one class name per text."""
-        return self.predict_words([t.split() for t in texts], "texts")
+        return self.predict_words(split_texts(texts, "texts"), "texts")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import pickle
+from collections.abc import Iterable
 from typing import Any
 
 import lightning as L
@@ -14,6 +16,7 @@ from tokenizers import Tokenizer
 from rnn_lightning.data.batching import HOST_KEYS, pad_batch
 from rnn_lightning.data.characters import encode_chars
 from rnn_lightning.nn.pretrained import load_word_vectors
+from rnn_lightning.tasks.checkpoints import check_task, unreadable
 from rnn_lightning.tasks.finite_guard import FiniteGradientGuard
 from rnn_lightning.tasks.resume import ExactResume
 
@@ -54,6 +57,28 @@ def logging_step(module: L.LightningModule) -> bool:
     """Whether this step's logged values reach the loggers (every ``log_every_n_steps``), as Lightning decides."""
     connector = getattr(module.trainer, "_logger_connector", None)
     return bool(getattr(connector, "should_update_logs", True)) or bool(module.trainer.fast_dev_run)
+
+
+def split_texts(texts: Any, arg: str, token_lists: bool = False) -> list[list[str]]:
+    """Each text of the list ``texts`` split on whitespace (taken as is if already a token list, where
+    ``token_lists``); a TypeError naming ``arg`` for a bare string (which would be read one character per text) or
+    for items of another type."""
+    kinds = "strings (or lists of string tokens)" if token_lists else "strings"
+    if isinstance(texts, (str, bytes, dict)) or not isinstance(texts, Iterable):  # a list, a datasets Column...
+        raise TypeError(
+            f"`{arg}` must be a list of {kinds}, got {type(texts).__name__} {texts!r:.60}. Wrap a single text in a "
+            f"list: [text]."
+        )
+    words = []
+    for i, text in enumerate(texts):
+        if isinstance(text, str):
+            words.append(text.split())
+        elif token_lists and isinstance(text, (list, tuple)) and all(isinstance(w, str) for w in text):
+            words.append(list(text))
+        else:
+            kind = "a string or a list of string tokens" if token_lists else "a string"
+            raise TypeError(f"`{arg}[{i}]` must be {kind}, got {type(text).__name__} {text!r:.60}.")
+    return words
 
 
 class TokenizerInCheckpoint:
@@ -99,6 +124,19 @@ class RecurrentTask(ExactResume, TokenizerInCheckpoint, L.LightningModule):
         self._last_loss: torch.Tensor | None = None
         self._finite_guard = FiniteGradientGuard()
         self._pretrained_loaded = False
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> Any:
+        """Lightning's ``load_from_checkpoint``, with clear errors for a file that is no checkpoint and for another
+        task's checkpoint (see :mod:`rnn_lightning.tasks.checkpoints`)."""
+        check_task(cls, checkpoint_path, base=RecurrentTask)
+        try:
+            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        except (EOFError, pickle.UnpicklingError, RuntimeError) as error:
+            clear = unreadable(checkpoint_path, error)
+            if clear is None:
+                raise
+            raise clear from error
 
     def log_train_loss(self, loss: torch.Tensor, **kwargs: Any) -> None:
         """Log ``train/loss`` (mean over processes) to the loggers and the progress bar.
@@ -239,6 +277,8 @@ class RecurrentTask(ExactResume, TokenizerInCheckpoint, L.LightningModule):
     @torch.no_grad()
     def predict_words(self, token_lists: list[list[str]], arg: str) -> Any:
         """``predict_step`` on word lists, in eval mode (restored afterwards): what ``tag``/``classify`` return."""
+        if not token_lists:
+            return []  # no text, no prediction
         batch = self.encode_words(token_lists, arg)
         was_training = self.training
         self.eval()

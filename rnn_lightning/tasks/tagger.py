@@ -11,12 +11,13 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from rnn_lightning.constants import IGNORE_INDEX
 from rnn_lightning.data.labeled import LabeledSequenceDataModule
+from rnn_lightning.functional.tag_schemes import SCHEMES
 from rnn_lightning.metrics import SpanF1
 from rnn_lightning.nn.crf import CRF, allowed_transitions
 from rnn_lightning.nn.encoder import Cell, Connection
 from rnn_lightning.nn.packing import to_device
 from rnn_lightning.nn.tagger import SequenceTaggerNet
-from rnn_lightning.tasks.common import RecurrentTask, default_optimizer
+from rnn_lightning.tasks.common import RecurrentTask, default_optimizer, split_texts
 
 
 class SequenceTagger(RecurrentTask):
@@ -91,6 +92,8 @@ class SequenceTagger(RecurrentTask):
             raise ValueError(f"`labels` names {len(labels)} tags but `num_labels` is {num_labels}; they must agree.")
         if span_scheme is not None and labels is None:
             raise ValueError(f"`span_scheme={span_scheme!r}` needs the tag names: pass `labels` (one per tag id).")
+        if span_scheme is not None and span_scheme not in SCHEMES:
+            raise ValueError(f"`span_scheme` must be one of {SCHEMES} or None, got {span_scheme!r}.")
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         num_chars = len(char_vocab) if char_vocab is not None else None
         self.net = SequenceTaggerNet(vocab_size, num_labels, embedding_dim, hidden_size, num_layers, cell,
@@ -177,4 +180,4 @@ class SequenceTagger(RecurrentTask):
 
     def tag(self, sentences: list[str] | list[list[str]]) -> list[list[str]]:
         """Tag sentences given as whitespace-separated strings or token lists; returns tag names per token."""
-        return self.predict_words([s.split() if isinstance(s, str) else list(s) for s in sentences], "sentences")
+        return self.predict_words(split_texts(sentences, "sentences", token_lists=True), "sentences")
