@@ -238,7 +238,7 @@ class PlainLanguageModel(L.LightningModule):
 
 
 class _ImmediateFiniteCheck:
-    def check(self, module: L.LightningModule, norm: Tensor, loss: Tensor | None, uniform_loss: float | None) -> None:
+    def check(self, module: L.LightningModule, norm: Tensor, loss: Tensor | None, *args: Any, **kwargs: Any) -> None:
         if not torch.isfinite(norm):
             raise FloatingPointError(f"the gradient is not finite at step {module.global_step}")
 

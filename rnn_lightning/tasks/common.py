@@ -196,7 +196,7 @@ class RecurrentTask(ExactResume, TokenizerInCheckpoint, L.LightningModule):
             norm = torch.nn.utils.get_total_norm([p.grad for p in params])
             super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
         logged = logging_step(self)
-        self._finite_guard.check(self, norm, self._last_loss if logged else None, self.uniform_loss())
+        self._finite_guard.check(self, norm, self._last_loss, self.uniform_loss(), logged=logged)
         if logged:
             self.log("train/grad_norm", norm)
 

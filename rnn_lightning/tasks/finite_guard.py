@@ -34,8 +34,9 @@ class _PendingCheck:
     step: int
     epoch: int
     norm: Tensor | None  # None: not checked (a GradScaler skips overflowing steps itself)
-    loss: Tensor | None  # None: not checked (not a logged step)
+    loss: Tensor | None
     ceiling: float | None
+    logged: bool  # whether the loss is checked for divergence (a logged step)
 
 
 class FiniteGradientGuard:
@@ -47,8 +48,8 @@ class FiniteGradientGuard:
     been applied. Waiting for the verdict at once would stall the GPU on every step. fp16 with a GradScaler skips
     overflowing steps itself, so its gradient norm is not checked.
 
-    The loss (given on logged steps only; its mean over processes, so that every process stops at the same step)
-    counts as diverged when it is not finite or above ``DIVERGED_LOSS_FACTOR`` times ``uniform_loss``; training
+    The loss of a logged step (its mean over processes, so that every process stops at the same step) counts as
+    diverged when it is not finite or above ``DIVERGED_LOSS_FACTOR`` times ``uniform_loss``; training
     stops after ``DIVERGED_CHECKS`` such checks in a row.
     """
 
@@ -59,16 +60,17 @@ class FiniteGradientGuard:
         self._diverged: list[tuple[int, float]] = []  # the consecutive diverged checks so far: (step, loss)
 
     def check(
-        self, module: L.LightningModule, norm: Tensor, loss: Tensor | None, uniform_loss: float | None = None
+        self, module: L.LightningModule, norm: Tensor, loss: Tensor | None, uniform_loss: float | None = None,
+        logged: bool = True,
     ) -> None:
-        """Check this optimizer step's gradient ``norm`` and, on a logged step, its training ``loss`` (``None``
-        otherwise) against the loss of a uniform guess, ``uniform_loss`` (``None``: only a non-finite loss counts)."""
+        """Check this optimizer step's gradient ``norm`` and, on a ``logged`` step, its training ``loss`` against the
+        loss of a uniform guess, ``uniform_loss`` (``None``: only a non-finite loss counts)."""
         self.resolve()
-        if loss is not None and module.trainer.world_size > 1:
+        if logged and loss is not None and module.trainer.world_size > 1:
             loss = module.trainer.strategy.reduce(loss.detach().clone(), reduce_op="mean")  # the same on each rank
         scaled = getattr(module.trainer.precision_plugin, "scaler", None) is not None
         ceiling = None if uniform_loss is None else DIVERGED_LOSS_FACTOR * uniform_loss
-        check = _PendingCheck(module.global_step, module.current_epoch, None if scaled else norm, loss, ceiling)
+        check = _PendingCheck(module.global_step, module.current_epoch, None if scaled else norm, loss, ceiling, logged)
         if norm.device.type != "cuda":
             self._verdict(check, float(norm), None if loss is None else float(loss), applied=False)
             return
@@ -97,7 +99,7 @@ class FiniteGradientGuard:
     def _verdict(self, check: _PendingCheck, norm: float, loss: float | None, applied: bool) -> None:
         if check.norm is not None and not math.isfinite(norm):
             raise _not_finite(check.step, check.epoch, norm, loss, applied)
-        if loss is None:
+        if loss is None or not check.logged:
             return
         if math.isfinite(loss) and (check.ceiling is None or loss <= check.ceiling):
             self._diverged.clear()
