@@ -237,7 +237,7 @@ class PlainLanguageModel(L.LightningModule):
 
 
 class _ImmediateFiniteCheck:
-    def check(self, module: L.LightningModule, norm: Tensor, loss: Tensor | None) -> None:
+    def check(self, module: L.LightningModule, norm: Tensor, loss: Tensor | None, *args: Any, **kwargs: Any) -> None:
         if not torch.isfinite(norm):
             raise FloatingPointError(f"the gradient is not finite at step {module.global_step}")
 
@@ -273,8 +273,8 @@ def build_module(kind: str, shape: Shape, loader: DataLoader) -> L.LightningModu
     module = cls(
         vocab_size=shape.vocab, pad_id=PAD_ID, embedding_dim=shape.dim, hidden_size=shape.dim,
         num_layers=shape.layers, cell="lstm", dropout_embedding=shape.dropout, dropout_between=shape.dropout,
-        dropout_output=shape.dropout, tie_weights=True,
-    )  # default optimizer: SGD lr 20
+        dropout_output=shape.dropout, tie_weights=True, optimizer=lambda params: torch.optim.SGD(params, lr=LR),
+    )  # the raw loop's optimizer
     return PlainLanguageModel(module.net) if kind == "plain" else module
 
 

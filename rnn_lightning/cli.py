@@ -111,6 +111,8 @@ def generate(argv: list[str] | None = None) -> list[str]:
     parser.add_argument("--num_samples", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
+    if args.num_samples < 1:
+        parser.error(f"--num_samples must be >= 1, got {args.num_samples}: that asks for no sample. Pass e.g. 3.")
     model = load_language_model(args.ckpt_path, args.device)
     samples = []
     for i in range(args.num_samples):

@@ -92,7 +92,7 @@ def test_filter_logits_and_sampling_argument_errors(recorded_lm):
         filter_logits(torch.zeros(1, 3), top_k=0)
     with pytest.raises(ValueError, match=r"`top_p` must be in \(0, 1\]"):
         filter_logits(torch.zeros(1, 3), top_p=1.5)
-    with pytest.raises(ValueError, match="`temperature` must be > 0"):
+    with pytest.raises(ValueError, match="`temperature` must be a finite number > 0"):
         lm.generate(temperature=0.0)
 
 

@@ -76,7 +76,7 @@ def test_logs_losses_lr_and_grad_norm_before_clipping(tmp_path, tiny_markov, tin
                 log_every_n_steps=1)
     t.fit(model, tiny_markov)
     assert {"train/loss", "train/lr", "train/grad_norm"} <= logged.keys()
-    assert logged["train/lr"] == 20.0  # the default SGD lr
+    assert logged["train/lr"] == pytest.approx(1e-3)  # the default Adam lr (logged as float32)
     assert logged["train/grad_norm"] == pytest.approx(logged["reference_norm"], rel=1e-4)
     assert logged["train/grad_norm"] > 1e-3  # measured before clipping to 1e-3
 
@@ -152,7 +152,8 @@ def test_validate_then_fit_then_validate_reuses_metric_states(tmp_path, tiny_mar
 
 def test_one_step_is_sgd_on_the_gradient_clipped_to_the_norm(tmp_path, tiny_markov, tiny_lm):
     """The update equals w - lr * g * min(1, clip / ||g||) computed here in float64 from the raw gradient."""
-    model = tiny_lm(tiny_markov)
+    clip, lr = 1e-3, 20.0
+    model = tiny_lm(tiny_markov, optimizer=lambda params: torch.optim.SGD(params, lr=lr))
     before = {n: p.detach().double().clone() for n, p in model.named_parameters()}
     raw = {}
 
@@ -161,7 +162,6 @@ def test_one_step_is_sgd_on_the_gradient_clipped_to_the_norm(tmp_path, tiny_mark
             raw.update({n: p.grad.detach().double().clone() for n, p in pl_module.named_parameters()
                         if p.grad is not None})
 
-    clip, lr = 1e-3, 20.0
     t = trainer(tmp_path, max_steps=1, limit_val_batches=0, gradient_clip_val=clip, callbacks=[Capture()])
     t.fit(model, tiny_markov)
     norm = torch.cat([g.flatten() for g in raw.values()]).norm()

@@ -6,6 +6,8 @@ import lightning as L
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from rnn_lightning.nn.sampling import check_sampling
+
 
 class GenerateSamples(L.Callback):
     """After each validation, print samples and log them to W&B as a table (epoch, step, prompt, sample).
@@ -32,6 +34,7 @@ class GenerateSamples(L.Callback):
         seed: int = 0,
         stop_at_eos: bool = True,
     ) -> None:
+        check_sampling(max_new_tokens, temperature, top_k, top_p)  # at construction, not after the first epoch
         self.prompts = list(prompts) if prompts else [None]
         self.kwargs = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                            stop_at_eos=stop_at_eos)

@@ -1,6 +1,6 @@
 """Pure-torch functional metrics and tag-scheme utilities."""
 
-from rnn_lightning.functional.perplexity import nll_sum_and_count, perplexity, perplexity_from_nll
+from rnn_lightning.functional.perplexity import mean_nll, nll_sum_and_count, perplexity, perplexity_from_nll
 from rnn_lightning.functional.span_f1 import extract_spans, span_counts, span_f1_from_counts
 from rnn_lightning.functional.tag_schemes import allowed_transitions, check_tag_sequence, convert_tags
 
@@ -9,6 +9,7 @@ __all__ = [
     "check_tag_sequence",
     "convert_tags",
     "extract_spans",
+    "mean_nll",
     "nll_sum_and_count",
     "perplexity",
     "perplexity_from_nll",

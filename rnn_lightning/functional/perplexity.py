@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["nll_sum_and_count", "perplexity", "perplexity_from_nll"]
+__all__ = ["mean_nll", "nll_sum_and_count", "perplexity", "perplexity_from_nll"]
 
 
 def _shape(t: Tensor | torch.Size) -> str:
@@ -139,40 +139,82 @@ def nll_sum_and_count(
     return _nll_sum_and_count(logits, target, ignore_index, caller="nll_sum_and_count")
 
 
+def mean_nll(nll_sum: Tensor | float, count: Tensor | int) -> Tensor:
+    """Mean negative log-likelihood per token ``nll_sum / count``, in nats: the log-perplexity, in float64.
+
+    Log this rather than ``log(perplexity)``: a float32 perplexity is ``inf`` once the mean NLL passes ~88.7 nats,
+    the mean NLL itself stays finite.
+
+    Args:
+        nll_sum: Summed NLL in nats (>= 0), a scalar tensor or number, e.g. from
+            ``F.cross_entropy(..., reduction="sum")``.
+        count: Number of scored tokens, a positive integer (int or integer scalar tensor).
+
+    Returns:
+        A float64 scalar tensor.
+
+    Raises:
+        TypeError: If ``count`` is not an integer.
+        ValueError: If an argument is not a scalar, ``count`` is not positive or ``nll_sum`` is negative.
+
+    Example:
+        >>> mean_nll(1000.0, 10)
+        tensor(100., dtype=torch.float64)
+    """
+    return _mean_nll(nll_sum, count, caller="mean_nll")
+
+
+def _mean_nll(nll_sum: Tensor | float, count: Tensor | int, caller: str) -> Tensor:
+    if isinstance(count, bool) or not (isinstance(count, int) or _is_integer_tensor(count)):
+        got = count.dtype if isinstance(count, Tensor) else type(count).__name__
+        raise TypeError(
+            f"{caller}: `count` must be an integer token count (int or integer tensor), got {got}. Pass e.g. "
+            "`(target != ignore_index).sum()`."
+        )
+    nll_sum = torch.as_tensor(nll_sum, dtype=torch.float64)
+    count = torch.as_tensor(count, device=nll_sum.device)
+    for name, value in (("nll_sum", nll_sum), ("count", count)):
+        if value.numel() != 1:
+            raise ValueError(
+                f"{caller}: `{name}` must be a scalar, got shape {_shape(value)}. "
+                "Sum over tokens first (e.g. reduction='sum')."
+            )
+    if not bool(count > 0):
+        raise ValueError(
+            f"{caller}: `count` must be positive, got {count.item()}. It is the number of scored tokens: zero "
+            "means no token was scored (no update, or every target equal to ignore_index), so there is no "
+            "perplexity to report; a negative one comes from a wrong count upstream."
+        )
+    if bool(nll_sum < 0):
+        raise ValueError(
+            f"{caller}: `nll_sum` must be >= 0 (a sum of negative log-likelihoods), got {nll_sum.item()}. Pass the "
+            "loss -log p (e.g. F.cross_entropy(..., reduction='sum')), not the log-likelihood log p."
+        )
+    return nll_sum.reshape(()) / count.reshape(())
+
+
 def perplexity_from_nll(nll_sum: Tensor | float, count: Tensor | int) -> Tensor:
     """Perplexity ``exp(nll_sum / count)`` from a summed negative log-likelihood and a token count.
 
     Args:
-        nll_sum: Summed NLL in nats, a scalar tensor or number, e.g. from
+        nll_sum: Summed NLL in nats (>= 0), a scalar tensor or number, e.g. from
             ``F.cross_entropy(..., reduction="sum")``.
-        count: Number of scored tokens, a positive scalar tensor or number.
+        count: Number of scored tokens, a positive integer (int or integer scalar tensor).
 
     Returns:
         A float32 scalar tensor (computed in float64, returned in float32 like ``torchmetrics``; it is ``inf``
-        once the mean NLL exceeds ~88.7 nats).
+        once the mean NLL exceeds ~88.7 nats: log :func:`mean_nll` for a loss).
 
     Raises:
-        ValueError: If an argument is not a scalar or ``count`` is not positive.
+        TypeError: If ``count`` is not an integer.
+        ValueError: If an argument is not a scalar, ``count`` is not positive or ``nll_sum`` is negative.
 
     Example:
         >>> import math
         >>> perplexity_from_nll(5 * math.log(4.0), 5)
         tensor(4.)
     """
-    nll_sum = torch.as_tensor(nll_sum, dtype=torch.float64)
-    count = torch.as_tensor(count, device=nll_sum.device)
-    for name, value in (("nll_sum", nll_sum), ("count", count)):
-        if value.numel() != 1:
-            raise ValueError(
-                f"perplexity_from_nll: `{name}` must be a scalar, got shape {_shape(value)}. "
-                "Sum over tokens first (e.g. reduction='sum')."
-            )
-    if not bool(count > 0):
-        raise ValueError(
-            f"perplexity_from_nll: `count` must be positive, got {count.item()}. A zero count means no token "
-            "was scored (no update, or every target equal to ignore_index); there is no perplexity to report."
-        )
-    return torch.exp(nll_sum.reshape(()) / count.reshape(())).float()
+    return torch.exp(_mean_nll(nll_sum, count, caller="perplexity_from_nll")).float()
 
 
 def perplexity(logits: Tensor, target: Tensor, ignore_index: int | None = None) -> Tensor:

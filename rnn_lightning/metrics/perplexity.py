@@ -9,7 +9,12 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from rnn_lightning.compat import apply_keeping_dtypes
-from rnn_lightning.functional.perplexity import _is_integer_tensor, _nll_sum_and_count, perplexity_from_nll
+from rnn_lightning.functional.perplexity import (
+    _is_integer_tensor,
+    _mean_nll,
+    _nll_sum_and_count,
+    perplexity_from_nll,
+)
 
 __all__ = ["Perplexity"]
 
@@ -27,13 +32,37 @@ def _scalar(value: Any, name: str, integer: bool, device: torch.device) -> Tenso
         got = value.dtype if isinstance(value, Tensor) else type(value).__name__
         fix = "(target != ignore_index).sum()" if integer else "F.cross_entropy(..., reduction='sum')"
         raise TypeError(f"Perplexity.update: `{name}` must be {kind}, got {got}. Pass e.g. `{fix}`.")
-    value = torch.as_tensor(value, device=device).detach()
+    dtype = torch.int64 if integer else torch.float64  # a Python float straight to float64, not through float32
+    value = value.detach().to(device) if isinstance(value, Tensor) else torch.tensor(value, dtype=dtype, device=device)
     if value.numel() != 1:
         raise ValueError(
             f"Perplexity.update: `{name}` must be a scalar (summed over the batch), got shape "
             f"{tuple(value.shape)}. Sum over tokens first (reduction='sum')."
         )
     return value.reshape(()).to(torch.int64 if integer else torch.float64)
+
+
+def _check_values(nll_sum: Tensor, count: Tensor, accumulated: bool = False) -> None:
+    """Raise unless ``nll_sum >= 0``, ``count >= 0``, and ``nll_sum == 0`` where ``count == 0``. Checked where the
+    values are on the host (free); a GPU's at ``compute``, whose result is read on the host anyway."""
+    if count.device.type != "cpu" and not accumulated:
+        return
+    where = "the accumulated " if accumulated else ""
+    if bool(count < 0):
+        raise ValueError(
+            f"Perplexity: {where}`count` must be >= 0 (a number of scored tokens), got {int(count)}. Pass e.g. "
+            "`(target != ignore_index).sum()`."
+        )
+    if bool(nll_sum < 0):
+        raise ValueError(
+            f"Perplexity: {where}`nll_sum` must be >= 0 (a sum of negative log-likelihoods), got {float(nll_sum)}. "
+            "Pass the loss -log p (e.g. F.cross_entropy(..., reduction='sum')), not the log-likelihood log p."
+        )
+    if not accumulated and bool(count == 0) and bool(nll_sum != 0):
+        raise ValueError(
+            f"Perplexity.update: `nll_sum` is {float(nll_sum)} but `count` is 0: a loss over no token. Pass the "
+            "number of tokens the loss was summed over (`(target != ignore_index).sum()`)."
+        )
 
 
 class Perplexity(Metric):
@@ -107,6 +136,7 @@ class Perplexity(Metric):
         else:
             batch_nll = _scalar(nll_sum, "nll_sum", integer=False, device=self.nll_sum.device)
             batch_count = _scalar(count, "count", integer=True, device=self.count.device)
+            _check_values(batch_nll, batch_count)
         # Out of place: a state reset under `torch.inference_mode` (Trainer.validate) is an inference tensor,
         # which an in-place add outside inference mode (validation inside `fit`) would reject.
         self.nll_sum = self.nll_sum + batch_nll.to(self.nll_sum.device)
@@ -116,8 +146,10 @@ class Perplexity(Metric):
         """Return the perplexity as a float32 scalar tensor (computed in float64).
 
         Raises:
-            ValueError: If no token has been counted (no update, or every target was ``ignore_index``).
+            ValueError: If no token has been counted (no update, or every target was ``ignore_index``), or an update
+                on a GPU (whose values are checked here, not at each update) passed a negative ``nll_sum``/``count``.
         """
+        _check_values(self.nll_sum, self.count, accumulated=True)
         if not bool(self.count > 0):
             reason = (
                 "called before any update"
@@ -126,6 +158,19 @@ class Perplexity(Metric):
             )
             raise ValueError(f"Perplexity.compute() {reason}. Call `update` with at least one scored token.")
         return perplexity_from_nll(self.nll_sum, self.count)
+
+    def mean_nll(self) -> Tensor:
+        """The mean negative log-likelihood per token over all updates and processes (float64, nats).
+
+        ``log(compute())``, without the float32 ``inf`` of a perplexity above ~88.7 nats: what a task logs as loss.
+
+        Raises:
+            ValueError: If no token has been counted.
+        """
+        with self.sync_context(dist_sync_fn=self.dist_sync_fn, process_group=self.process_group,
+                               should_sync=self.sync_on_compute):
+            _check_values(self.nll_sum, self.count, accumulated=True)
+            return _mean_nll(self.nll_sum, self.count, caller="Perplexity.mean_nll")
 
     def _apply(self, fn: Any, exclude_state: Any = "") -> torch.nn.Module:
         # `.to(dtype)` and `set_dtype` would cast the states (even the int64 count, to float): keep their exact values

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from rnn_lightning.nn.char_encoder import CharacterEncoder
 from rnn_lightning.nn.config import EncoderConfig
+from rnn_lightning.nn.encoder import check_token_id
 
 
 class EmbedEncode(nn.Module):
@@ -26,6 +27,8 @@ class EmbedEncode(nn.Module):
         super().__init__()
         if not isinstance(vocab_size, int) or vocab_size < 2:
             raise ValueError(f"`vocab_size` must be an integer >= 2, got {vocab_size!r}.")
+        check_token_id("pad_id", encoder.pad_id, vocab_size)
+        check_token_id("unk_id", encoder.unk_id, vocab_size)
         self.embedding = nn.Embedding(vocab_size, encoder.embedding_dim, padding_idx=encoder.pad_id)
         self.chars = None
         if encoder.num_chars is not None:

@@ -4,16 +4,29 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from rnn_lightning.nn.packing import pack_batch, unpack_batch
+from rnn_lightning.nn.packing import run_rnn
 from rnn_lightning.nn.stack import CELLS, CONNECTIONS, Cell, ConnectedStack, Connection, State, make_rnn
 
-__all__ = ["CELLS", "CONNECTIONS", "Cell", "Connection", "RecurrentEncoder", "State", "check_dropout", "detach_state"]
+__all__ = [
+    "CELLS", "CONNECTIONS", "Cell", "Connection", "RecurrentEncoder", "State", "check_dropout", "check_token_id",
+    "detach_state",
+]
 
 
 def check_dropout(name: str, value: float) -> None:
     """Raise a ``ValueError`` naming ``name`` unless ``0 <= value < 1``."""
     if not 0.0 <= value < 1.0:
         raise ValueError(f"`{name}` must be a probability in [0, 1), got {value!r}. Use e.g. 0.0 (off) to 0.5.")
+
+
+def check_token_id(name: str, value: int | None, vocab_size: int) -> None:
+    """Raise a ``ValueError`` naming ``name`` unless ``value`` is ``None`` or a token id in ``[0, vocab_size)``
+    (``nn.Embedding`` would take a negative one as counted from the end)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < vocab_size):
+        raise ValueError(
+            f"`{name}` must be a token id in [0, vocab_size={vocab_size}) or None, got {value!r}. Pass the "
+            f"DataModule's `{name}` (the CLI links it), or None where there is no such token."
+        )
 
 
 class RecurrentEncoder(nn.Module):
@@ -84,9 +97,10 @@ class RecurrentEncoder(nn.Module):
         Args:
             inputs: (B, T, D) features, right-padded when ``lengths`` is given.
             state: initial state from a previous call (zeros when ``None``).
-            lengths: (B,) real length of each sequence. The padding is then skipped (packed sequences): the
-                final state is each sequence's own, the right-to-left pass starts at its last real step, and
-                outputs at padded steps are zeros. Required for correct bidirectional results on padded batches.
+            lengths: (B,) real length of each sequence. The padding is then skipped (packed, or one call per
+                length for long batches off CUDA: :func:`~rnn_lightning.nn.packing.run_rnn`): the final state is
+                each sequence's own, the right-to-left pass starts at its last real step, and outputs at padded
+                steps are zeros. Required for correct bidirectional results on padded batches.
                 Keep them on the CPU: lengths on a GPU make the host wait for it (cuDNN needs them on the host).
 
         Returns:
@@ -94,9 +108,7 @@ class RecurrentEncoder(nn.Module):
         """
         if lengths is None:
             return self.rnn(inputs, state)
-        packed = pack_batch(inputs, lengths)
-        outputs, state = self.rnn(packed, state)
-        return unpack_batch(outputs, inputs.shape[1]), state
+        return run_rnn(self.rnn, inputs, lengths, state)
 
 
 def detach_state(state: State | None) -> State | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from rnn_lightning.nn.config import EncoderConfig
-from rnn_lightning.nn.encoder import State
+from rnn_lightning.nn.encoder import State, check_token_id
 
 
 class RNNLanguageModelNet(nn.Module):
@@ -39,6 +39,7 @@ class RNNLanguageModelNet(nn.Module):
         if not isinstance(vocab_size, int) or vocab_size < 2:
             raise ValueError(f"`vocab_size` must be an integer >= 2, got {vocab_size!r}.")
         embedding_dim, hidden_size = encoder.embedding_dim, encoder.hidden_size
+        check_token_id("pad_id", encoder.pad_id, vocab_size)
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=encoder.pad_id)
         self.dropout_in = nn.Dropout(encoder.embedding_dropout)
         self.encoder = encoder.recurrent_encoder(embedding_dim)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -21,20 +23,49 @@ def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None 
         >>> filter_logits(torch.tensor([[1.0, 3.0, 2.0]]), top_k=2)
         tensor([[-inf, 3., 2.]])
     """
+    check_sampling(top_k=top_k, top_p=top_p)
     if top_k is not None:
-        if not isinstance(top_k, int) or top_k < 1:
-            raise ValueError(f"`top_k` must be a positive integer or None, got {top_k!r}.")
         kth = torch.topk(logits, min(top_k, logits.size(-1)), dim=-1).values[..., -1:]  # (B, 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p is not None:
-        if not 0.0 < top_p <= 1.0:
-            raise ValueError(f"`top_p` must be in (0, 1] or None, got {top_p!r}.")
         sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (B, V)
         mass_before = sorted_logits.softmax(-1).cumsum(-1) - sorted_logits.softmax(-1)
         drop_sorted = mass_before >= top_p  # mass already covered before this token
         drop = drop_sorted.scatter(-1, order, drop_sorted)
         logits = logits.masked_fill(drop, float("-inf"))
     return logits
+
+
+def check_sampling(
+    max_new_tokens: int = 1,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    greedy: bool = False,
+) -> None:
+    """Raise a ``ValueError``/``TypeError`` naming the argument, what arrived and the fix, for sampling arguments
+    that ask for no output or no distribution (``temperature`` only matters when not ``greedy``)."""
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
+        raise TypeError(f"`max_new_tokens` must be an integer, got {max_new_tokens!r}. Pass e.g. 50.")
+    if max_new_tokens < 1:
+        raise ValueError(
+            f"`max_new_tokens` must be >= 1, got {max_new_tokens}: that asks for no output. Pass e.g. 50."
+        )
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(
+            f"`top_k` must be a positive integer or None, got {top_k!r}: top_k=0 keeps no token. Pass e.g. 40, or "
+            "None to sample from every token."
+        )
+    if top_p is not None and not (isinstance(top_p, (int, float)) and 0.0 < top_p <= 1.0):
+        raise ValueError(
+            f"`top_p` must be in (0, 1] or None, got {top_p!r}: it is the probability mass kept (0 keeps nothing). "
+            "Pass e.g. 0.9, or None (or 1.0) to sample from every token."
+        )
+    if not greedy and not (isinstance(temperature, (int, float)) and 0.0 < temperature < math.inf):
+        raise ValueError(
+            f"`temperature` must be a finite number > 0, got {temperature!r}. Pass e.g. 1.0 (lower is more "
+            "conservative), or `greedy=True` for argmax decoding (the limit of temperature -> 0)."
+        )
 
 
 @torch.no_grad()
@@ -61,7 +92,7 @@ def sample_tokens(
         context: (T,) ids to condition on (at least one, e.g. ``<bos>``).
         max_new_tokens: stop after this many tokens.
         eos_id: stop after sampling this token (it is included in the result).
-        temperature: divide logits by this (> 0); lower is more conservative.
+        temperature: divide logits by this (> 0; unused when ``greedy``); lower is more conservative.
         top_k: sample among the ``top_k`` most likely tokens only.
         top_p: sample from the nucleus of probability mass ``top_p``.
         greedy: take the most likely token instead of sampling.
@@ -72,8 +103,7 @@ def sample_tokens(
     Returns:
         The new token ids.
     """
-    if temperature <= 0:
-        raise ValueError(f"`temperature` must be > 0, got {temperature!r}; use `greedy=True` for argmax decoding.")
+    check_sampling(max_new_tokens, temperature, top_k, top_p, greedy)
     if context.dim() != 1 or context.numel() == 0:
         raise ValueError(f"`context` must be a non-empty 1-D tensor of ids, got shape {tuple(context.shape)}.")
     logits, state = net(context.unsqueeze(0), None, last_only=True)  # (1, 1, V): the prompt's logits unused

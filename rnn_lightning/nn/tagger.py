@@ -26,8 +26,8 @@ class SequenceTaggerNet(nn.Module):
 
     def __init__(self, vocab_size: int, num_labels: int, *, encoder: EncoderConfig) -> None:
         super().__init__()
-        if not isinstance(num_labels, int) or num_labels < 1:
-            raise ValueError(f"`num_labels` must be a positive integer, got {num_labels!r}.")
+        if not isinstance(num_labels, int) or num_labels < 2:
+            raise ValueError(f"`num_labels` must be an integer >= 2 (a tagger chooses among tags), got {num_labels!r}.")
         self.body = EmbedEncode(vocab_size, encoder=encoder)
         self.scorer = nn.Linear(self.body.output_dim, num_labels)
 

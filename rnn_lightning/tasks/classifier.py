@@ -15,6 +15,7 @@ from rnn_lightning.nn.encoder import Cell, Connection
 from rnn_lightning.nn.pooling import Pooling
 from rnn_lightning.tasks.labeled import LabeledSequenceTask
 from rnn_lightning.tasks.optimizers import default_optimizer
+from rnn_lightning.tasks.words import split_texts
 
 
 class SequenceClassifier(LabeledSequenceTask):
@@ -119,4 +120,4 @@ class SequenceClassifier(LabeledSequenceTask):
 
     def classify(self, texts: list[str]) -> list[str]:
         """Classify whitespace-tokenized texts; returns one class name per text."""
-        return self.predict_words([t.split() for t in texts], "texts")
+        return self.predict_words(split_texts(texts, "texts"), "texts")

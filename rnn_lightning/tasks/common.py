@@ -3,6 +3,8 @@ optimizer wiring, the tokenizer and exact resume in checkpoints)."""
 
 from __future__ import annotations
 
+import math
+import pickle
 from typing import Any
 
 import lightning as L
@@ -11,6 +13,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 
 from rnn_lightning.compat import logging_step
+from rnn_lightning.tasks.checkpoints import check_task, unreadable
 from rnn_lightning.tasks.finite_guard import FiniteGradientGuard
 from rnn_lightning.tasks.optimizers import configure
 from rnn_lightning.tasks.resume import ExactResume
@@ -23,7 +26,7 @@ def host_reads_are_free(tensor: torch.Tensor) -> bool:
 
 
 class RecurrentTask(ExactResume, TokenizerInCheckpoint, L.LightningModule):
-    """Base of the tasks: optimizer factories, gradient-norm log and NaN stop, tokenizer in the checkpoint, exact
+    """Base of the tasks: optimizer factories, gradient-norm log and divergence stop, tokenizer in the checkpoint, exact
     resume.
 
     Args:
@@ -39,6 +42,19 @@ class RecurrentTask(ExactResume, TokenizerInCheckpoint, L.LightningModule):
         self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
         self._last_loss: torch.Tensor | None = None
         self._finite_guard = FiniteGradientGuard()
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> Any:
+        """Lightning's ``load_from_checkpoint``, with clear errors for a file that is no checkpoint and for another
+        task's checkpoint (see :mod:`rnn_lightning.tasks.checkpoints`)."""
+        check_task(cls, checkpoint_path, base=RecurrentTask)
+        try:
+            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        except (EOFError, pickle.UnpicklingError, RuntimeError) as error:
+            clear = unreadable(checkpoint_path, error)
+            if clear is None:
+                raise
+            raise clear from error
 
     def log_train_loss(self, loss: torch.Tensor, **kwargs: Any) -> None:
         """Log ``train/loss`` (mean over processes) to the loggers and the progress bar.
@@ -87,7 +103,7 @@ class RecurrentTask(ExactResume, TokenizerInCheckpoint, L.LightningModule):
         self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
         gradient_clip_algorithm: str | None = None,
     ) -> None:
-        """Clip as configured, stop on a non-finite gradient, and log ``train/grad_norm`` (before clipping).
+        """Clip as configured, stop on a non-finite gradient or a diverged loss, log ``train/grad_norm`` (pre-clip).
 
         Lightning calls this on every optimizer step, after the gradients are final (DDP-reduced, unscaled) and
         before the step. Clipping by norm already computes the total norm, so the norm costs no extra pass; it is
@@ -102,9 +118,17 @@ class RecurrentTask(ExactResume, TokenizerInCheckpoint, L.LightningModule):
         else:
             norm = torch.nn.utils.get_total_norm([p.grad for p in params])
             super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
-        self._finite_guard.check(self, norm, self._last_loss)
-        if logging_step(self.trainer):
+        logged = logging_step(self.trainer)
+        self._finite_guard.check(self, norm, self._last_loss, self.uniform_loss(), logged=logged)
+        if logged:
             self.log("train/grad_norm", norm)
+
+    def uniform_loss(self) -> float | None:
+        """The training loss of a uniform guess, ``log(num_labels)`` nats (per text for a classifier, per token for a
+        tagger): the yardstick of the divergence stop (see :mod:`rnn_lightning.tasks.finite_guard`). ``None`` where
+        the task has no ``num_labels``: then only a non-finite loss counts as diverged."""
+        classes = self.hparams.get("num_labels")
+        return math.log(classes) if isinstance(classes, int) and classes >= 2 else None
 
     def setup(self, stage: str) -> None:
         self._take_tokenizer()

@@ -17,9 +17,9 @@ from rnn_lightning.data.tokenization import BOS, EOS, PAD
 from rnn_lightning.metrics import Perplexity
 from rnn_lightning.nn import EncoderConfig, RNNLanguageModelNet, detach_state
 from rnn_lightning.nn.encoder import Cell, Connection, State
-from rnn_lightning.nn.sampling import sample_tokens
+from rnn_lightning.nn.sampling import check_sampling, sample_tokens
 from rnn_lightning.tasks.common import RecurrentTask
-from rnn_lightning.tasks.optimizers import default_lm_optimizer
+from rnn_lightning.tasks.optimizers import default_optimizer
 
 
 def _move_state(state: State | None, device: torch.device | str) -> State | None:
@@ -27,6 +27,17 @@ def _move_state(state: State | None, device: torch.device | str) -> State | None
     if state is None:
         return None
     return tuple(s.to(device) for s in state) if isinstance(state, tuple) else state.to(device)
+
+
+def _check_context_and_seed(context: list[int], seed: int | None, vocab_size: int) -> None:
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise TypeError(f"`seed` must be an integer or None, got {seed!r}. Pass e.g. seed=0 for a repeatable sample.")
+    bad = [i for i in context if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < vocab_size]
+    if bad:
+        raise ValueError(
+            f"`context` must hold token ids in [0, vocab_size={vocab_size}), got {bad[0]!r}. Encode text with "
+            "`encode_prompt(text)` (the model's tokenizer), or pass ids of the vocabulary the model was trained on."
+        )
 
 
 class LanguageModel(RecurrentTask):
@@ -50,7 +61,10 @@ class LanguageModel(RecurrentTask):
         tie_weights: share input embedding and output weights.
         bidirectional: refused with an explanation (a language model must not see the future).
         connection: how stacked layers join: ``"none"``, ``"residual"``, ``"dense"`` or ``"highway"``.
-        optimizer: optimizer factory (from YAML: ``class_path`` + ``init_args``); default SGD lr 20.
+        optimizer: optimizer factory (from YAML: ``class_path`` + ``init_args``); default Adam lr 1e-3, which
+            trains without gradient clipping: its step is about ``lr`` per weight whatever the gradient's size, where
+            plain SGD's grows with it (SGD lr 20, the classic setting, diverges unless the Trainer clips the
+            gradient norm, e.g. ``gradient_clip_val: 0.25``).
         lr_scheduler: optional LR scheduler factory; ``ReduceLROnPlateau`` watches ``val/loss``.
 
     The encoder settings (``pad_id`` to ``connection``; ``dropout_between`` is the config's ``dropout``) are those
@@ -78,7 +92,7 @@ class LanguageModel(RecurrentTask):
         tie_weights: bool = False,
         bidirectional: bool = False,
         connection: Connection = "none",
-        optimizer: OptimizerCallable = default_lm_optimizer,
+        optimizer: OptimizerCallable = default_optimizer,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
         super().__init__(optimizer=optimizer, lr_scheduler=lr_scheduler)
@@ -115,6 +129,7 @@ class LanguageModel(RecurrentTask):
     def _restore(self, resume: dict[str, Any]) -> None:
         # This rank's streams continue where they were (mid-epoch); its dropout masks follow the unbroken run's.
         if resume["mid_epoch"]:
+            self._check_windows(resume.get("windows"))
             self._state["train"] = _move_state(resume["train_state"], self.device)
         super()._restore(resume)
 
@@ -142,12 +157,16 @@ class LanguageModel(RecurrentTask):
 
     def _eval_end(self, stage: str) -> None:
         metric = self._metric(stage)
-        ppl = metric.compute()  # summed over all ranks
-        loss = ppl.log()
+        loss = metric.mean_nll()  # float64, summed over all ranks: finite where a float32 perplexity is not
+        ppl = loss.exp().float()
         self.log_dict(
             {f"{stage}/loss": loss, f"{stage}/ppl": ppl, f"{stage}/bpt": loss / math.log(2)}, prog_bar=True
         )
         metric.reset()
+
+    def uniform_loss(self) -> float:
+        """``log(vocab_size)``: the loss per token of a uniform guess, the divergence stop's yardstick."""
+        return math.log(self.hparams.vocab_size)
 
     def _metric(self, stage: str) -> Perplexity:
         return self.val_ppl if stage == "val" else self.test_ppl
@@ -173,7 +192,29 @@ class LanguageModel(RecurrentTask):
 
     # -- exact resume: each rank's carried TBPTT state travels with its RNG state --
     def _rank_state(self) -> dict[str, Any]:
-        return {"train_state": _move_state(self._state.get("train"), "cpu"), **super()._rank_state()}
+        return {"train_state": _move_state(self._state.get("train"), "cpu"), "windows": self._windows(),
+                **super()._rank_state()}
+
+    def _windows(self) -> dict[str, int] | None:
+        """The DataModule's ``batch_size`` and ``bptt``: how its streams are cut into windows."""
+        data = getattr(self.trainer, "datamodule", None)
+        if data is None or not all(isinstance(getattr(data, k, None), int) for k in ("batch_size", "bptt")):
+            return None
+        return {"batch_size": data.batch_size, "bptt": data.bptt}
+
+    def _check_windows(self, saved: dict[str, int] | None) -> None:
+        """Mid-epoch, the checkpoint's loader position counts windows of its ``batch_size`` streams x ``bptt``
+        tokens, and its carried state has one row per stream: other values would resume elsewhere in the text."""
+        ours = self._windows()
+        if saved is None or ours is None or saved == ours:
+            return
+        raise ValueError(
+            f"this run cuts the training streams into windows of batch_size={ours['batch_size']}, "
+            f"bptt={ours['bptt']}, the mid-epoch checkpoint it resumes from into batch_size={saved['batch_size']}, "
+            f"bptt={saved['bptt']}: its position in the epoch and its carried state would not fit. Resume with the "
+            "checkpoint's batch_size and bptt (change them at an epoch boundary: resume from an end-of-epoch "
+            "checkpoint), or start a fresh fit from its weights."
+        )
 
     # -- generation --
     def generate(
@@ -228,6 +269,11 @@ class LanguageModel(RecurrentTask):
 
     def encode_prompt(self, prompt: str | None) -> list[int]:
         """``<bos>`` followed by the prompt's ids (no ``<eos>``)."""
+        if prompt is not None and not isinstance(prompt, str):
+            raise TypeError(
+                f"`prompt` must be a string or None, got {type(prompt).__name__}: {prompt!r:.60}. Pass the text to "
+                "continue, e.g. 'the meaning of' (one prompt per call)."
+            )
         ids = self.tokenizer.encode(prompt, add_special_tokens=False).ids if prompt else []
         return [self.tokenizer.token_to_id(BOS), *ids]
 
@@ -244,6 +290,8 @@ class LanguageModel(RecurrentTask):
         stop_at_eos: bool = True,
     ) -> list[int]:
         """Token-level :meth:`generate`: new ids after ``context`` (the ``<eos>`` that stopped it included)."""
+        check_sampling(max_new_tokens, temperature, top_k, top_p, greedy)
+        _check_context_and_seed(context, seed, self.hparams.vocab_size)
         generator = None
         if seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(seed)

@@ -9,14 +9,9 @@ import torch
 
 
 def default_optimizer(params: Any) -> torch.optim.Optimizer:
-    """Adam, lr 1e-3, fused where every parameter allows it (see :func:`can_fuse`): the tagger's and classifier's."""
+    """Adam, lr 1e-3, fused where every parameter allows it (see :func:`can_fuse`): every task's default."""
     params = list(params)
     return torch.optim.Adam(params, lr=1e-3, fused=can_fuse(params))
-
-
-def default_lm_optimizer(params: Any) -> torch.optim.Optimizer:
-    """SGD, lr 20: the language model's (Zaremba et al. 2014, with gradient clipping)."""
-    return torch.optim.SGD(params, lr=20.0)
 
 
 def can_fuse(params: list[torch.Tensor]) -> bool:

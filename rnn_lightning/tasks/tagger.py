@@ -12,6 +12,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from rnn_lightning.constants import IGNORE_INDEX
 from rnn_lightning.data.batching import RIGHT_PADDED
 from rnn_lightning.functional import allowed_transitions
+from rnn_lightning.functional.tag_schemes import SCHEMES
 from rnn_lightning.metrics import SpanF1
 from rnn_lightning.nn.config import EncoderConfig
 from rnn_lightning.nn.crf import CRF
@@ -20,6 +21,7 @@ from rnn_lightning.nn.packing import to_device
 from rnn_lightning.nn.tagger import SequenceTaggerNet
 from rnn_lightning.tasks.labeled import LabeledSequenceTask
 from rnn_lightning.tasks.optimizers import default_optimizer
+from rnn_lightning.tasks.words import split_texts
 
 
 class SequenceTagger(LabeledSequenceTask):
@@ -94,6 +96,8 @@ class SequenceTagger(LabeledSequenceTask):
                          pretrained_embeddings=pretrained_embeddings, optimizer=optimizer, lr_scheduler=lr_scheduler)
         if span_scheme is not None and labels is None:
             raise ValueError(f"`span_scheme={span_scheme!r}` needs the tag names: pass `labels` (one per tag id).")
+        if span_scheme is not None and span_scheme not in SCHEMES:
+            raise ValueError(f"`span_scheme` must be one of {SCHEMES} or None, got {span_scheme!r}.")
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         num_chars = len(char_vocab) if char_vocab is not None else None
         encoder = EncoderConfig.from_settings(self.hparams, num_chars=num_chars)
@@ -179,4 +183,4 @@ class SequenceTagger(LabeledSequenceTask):
 
     def tag(self, sentences: list[str] | list[list[str]]) -> list[list[str]]:
         """Tag sentences given as whitespace-separated strings or token lists; returns tag names per token."""
-        return self.predict_words([s.split() if isinstance(s, str) else list(s) for s in sentences], "sentences")
+        return self.predict_words(split_texts(sentences, "sentences", token_lists=True), "sentences")

@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 
 from rnn_lightning.data.batching import HOST_KEYS, pad_batch
 from rnn_lightning.data.characters import encode_chars
+
+
+def split_texts(texts: Any, arg: str, token_lists: bool = False) -> list[list[str]]:
+    """Each text of the list ``texts`` split on whitespace (taken as is if already a token list, where
+    ``token_lists``); a TypeError naming ``arg`` for a bare string (which would be read one character per text) or
+    for items of another type."""
+    kinds = "strings (or lists of string tokens)" if token_lists else "strings"
+    if isinstance(texts, (str, bytes, dict)) or not isinstance(texts, Iterable):  # a list, a datasets Column...
+        raise TypeError(
+            f"`{arg}` must be a list of {kinds}, got {type(texts).__name__} {texts!r:.60}. Wrap a single text in a "
+            f"list: [text]."
+        )
+    words = []
+    for i, text in enumerate(texts):
+        if isinstance(text, str):
+            words.append(text.split())
+        elif token_lists and isinstance(text, (list, tuple)) and all(isinstance(w, str) for w in text):
+            words.append(list(text))
+        else:
+            kind = "a string or a list of string tokens" if token_lists else "a string"
+            raise TypeError(f"`{arg}[{i}]` must be {kind}, got {type(text).__name__} {text!r:.60}.")
+    return words
 
 
 class PredictsFromWords:
@@ -43,6 +66,8 @@ class PredictsFromWords:
     @torch.no_grad()
     def predict_words(self, token_lists: list[list[str]], arg: str) -> Any:
         """``predict_step`` on word lists, in eval mode (restored afterwards): what ``tag``/``classify`` return."""
+        if not token_lists:
+            return []  # no text, no prediction
         batch = self.encode_words(token_lists, arg)
         was_training = self.training
         self.eval()
