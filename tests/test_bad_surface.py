@@ -271,7 +271,7 @@ def test_written_predictions_are_strict_json_lines(tmp_path, tiny_markov, tiny_l
     rows = Dataset.from_dict({"sentence": ["a b", "c d e", "f", "a c"], "label": [0, 1, 0, 1]})
     data = TextClassificationDataModule(dataset=DatasetDict(train=rows, validation=rows, test=rows), batch_size=4,
                                         eval_batch_size=4)
-    model = OddPredictions(data.vocab_size, data.num_labels, data.pad_id, embedding_dim=4, hidden_size=4)
+    model = OddPredictions(data.vocab_size, data.num_labels, pad_id=data.pad_id, embedding_dim=4, hidden_size=4)
     out = tmp_path / "odd.jsonl"
     data.setup("test")
     trainer(tmp_path, callbacks=[WritePredictions(str(out))]).predict(model, data.test_dataloader())
