@@ -11,7 +11,7 @@ Three ways to turn ``train/valid/test.txt`` into (streams, length) id tensors, a
 * ``ours warm``: the same, with a new DataModule each repeat but a cache filled by an earlier run, so only the
   ``datasets`` cache (the arrow copy of the text and the tokenized splits) is reused.
 
-Train batch 20, validation/test batch 10. The issue's targets: cold <= 0.5x and warm <= 0.1x the plain reader.
+Train batch 20, validation/test batch 10. Targets: cold <= 0.5x and warm <= 0.1x the plain reader's time.
 The ``ours`` rows also give the median time of each stage (``load``: ``load_dataset``; ``tokenizer``: word
 vocabulary training; ``token_ids``: tokenizing ``map`` (or its cache hit) + flatten to a torch tensor, all
 splits; ``streams``: the rest of ``setup``, i.e. ``split_streams`` and ``StreamWindows``).
@@ -196,7 +196,7 @@ def main() -> None:
         counter = iter(range(10**6))
 
         def cold(stages: dict[str, float]) -> None:
-            ours(str(Path(root) / f"cold{next(counter)}"), stages)  # a new, empty cache every call (~25 MB)
+            ours(str(Path(root) / f"cold{next(counter)}"), stages)  # a new, empty cache every call
 
         cold_seconds, cold_stages = timed_with_stages(cold, repeats)
         warm_dir = str(Path(root) / "warm")  # filled by the warmup call of `timed_with_stages`

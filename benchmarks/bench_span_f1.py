@@ -14,8 +14,8 @@ tags with ~10% of tokens replaced by another random label (seeded). Timed, media
 
 Asserts that precision, recall, F1 and each type's F1 are identical (``==``) to seqeval's. Target: ours from
 strings >= 10x faster than seqeval. torch runs on one thread by default, as seqeval does; on a machine whose
-cores are busy with other work, two threads make each ~200k-element op wait for a scheduler slice (measured
-~8 ms per op on a loaded 2-core machine, 15-30x slower than one thread).
+cores are busy with other work, two threads make each op over the whole corpus wait for a scheduler slice, which
+costs far more than the op itself.
 
 Usage: ``python benchmarks/bench_span_f1.py [--out DIR] [--quick] [--repeats N] [--threads N] [--data FILE]``
 """

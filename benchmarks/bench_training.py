@@ -22,7 +22,7 @@ Rows:
     demo LightningLSTM     ``lightning.pytorch.demos.LightningLSTM``: Lightning's own LSTM language model (a
                            different network: 4x512 untied LSTM, 0.2 dropout; run on the same data, clip and
                            optimizer), i.e. what Lightning users get today. No raw twin, so no ratio.
-On CPU (full run) the batch-64 shape runs only the raw loop and LanguageModel, to stay near 5 minutes on 2 cores
+On CPU (full run) the batch-64 shape runs only the raw loop and LanguageModel, to keep the run short
 (``--extras-everywhere`` adds the other rows there). ``--quick`` uses a tiny network, where the step is a few
 ms: it mostly measures the Trainer's fixed per-step cost (``overhead_ms_per_step``).
 
@@ -99,8 +99,8 @@ def shapes(quick: bool, device: str, steps: int | None, warmup: int | None, extr
     elif device == "cuda":
         base = [Shape("650x2 b20 t35", 33_278, 650, 2, 20, 35, 20, 200),
                 Shape("650x2 b64 t70", 33_278, 650, 2, 64, 70, 10, 100)]
-    else:  # CPU steps take seconds (the LSTM dominates): keep a full run near 5 minutes on 2 cores, so the
-        # batch-64 shape runs the raw loop and LanguageModel only (a ms of Trainer overhead is noise there)
+    else:  # CPU steps take seconds (the LSTM dominates): to keep a full run short, the batch-64 shape runs the
+        # raw loop and LanguageModel only (the Trainer's per-step overhead is noise there)
         base = [Shape("650x2 b20 t35", 33_278, 650, 2, 20, 35, 1, 3),
                 Shape("650x2 b64 t70", 33_278, 650, 2, 64, 70, 1, 2, extras=False)]
     return [replace(s, steps=steps or s.steps, warmup=s.warmup if warmup is None else warmup,

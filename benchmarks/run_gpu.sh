@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The GPU checks and benchmarks in one go, within about 8 minutes on one H100: the CUDA tests, then training
-# throughput (language model in fp32 and bf16-mixed, taggers), perplexity, generation and CRF benchmarks, and with
-# PROFILE=1 a torch.profiler view of the language model's steps (2 more minutes). Tables and a log to stdout and
-# OUT_DIR/run.log, JSON in OUT_DIR (SpanF1 vs seqeval is a CPU comparison, see README).
+# The GPU checks and benchmarks in one go: the CUDA tests, then training throughput (language model in fp32 and
+# bf16-mixed, taggers), perplexity, generation and CRF benchmarks, and with PROFILE=1 a torch.profiler view of
+# the language model's steps. Tables and a log to stdout and OUT_DIR/run.log, JSON in OUT_DIR (SpanF1 vs seqeval
+# is a CPU comparison, see README).
 # Each part has its own time limit and a failing part does not stop the others; the exit status is 1 if any part
 # failed.
 #   bash benchmarks/run_gpu.sh OUT_DIR                          # on a machine with a CUDA GPU

@@ -7,11 +7,12 @@ nothing). Every validation, the test metrics, the wall times and the commands go
 keeps the runs of other recipes): what the README's results table quotes.
 
 Usage:
-    python benchmarks/run_recipes.py tagging/ud_ewt_upos_bilstm [RECIPE ...] [--out FILE] [--runs DIR] [-- ARGS]
+    python benchmarks/run_recipes.py tagging/ud_ewt_upos_bilstm [RECIPE ...] [--data DIR] [--out FILE] [--runs DIR]
+        [-- ARGS]
 
-A recipe's data fragment is ``recipes/data/<dataset>_local.yaml`` (the local copies in ../shared/data), picked by
-the recipe's name; ARGS after ``--`` go to ``fit`` (e.g. ``--trainer.max_epochs 1``). Data without a labelled
-test split (SST-2) is not tested.
+A recipe's data fragment is ``recipes/data/<dataset>_local.yaml``, picked by the recipe's name; it reads the corpus
+from ``data/<corpus>/`` as the README lays it out, or from ``--data DIR`` with the same layout. ARGS after ``--`` go
+to ``fit`` (e.g. ``--trainer.max_epochs 1``). Data without a labelled test split (SST-2) is not tested.
 """
 
 from __future__ import annotations
@@ -47,6 +48,25 @@ def data_fragment(recipe: str) -> str | None:
     raise ValueError(f"no data fragment known for recipe {recipe!r}; known prefixes: {sorted(DATA)}")
 
 
+def data_config(fragment: str | None, data_root: Path, run_dir: Path) -> Path | None:
+    """The data fragment with its ``data/...`` files moved under ``data_root`` (written to ``run_dir/data.yaml``)."""
+    if fragment is None:
+        return None
+    config = yaml.safe_load((ROOT / fragment).read_text())
+    init = config["data"]["init_args"]
+
+    def moved(path: str) -> str:
+        if not path.startswith("data/"):
+            raise ValueError(f"{fragment} names {path!r}; expected a path under data/ that --data can relocate")
+        return str(data_root / path.removeprefix("data/"))
+
+    files = init["data_files"]
+    init["data_files"] = {split: moved(p) for split, p in files.items()} if isinstance(files, dict) else moved(files)
+    path = run_dir / "data.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
 def run_config(recipe: str, run_dir: Path) -> Path:
     """The recipe with its checkpoints in ``run_dir`` and a CSV log there (written to ``run_dir/recipe.yaml``)."""
     config = yaml.safe_load((ROOT / "recipes" / f"{recipe}.yaml").read_text())
@@ -61,10 +81,10 @@ def run_config(recipe: str, run_dir: Path) -> Path:
     return path
 
 
-def cli(subcommand: str, config: Path, fragment: str | None, *args: str) -> float:
+def cli(subcommand: str, config: Path, data: Path | None, *args: str) -> float:
     """Run ``rnn-lightning SUBCOMMAND`` from the repository root; return its wall time (raises if it fails)."""
     command = [sys.executable, "-m", "rnn_lightning.cli", subcommand, "-c", str(config)]
-    command += ["-c", fragment] if fragment else []
+    command += ["-c", str(data)] if data else []
     command += list(args)
     print("$ " + " ".join(command), flush=True)
     start = time.perf_counter()
@@ -105,26 +125,29 @@ def logged(path: Path, prefix: str) -> list[dict[str, float]]:
     return rows
 
 
-def run(recipe: str, runs: Path, extra: list[str], fit_seconds: float | None = None) -> dict[str, Any]:
-    """Fit and test ``recipe``; with ``fit_seconds`` given, test the run already in ``runs`` (no new fit)."""
+def run(recipe: str, runs: Path, extra: list[str], fit_seconds: float | None = None, *,
+        data_root: Path = ROOT / "data") -> dict[str, Any]:
+    """Fit and test ``recipe`` on the corpora in ``data_root``; with ``fit_seconds`` given, test the run already in
+    ``runs`` (no new fit)."""
     run_dir = runs / recipe.replace("/", "_")
     if fit_seconds is None:
         shutil.rmtree(run_dir, ignore_errors=True)
         run_dir.mkdir(parents=True)
     config, fragment = run_config(recipe, run_dir), data_fragment(recipe)
+    data = data_config(fragment, data_root, run_dir)
     if fit_seconds is None:
-        fit_seconds = cli("fit", config, fragment, *extra)
+        fit_seconds = cli("fit", config, data, *extra)
     checkpoint = best_checkpoint(run_dir, config)
     test, test_seconds = [], 0.0
     if has_test_split(fragment):
-        test_seconds = cli("test", config, fragment, "--ckpt_path", str(checkpoint),
+        test_seconds = cli("test", config, data, "--ckpt_path", str(checkpoint),
                            "--trainer.logger.init_args.version", "test")
         test = logged(run_dir / "log" / "test" / "metrics.csv", "test/")
     validations = logged(run_dir / "log" / "fit" / "metrics.csv", "val/")
-    data = f" -c {fragment}" if fragment else ""
+    with_data = f" -c {fragment}" if fragment else ""
     return {
-        "command": f"rnn-lightning fit -c recipes/{recipe}.yaml{data}{' ' if extra else ''}{' '.join(extra)}",
-        "test_command": f"rnn-lightning test -c recipes/{recipe}.yaml{data} --ckpt_path "
+        "command": f"rnn-lightning fit -c recipes/{recipe}.yaml{with_data}{' ' if extra else ''}{' '.join(extra)}",
+        "test_command": f"rnn-lightning test -c recipes/{recipe}.yaml{with_data} --ckpt_path "
                         f"checkpoints/{Path(recipe).name}/{checkpoint.name}",
         "checkpoint": checkpoint.name,
         "fit_seconds": round(fit_seconds),
@@ -140,6 +163,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     argv = argv[: argv.index("--")] if "--" in argv else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recipes", nargs="+", help="recipe names under recipes/, e.g. tagging/ud_ewt_upos_bilstm")
+    parser.add_argument("--data", default=str(ROOT / "data"),
+                        help="the corpora, in the README's layout (default: data/ in the repository)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/recipe_runs.json"))
     parser.add_argument("--runs", default=str(ROOT / "runs"), help="checkpoints and logs, one folder per recipe")
     parser.add_argument("--test-only", action="store_true",
@@ -149,7 +174,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     record = json.loads(out.read_text()) if out.exists() else {"runs": {}}
     for recipe in args.recipes:
         fit_seconds = record["runs"][Path(recipe).name]["fit_seconds"] if args.test_only else None
-        result = run(recipe, Path(args.runs).resolve(), extra, fit_seconds)
+        result = run(recipe, Path(args.runs).resolve(), extra, fit_seconds, data_root=Path(args.data).resolve())
         record = json.loads(out.read_text()) if out.exists() else record  # other runs may have written meanwhile
         record["runs"][Path(recipe).name] = {
             **result, "date": date.today().isoformat(),

@@ -1,6 +1,8 @@
-"""Shared fixtures: a tiny synthetic corpus and a tiny language model."""
+"""Shared fixtures: a tiny synthetic corpus, a tiny language model, and a working directory laid out as a user's."""
 
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -34,3 +36,26 @@ def trainer(tmp_path, **kwargs):
     defaults = dict(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                     enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
     return L.Trainer(**{**defaults, **kwargs})
+
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"  # the corpora, in the folders the README tells a user to make
+
+
+@pytest.fixture
+def user_checkout(tmp_path_factory, monkeypatch):
+    """A working directory laid out as the README tells a user, and the test's current directory: the repository's
+    ``recipes/`` and a ``data/`` folder holding each corpus of ``../shared/data`` (a symlink per corpus, so a test
+    may add one of its own, e.g. ``data/ptb``). Checkpoints and logs land here, never in the repository.
+
+    Every test gets it empty, at the same path within a session, so the corpora keep their paths and a
+    ``datasets`` cache in the folder beside it (``user_checkout.parent / "datasets-cache"``) is reused."""
+    path = tmp_path_factory.getbasetemp() / "user-checkout"
+    shutil.rmtree(path, ignore_errors=True)
+    (path / "data").mkdir(parents=True)
+    (path / "recipes").symlink_to(REPO / "recipes")
+    for corpus in sorted(SHARED_DATA.iterdir()) if SHARED_DATA.is_dir() else []:
+        if corpus.is_dir():
+            (path / "data" / corpus.name).symlink_to(corpus)
+    monkeypatch.chdir(path)
+    return path

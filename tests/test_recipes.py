@@ -1,26 +1,41 @@
-"""Every recipe parses and runs one training and one validation step (`fast_dev_run`) through the real CLI."""
+"""Every recipe parses, and trains through the real CLI as a user runs it: from a working directory holding
+``recipes/`` and the corpora in ``data/`` where the README puts them, two training steps log the metric the recipe
+monitors (finite) and write checkpoints that load with the task's ``load_from_checkpoint`` and predict."""
 
+import csv
+import importlib
+import math
 from pathlib import Path
 
 import pytest
+import yaml
 
 from rnn_lightning.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
-SHARED = ROOT.parent / "shared" / "data"
-needs_shared = pytest.mark.skipif(not SHARED.exists(), reason="../shared/data not present")
 
 TASK_RECIPES = sorted(str(p.relative_to(RECIPES)) for folder in ("lm", "tagging", "classification")
                       for p in (RECIPES / folder).glob("*.yaml"))
-LOCAL_DATA = {  # recipe -> the fragment that reads its corpus from ../shared/data
+LOCAL_DATA = {  # recipe -> the fragment that reads its corpus from data/ (the README's "Local files" commands)
+    "lm/wikitext2_lstm_650x2_tied.yaml": "wikitext2_local.yaml",
+    "lm/wikitext2_rnn_tanh.yaml": "wikitext2_local.yaml",
+    "lm/tinyshakespeare_char_lstm.yaml": "tinyshakespeare_local.yaml",
+    "lm/ptb_lstm_small.yaml": "ptb_local.yaml",
+    "lm/ptb_lstm_medium.yaml": "ptb_local.yaml",
+    "lm/ptb_lstm_large.yaml": "ptb_local.yaml",
     "tagging/ud_ewt_upos_bilstm.yaml": "ud_ewt_local.yaml",
+    "tagging/ud_ewt_upos_char_bilstm.yaml": "ud_ewt_local.yaml",
     "tagging/conll2003_ner_bilstm.yaml": "conll2003_local.yaml",
     "tagging/conll2003_ner_bilstm_crf.yaml": "conll2003_local.yaml",
     "tagging/conll2003_ner_char_bilstm_crf.yaml": "conll2003_local.yaml",
-    "tagging/ud_ewt_upos_char_bilstm.yaml": "ud_ewt_local.yaml",
     "classification/sst2_bilstm.yaml": "sst2_local.yaml",
 }
+SLOW = {"lm/wikitext2_lstm_650x2_tied.yaml", "lm/tinyshakespeare_char_lstm.yaml"}  # full-size networks on a CPU
+TWO_STEPS = ["--trainer.accelerator", "cpu", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+             "--trainer.limit_val_batches", "2", "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
+             "--trainer.logger.init_args.save_dir", "logs"]  # (a limit of "1" would parse as 1.0: the whole epoch)
+PTB_LINES = " no it was n't black monday \n but while the new york stock exchange did n't fall apart \n"
 
 
 @pytest.mark.parametrize("recipe", ["quickstart.yaml", *TASK_RECIPES])
@@ -31,55 +46,94 @@ def test_recipe_parses_with_its_hub_dataset(recipe, capsys):
     assert "class_path: rnn_lightning." in capsys.readouterr().out
 
 
-def test_quickstart_fast_dev_run_saves_no_checkpoint(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    main(["fit", "-c", str(RECIPES / "quickstart.yaml"), "--trainer.fast_dev_run", "1"])
-    assert not list(tmp_path.rglob("*.ckpt"))  # the recipe's save_last would otherwise write a one-step last.ckpt
+def test_every_task_recipe_has_a_local_data_fragment_that_reads_from_data():
+    assert sorted(LOCAL_DATA) == TASK_RECIPES
+    for fragment in sorted(set(LOCAL_DATA.values())):
+        files = yaml.safe_load((RECIPES / "data" / fragment).read_text())["data"]["init_args"]["data_files"]
+        paths = files.values() if isinstance(files, dict) else [files]
+        assert all(path.startswith("data/") for path in paths), (fragment, files)
 
 
-@needs_shared
-@pytest.mark.parametrize("recipe", ["wikitext2_lstm_650x2_tied.yaml", "wikitext2_rnn_tanh.yaml"])
-def test_wikitext2_recipes_on_local_files(recipe, monkeypatch):
-    monkeypatch.chdir(ROOT)  # the local-data fragment names paths relative to the repository root
-    main(["fit", "-c", str(RECIPES / "lm" / recipe), "-c", str(RECIPES / "data" / "wikitext2_local.yaml"),
-          "--trainer.fast_dev_run", "1", "--trainer.accelerator", "cpu"])
+def test_quickstart_fast_dev_run_saves_no_checkpoint(user_checkout):
+    main(["fit", "-c", "recipes/quickstart.yaml", "--trainer.fast_dev_run", "1"])
+    assert not list(user_checkout.rglob("*.ckpt"))  # the recipe's save_last would otherwise write a one-step last.ckpt
 
 
-@needs_shared
-def test_tinyshakespeare_char_recipe_on_local_file(monkeypatch):
-    monkeypatch.chdir(ROOT)
-    main(["fit", "-c", str(RECIPES / "lm" / "tinyshakespeare_char_lstm.yaml"),
-          "-c", str(RECIPES / "data" / "tinyshakespeare_local.yaml"),
-          "--trainer.fast_dev_run", "1", "--trainer.accelerator", "cpu"])
+def data_files(fragment: str) -> list[Path]:
+    files = yaml.safe_load((RECIPES / "data" / fragment).read_text())["data"]["init_args"]["data_files"]
+    return [Path(f) for f in (files.values() if isinstance(files, dict) else [files])]
 
 
-@pytest.mark.parametrize("size", ["small", "medium", "large"])
-def test_ptb_recipes_on_local_ptb_format_files(size, tmp_path, monkeypatch):
-    (tmp_path / "data" / "ptb").mkdir(parents=True)
-    lines = " no it was n't black monday \n but while the new york stock exchange did n't fall apart \n"
-    for split in ("train", "valid", "test"):
-        (tmp_path / "data" / "ptb" / f"ptb.{split}.txt").write_text(lines * 40)
-    monkeypatch.chdir(tmp_path)
-    args = ["fit", "-c", str(RECIPES / "lm" / f"ptb_lstm_{size}.yaml"), "-c", str(RECIPES / "data" / "ptb_local.yaml"),
-            "--trainer.fast_dev_run", "1", "--trainer.accelerator", "cpu"]
-    if size == "large":  # keep CPU time small: the 1500-unit network is what the recipe is about, not the test
+def last_logged(metrics_csv: Path) -> dict[str, float]:
+    """The newest value of every metric in a CSVLogger file (one row per logging step)."""
+    newest = {}
+    with metrics_csv.open() as f:
+        for row in csv.DictReader(f):
+            newest.update({k: float(v) for k, v in row.items() if v not in ("", None)})
+    return newest
+
+
+def predicts(model, recipe: str) -> None:
+    """Use the loaded model as the README does: generate text, tag a sentence or classify one."""
+    from rnn_lightning import LanguageModel, SequenceClassifier, SequenceTagger
+
+    if isinstance(model, LanguageModel):
+        text = model.generate(max_new_tokens=12, seed=0, stop_at_eos=False)
+        assert isinstance(text, str) and text == model.generate(max_new_tokens=12, seed=0, stop_at_eos=False)
+        assert text.strip()
+    elif isinstance(model, SequenceTagger):
+        words = "EU rejects German call to boycott British lamb .".split()
+        (tags,) = model.tag([words])
+        assert len(tags) == len(words) and set(tags) <= set(model.hparams.labels), tags
+    else:
+        assert isinstance(model, SequenceClassifier), recipe
+        (label,) = model.classify(["a gripping , funny and moving film"])
+        assert label in model.hparams.labels
+
+
+@pytest.mark.parametrize("recipe", [pytest.param(r, marks=pytest.mark.slow) if r in SLOW else r
+                                    for r in ["quickstart.yaml", *TASK_RECIPES]])
+def test_recipe_trains_two_steps_on_local_data_and_its_checkpoint_predicts(recipe, user_checkout):
+    args = ["fit", "-c", f"recipes/{recipe}"]
+    if recipe in LOCAL_DATA:
+        fragment = LOCAL_DATA[recipe]
+        args += ["-c", f"recipes/data/{fragment}"]
+        if fragment == "ptb_local.yaml":  # PTB is not freely redistributable: a few lines in its format
+            (user_checkout / "data" / "ptb").mkdir()
+            for split in ("train", "valid", "test"):
+                (user_checkout / "data" / "ptb" / f"ptb.{split}.txt").write_text(PTB_LINES * 40)
+        missing = [str(f) for f in data_files(fragment) if not f.is_file()]
+        if missing:
+            pytest.skip(f"corpus not in data/ (see the README's 'Local files'): {missing}")
+        # the data's paths are the test session's: a cache of the session's own, not new entries in the user's
+        args += ["--data.init_args.cache_dir", str(user_checkout.parent / "datasets-cache")]
+    if recipe == "lm/ptb_lstm_large.yaml":  # the 1500-unit network is what the recipe is about, not the test
         args += ["--model.init_args.hidden_size", "64", "--model.init_args.embedding_dim", "64"]
-    main(args)
+    main(args + TWO_STEPS)
 
+    config = yaml.safe_load((RECIPES / recipe).read_text())
+    checkpoints = [c.get("init_args", {}) for c in config["trainer"]["callbacks"]
+                   if c["class_path"].endswith("ModelCheckpoint")]
+    monitored = next((c["monitor"] for c in checkpoints if c.get("monitor")), "val/loss")
+    (metrics_csv,) = (user_checkout / "logs").rglob("metrics.csv")
+    logged = last_logged(metrics_csv)
+    assert math.isfinite(logged[monitored]), logged
+    if "val/ppl" in logged:  # a language model: perplexity is the exponential of the token-mean loss
+        assert logged["val/ppl"] == pytest.approx(math.exp(logged["val/loss"]), rel=1e-4)
+    else:
+        assert 0.0 <= logged["val/acc"] <= 1.0, logged
 
-@needs_shared
-@pytest.mark.parametrize("recipe", sorted(LOCAL_DATA))
-def test_tagging_and_classification_recipes_on_local_files(recipe, monkeypatch, capsys):
-    monkeypatch.chdir(ROOT)
-    main(["fit", "-c", str(RECIPES / recipe), "-c", str(RECIPES / "data" / LOCAL_DATA[recipe]),
-          "--trainer.fast_dev_run", "1", "--trainer.accelerator", "cpu"])
-    summary = capsys.readouterr().out
-    assert "validation: acc" in summary and ("f1 " in summary) == ("conll2003" in recipe)
+    folder = user_checkout / checkpoints[0]["dirpath"]
+    written = sorted(p.name for p in folder.glob("*.ckpt"))
+    assert "last.ckpt" in written, written  # the newest state, and the best one's file beside it when monitored
+    assert len(written) == 2 or not any(c.get("monitor") for c in checkpoints), written
+    module, name = config["model"]["class_path"].rsplit(".", 1)
+    task = getattr(importlib.import_module(module), name)
+    for checkpoint in written:
+        predicts(task.load_from_checkpoint(folder / checkpoint, map_location="cpu"), recipe)
 
 
 def checkpoint_callbacks(recipe: str) -> list[dict]:
-    import yaml
-
     callbacks = yaml.safe_load((RECIPES / recipe).read_text())["trainer"].get("callbacks", [])
     return [c.get("init_args", {}) for c in callbacks if c["class_path"].endswith("ModelCheckpoint")]
 
@@ -116,3 +170,17 @@ def test_last_ckpt_is_the_newest_state_when_the_monitored_metric_stops_improving
     assert torch.load(best, weights_only=True)["global_step"] == steps_per_epoch  # the first epoch stays best
     resumed = run(4, ckpt_path="last")
     assert resumed.ckpt_path == str(tmp_path / "ckpt" / "last.ckpt") and resumed.global_step == 4 * steps_per_epoch
+
+
+def test_recipe_runner_reads_each_corpus_from_the_data_folder_it_is_given(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from run_recipes import data_config, data_fragment
+
+    for recipe in [r.removesuffix(".yaml") for r in TASK_RECIPES]:
+        fragment = data_fragment(recipe)
+        moved = yaml.safe_load(data_config(fragment, tmp_path / "corpora", tmp_path).read_text())
+        files = moved["data"]["init_args"]["data_files"]
+        assert [str(tmp_path / "corpora" / path.relative_to("data")) for path in data_files(Path(fragment).name)] == (
+            list(files.values()) if isinstance(files, dict) else [files]), recipe

@@ -84,8 +84,8 @@ def _nll_sum_and_count(
     flat_target = target.reshape(-1).long()  # (N,)
     ignore = -100 if ignore_index is None else ignore_index  # -100 cannot occur: range checked
     # Row chunks: the float32 log-probabilities of fp16/bf16 logits cost 4 bytes per logit, and a full-size
-    # float32 temporary is slow to allocate. On the CPU, ~1M-logit chunks stay in cache (measured 2-4x faster
-    # than one pass, benchmarks/bench_perplexity.py); on a GPU, few large chunks keep launches few while the
+    # float32 temporary is slow to allocate. On the CPU, chunks of about a million logits stay in cache (faster
+    # than one pass: benchmarks/bench_perplexity.py); on a GPU, few large chunks keep launches few while the
     # working memory stays at the input's own size.
     rows, width = flat_logits.shape
     if flat_logits.device.type == "cpu":

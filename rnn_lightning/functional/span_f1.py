@@ -9,7 +9,7 @@ correct when a gold span has the same sentence, start, end and type.
 Everything is tensor ops, with no Python loop over tokens or sentences. Each row of a ``(B, T)`` batch is one
 sentence; ``mask`` is True at its tokens. The kept tokens are gathered into one sequence, each sentence between
 two ids ``C`` (``C`` labels; ``C`` reads "outside"), as seqeval joins sentences with ``"O"``, so the work scales
-with the tokens, not with the padded grid (~8x the tokens on CoNLL-2003). conlleval's rules become two
+with the tokens, not with the padded grid (many times the tokens when lengths vary). conlleval's rules become two
 ``(C + 1) ** 2`` tables over pairs of neighbouring label ids, so every token's start and end flags are one lookup
 each, and each span start finds its end with a reverse ``cummin``. Spans never cross rows. Masked positions are
 skipped: a span may run across them (e.g. the ``-100`` of non-first word pieces), as if they were removed.
@@ -113,7 +113,7 @@ def tags_to_ids(sentences: Sequence[Sequence[str]], labels: Sequence[str]) -> tu
     lengths = torch.tensor(list(map(len, sentences)), dtype=torch.long)  # (B,)
     ids_of_tags = map(lookup.__getitem__, chain.from_iterable(sentences))
     try:
-        if len(lookup) <= 256:  # one byte per id: 2x faster than torch.tensor(list) from Python ints
+        if len(lookup) <= 256:  # one byte per id: faster than torch.tensor(list) from Python ints
             flat = torch.frombuffer(bytearray(ids_of_tags) or bytearray(1), dtype=torch.uint8).long()
             flat = flat[: int(lengths.sum())]  # (N,) (a dummy byte stands in for no tag at all)
         else:
