@@ -136,6 +136,13 @@ def test_an_order_without_a_count_of_one_falls_back_to_a_fixed_discount():
     assert lm.log_prob(np.array([[4]]), [7]).exp().item() > 0  # an unseen id keeps some probability
 
 
+def test_a_stream_shorter_than_the_order_uses_the_orders_it_has():
+    lm = KneserNey.fit([4, 5], order=5, vocab_size=8)  # one bigram, no trigram
+    probs = lm.log_prob(np.tile([4, 5, 4, 5], (8, 1)), np.arange(8)).exp()
+    assert probs.sum().item() == pytest.approx(1.0, abs=1e-12)
+    torch.testing.assert_close(probs, lm.log_prob(np.tile([5], (8, 1)), np.arange(8)).exp(), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("call, match", [
     (lambda: KneserNey.fit([0, 1, 2], order=0, vocab_size=V), r"`order` must be a positive integer .* got 0"),
     (lambda: KneserNey.fit([0, 1, 12], order=2, vocab_size=V), r"`ids` must lie in \[0, vocab_size=12\), got 12"),

@@ -101,17 +101,15 @@ class KneserNey:
         raw = [np.bincount(ids[target], minlength=vocab_size).astype(np.float64)]  # raw counts per order
         tables: list[tuple[np.ndarray, np.ndarray]] = []  # per order >= 2: sorted keys, suffix ids
         for k in range(2, order + 1):
-            positions = np.arange(k - 1, ids.size)
-            prefix = gram[positions - 1]  # (P,) the first k-1 words of each k-gram
-            assert int(prefix.max()) < np.iinfo(np.int64).max // vocab_size, "k-gram keys overflow int64"
-            keys, first, inverse = np.unique(prefix * vocab_size + ids[positions], return_index=True,
-                                             return_inverse=True)
-            counted = target[positions]
-            raw.append(np.bincount(inverse[counted], minlength=keys.size).astype(np.float64))
-            suffix = gram[positions[first]]  # (types_k,) id of the last k-1 words
+            prefix, words = gram[k - 2 : -1], ids[k - 1 :]  # (P,) each k-gram's first k-1 words (their id), last word
+            assert prefix.size == 0 or int(prefix.max()) < np.iinfo(np.int64).max // vocab_size, "keys overflow"
+            keys, inverse = np.unique(prefix * vocab_size + words, return_inverse=True)
+            raw.append(np.bincount(inverse[target[k - 1 :]], minlength=keys.size).astype(np.float64))
+            suffix = np.empty(keys.size, dtype=np.int64)
+            suffix[inverse] = gram[k - 1 :]  # (types_k,) id of the last k-1 words, the same at every occurrence
             tables.append((keys, suffix))
             gram = np.full(ids.size, -1, dtype=np.int64)
-            gram[positions] = inverse
+            gram[k - 1 :] = inverse
         # Counts used at each order: raw at the top, continuation counts (distinct left words) below.
         used = raw[:]
         for k in range(2, order + 1):
@@ -140,8 +138,9 @@ class KneserNey:
             prev, word = grams[-1][:, :-1], tokens[:, 1:]
             ok = (prev >= 0) & (word >= 0)
             key = np.where(ok, prev * v + word, 0)
-            pos = np.minimum(np.searchsorted(table.keys, key), table.keys.size - 1)
-            found = ok & (table.keys[pos] == key)
+            pos = np.searchsorted(table.keys, key)
+            found = ok & (pos < table.keys.size)
+            found[found] = table.keys[pos[found]] == key[found]
             grams.append(np.concatenate([np.full((len(tokens), 1), -1), np.where(found, pos, -1)], axis=1))
         return grams
 
@@ -150,6 +149,8 @@ class KneserNey:
         grams = self._gram_ids(tokens)
         p = self.unigram[tokens[:, 1:]]  # (N, L - 1) P_1; the targets are checked to lie in the vocabulary
         for k, table in enumerate(self.orders, start=2):
+            if table.keys.size == 0:  # a stream shorter than k: no k-gram, nor any longer one
+                break
             context, gram = grams[k - 2][:, :-1], grams[k - 1][:, 1:]  # the k-1 words before, and the k-gram
             c = np.maximum(context, 0)
             seen = (context >= 0) & (table.denominator[c] > 0)
