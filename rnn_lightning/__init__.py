@@ -2,8 +2,11 @@
 
 from rnn_lightning.callbacks import GenerateSamples, TokensPerSecond, WritePredictions
 from rnn_lightning.data import (
+    AddingDataModule,
+    CopyDataModule,
     LanguageModelingDataModule,
     MarkovCorpusDataModule,
+    RecallDataModule,
     TaggingDataModule,
     TextClassificationDataModule,
 )
@@ -12,6 +15,7 @@ from rnn_lightning.tasks import LanguageModel, SequenceClassifier, SequenceTagge
 
 __version__ = "0.1.0"
 __all__ = [
+    "AddingDataModule", "CopyDataModule", "RecallDataModule",  # long-range tasks (issue 17)
     "GenerateSamples",
     "LanguageModel",
     "LanguageModelingDataModule",

@@ -130,3 +130,16 @@ def test_deep_stacks_benchmark_trains_every_connection(tmp_path):
     ]
     for row in runs:  # 20 steps move every model off the uniform guess over ~68 symbols (6.1 bits)
         assert row["val_bits_per_char"] < 5.9, row
+
+
+def test_ngram_benchmark_scores_the_language_models_targets(tmp_path):
+    data = tmp_path / "corpus"
+    data.mkdir()
+    lines = [" ".join(f"w{(i * 7 + j * j) % 23}" for j in range(3 + i % 9)) for i in range(300)]
+    for name, part in (("train", lines[:240]), ("valid", lines[240:270]), ("test", lines[270:])):
+        (data / f"{name}.txt").write_text("\n".join(part) + "\n")
+    run_benchmark("ngram_wikitext2", tmp_path, "--data", str(data), "--orders", "2", "3")
+    runs = rows(tmp_path, "ngram_wikitext2")  # the script asserts it scores the LSTM's count of targets
+    test_words = sum(len(line.split()) + 1 for line in lines[270:])  # each word and one <eos> per line
+    assert [row["order"] for row in runs] == [2, 3] and {row["test_tokens"] for row in runs} == {test_words}
+    assert all(1.0 < row["test_ppl"] < 23 + 4 for row in runs)  # better than uniform over the vocabulary
