@@ -221,3 +221,29 @@ def test_inference_input_errors():
             crf.span_probabilities(emissions, tags, torch.tensor([[0, 0, 3], bad]), mask)
     with pytest.raises(ValueError, match="`tags` on real tokens must lie in"):
         crf.span_probabilities(emissions, tags - 1, torch.tensor([[0, 0, 0]]), mask)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_inference_on_cuda_equals_cpu_in_float64():
+    crf = make_crf("IOBES", seed=15)
+    emissions, mask = make_batch(9, [30, 1, 17, 29], seed=16)
+    paths, log_probs = crf.decode_top_k(emissions, mask, k=4)
+    spans = torch.tensor([[0, 0, 29], [1, 0, 0], [2, 3, 9], [3, 28, 28]])
+    cpu = (
+        crf.marginals(emissions, mask),
+        paths,
+        log_probs,
+        crf.span_probabilities(emissions, paths[:, 1], spans, mask),
+    )
+    gpu = crf.cuda()
+    emissions, mask = emissions.cuda(), mask.cuda()
+    paths, log_probs = gpu.decode_top_k(emissions, mask, k=4)
+    got = (
+        gpu.marginals(emissions, mask),
+        paths,
+        log_probs,
+        gpu.span_probabilities(emissions, paths[:, 1], spans, mask),
+    )
+    for a, b in zip(cpu, got):
+        torch.testing.assert_close(b.cpu(), a, rtol=1e-10, atol=1e-12)

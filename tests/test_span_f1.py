@@ -561,3 +561,19 @@ def test_tags_to_ids_beyond_one_byte_of_labels():
     assert ids.tolist() == [[299, 300], [0, 0]] and mask.tolist() == [[True, True], [True, False]]
     prefixes, types, names = label_table(labels)
     assert extract_spans(ids, mask, prefixes, types).tolist() == [[0, 0, 1, names.index("T149")]]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("average", AVERAGES)
+def test_strict_metric_on_cuda_equals_cpu(average):
+    labels = labels_for(("LOC", "PER"), "BIES")
+    g = torch.Generator().manual_seed(0)
+    preds, target = torch.randint(0, 9, (16, 40), generator=g), torch.randint(0, 9, (16, 40), generator=g)
+    mask = torch.arange(40)[None] < torch.randint(1, 41, (16,), generator=g)[:, None]
+    results = []
+    for device in ("cpu", "cuda"):
+        metric = SpanF1(labels, average, mode="strict", scheme="IOBES").to(device)
+        metric.update(preds.to(device), target.to(device), mask.to(device))
+        results.append((metric.report(), metric.compute().item()))
+    assert results[0] == results[1]
