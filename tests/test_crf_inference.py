@@ -94,13 +94,19 @@ def test_marginals_give_forbidden_tags_exactly_zero():
     torch.testing.assert_close(marginals.sum(2), mask.float(), rtol=0, atol=1e-5)
 
 
-def test_marginals_stay_accurate_in_float32_on_long_sequences():
+def test_marginals_and_span_probabilities_stay_accurate_in_float32_on_long_sequences():
     crf = make_crf("IOB2", seed=5)
     emissions, mask = make_batch(5, [3000, 1700], seed=6)
     expected = crf.marginals(emissions, mask)
-    got = crf.float().marginals(emissions.float(), mask)
+    tags = crf.decode(emissions, mask)
+    # [0, 2500, 2800] has a tiny probability, still a normal float32
+    spans = torch.tensor([[0, 0, 0], [0, 2000, 2003], [0, 2500, 2800], [1, 1690, 1699]])
+    expected_spans = crf.span_probabilities(emissions, tags, spans, mask)
+    crf = crf.float()
+    got = crf.marginals(emissions.float(), mask)
     assert got.dtype == torch.float32
     torch.testing.assert_close(got, expected.float(), rtol=0, atol=1e-4)
+    torch.testing.assert_close(crf.span_probabilities(emissions.float(), tags, spans, mask), expected_spans.float())
     assert crf.marginals(emissions.half(), mask).dtype == torch.float32  # half inputs sum in float32
 
 

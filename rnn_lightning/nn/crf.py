@@ -47,7 +47,8 @@ class CRF(nn.Module):
     partition's gradient comes from a hand-written backward algorithm (first-order only: no double backward), with
     the forward sums renormalised every 16 steps so float32 gradients stay accurate on long sequences. The loops run
     over T (not over the batch); memory is linear in T: at peak about ``3 * B * T * C**2`` floats for the likelihood
-    and its gradient, ``B * T * C**2`` floats plus ``3 * B * T * C`` int64 for :meth:`decode`.
+    and its gradient, ``B * T * C**2`` floats plus ``3 * B * T * C`` int64 for :meth:`decode` (and for
+    :meth:`marginals` and :meth:`span_probabilities`, in floats), plus ``B * T * C * k`` int64 for :meth:`decode_top_k`.
 
     Args:
         num_tags: number of tags (C).
@@ -259,10 +260,14 @@ class CRF(nn.Module):
         first, steps, end = self._inference_scores(emissions, mask)
         alphas, betas, _ = forward_backward(first, steps, end)
         marginal, following = path_log_posteriors(steps, alphas, betas, tags.masked_fill(~mask, 0))  # (B, T) each
-        at = torch.arange(tags.shape[1], device=tags.device)  # (T,)
-        inside = (at > start.unsqueeze(1)) & (at <= stop.unsqueeze(1))  # (N, T) the tokens after each span's first
-        log_probs = marginal[row, start] + torch.where(inside, following[row], 0.0).sum(dim=1)  # (N,)
-        return log_probs.exp()
+        # Sum following over (start, stop] by differences of float64 running sums; a -inf term (counted apart,
+        # since -inf - -inf is NaN) makes the span impossible.
+        blocked = torch.isinf(following)  # (B, T)
+        sums = following.masked_fill(blocked, 0.0).double().cumsum(dim=1)  # (B, T)
+        blocks = blocked.cumsum(dim=1)  # (B, T)
+        log_probs = marginal[row, start].double() + sums[row, stop] - sums[row, start]  # (N,)
+        log_probs = log_probs.masked_fill(blocks[row, stop] > blocks[row, start], float("-inf"))
+        return log_probs.exp().to(emissions.dtype)
 
     # -- internals --------------------------------------------------------------------------------------------------
     def _inference_scores(self, emissions: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -294,7 +299,6 @@ class CRF(nn.Module):
             )
         return row, start, end
 
-    # -- internals --------------------------------------------------------------------------------------------------
     def _scores(self, dtype: torch.dtype, forbidden: float) -> tuple[Tensor, Tensor, Tensor]:
         """``start`` (C), ``transitions`` (C, C), ``end`` (C) in ``dtype``, forbidden entries set to ``forbidden``."""
         return tuple(
