@@ -12,8 +12,12 @@ tags with ~10% of tokens replaced by another random label (seeded). Timed, media
 * ``ours tensors``: ``SpanF1.reset(); update(preds, target, mask); compute()`` on the (B, T) id tensors, the
   cost inside a validation loop, where the tagger's outputs already are tensors.
 
-Asserts that precision, recall, F1 and each type's F1 are identical (``==``) to seqeval's. Target: ours from
-strings >= 10x faster than seqeval. torch runs on one thread by default, as seqeval does; on a machine whose
+The same three rows again in seqeval's strict mode (``mode="strict", scheme=IOB2``, seqeval's slow path: a
+``Token`` object per tag and pattern matching), on the gold converted to IOB2 and predictions corrupted from it.
+
+Asserts that micro precision, recall, F1 and each type's F1 are identical (``==``) to seqeval's, and the macro and
+weighted averages equal to 1e-12 (they sum in another order), in both modes. Target: ours from strings >= 10x
+faster than seqeval, in both modes. torch runs on one thread by default, as seqeval does; on a machine whose
 cores are busy with other work, two threads make each op over the whole corpus wait for a scheduler slice, which
 costs far more than the op itself.
 
@@ -40,6 +44,7 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "conll20
 CONLL_TYPES = ("LOC", "MISC", "ORG", "PER")
 SENTENCES, TOKENS = 14_041, 203_621  # eng.train without -DOCSTART-
 CORRUPT = 0.10  # fraction of predicted tags replaced by another label
+AVERAGES = ("micro", "macro", "weighted")
 
 
 def read_conll_tags(path: Path) -> list[list[str]]:
@@ -99,103 +104,133 @@ def main() -> None:
     repeats = args.repeats or (2 if args.quick else 5)
 
     from seqeval.metrics import classification_report, f1_score
+    from seqeval.scheme import IOB2
 
     from rnn_lightning.functional.span_f1 import label_table, span_counts, span_f1_from_counts, tags_to_ids
+    from rnn_lightning.functional.tag_schemes import convert_tags
     from rnn_lightning.metrics.span_f1 import SpanF1
 
     rng = random.Random(0)
     data = Path(args.data)
-    y_true = read_conll_tags(data) if data.is_file() else synthetic_tags(rng)
+    gold = read_conll_tags(data) if data.is_file() else synthetic_tags(rng)
     source = str(data) if data.is_file() else f"synthetic (no {data})"
     if args.quick:
-        y_true = y_true[:1000]
-    labels = ["O"] + sorted({t for s in y_true for t in s} - {"O"})
-    y_pred = corrupt(y_true, labels, rng)
-    tokens = sum(map(len, y_true))
-    print(f"{source}: {len(y_true)} sentences, {tokens} tokens, labels {labels}", file=sys.stderr)
+        gold = gold[:1000]
+    tokens = sum(map(len, gold))
+    rows, checks = [], {}
+    for mode, y_true in (("default", gold), ("strict", [convert_tags(s, "IOB1", "IOB2") for s in gold])):
+        labels = ["O"] + sorted({t for s in y_true for t in s} - {"O"})
+        y_pred = corrupt(y_true, labels, rng)
+        print(f"{mode}: {source}: {len(y_true)} sentences, {tokens} tokens, labels {labels}", file=sys.stderr)
+        strict = {"mode": "strict", "scheme": "IOB2"} if mode == "strict" else {}
+        theirs = {"mode": "strict", "scheme": IOB2} if mode == "strict" else {}
 
-    def seqeval_run() -> dict[str, Any]:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            f1 = f1_score(y_true, y_pred)
-            report = classification_report(y_true, y_pred, output_dict=True)
-        return {"f1": f1, "report": report}
+        def seqeval_run(y_true=y_true, y_pred=y_pred, theirs=theirs) -> dict[str, Any]:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                f1 = f1_score(y_true, y_pred, **theirs)
+                report = classification_report(y_true, y_pred, output_dict=True, **theirs)
+            return {"f1": f1, "report": report}
 
-    def ours_from_strings() -> dict[str, Any]:
-        prefixes, types, names = label_table(labels)
-        target, mask = tags_to_ids(y_true, labels)  # (B, T), (B, T)
+        def ours_from_strings(y_true=y_true, y_pred=y_pred, labels=labels, strict=strict) -> dict[str, Any]:
+            prefixes, types, names = label_table(labels)
+            target, mask = tags_to_ids(y_true, labels)  # (B, T), (B, T)
+            preds, _ = tags_to_ids(y_pred, labels)
+            counts = span_counts(preds, target, mask, prefixes, types, len(names), **strict)
+            return {average: span_f1_from_counts(counts, names, average=average) for average in AVERAGES}
+
+        target, mask = tags_to_ids(y_true, labels)
         preds, _ = tags_to_ids(y_pred, labels)
-        return span_f1_from_counts(span_counts(preds, target, mask, prefixes, types, len(names)), names)
+        metric = SpanF1(labels, **strict)
 
-    target, mask = tags_to_ids(y_true, labels)
-    preds, _ = tags_to_ids(y_pred, labels)
-    metric = SpanF1(labels)
+        def ours_tensors(metric=metric, preds=preds, target=target, mask=mask) -> torch.Tensor:
+            metric.reset()
+            metric.update(preds, target, mask)
+            return metric.compute()
 
-    def ours_tensors() -> torch.Tensor:
-        metric.reset()
-        metric.update(preds, target, mask)
-        return metric.compute()
-
-    timings = {
-        "seqeval": median_seconds(seqeval_run, repeats=repeats),
-        "ours from strings": median_seconds(ours_from_strings, repeats=repeats),
-        "ours tensors": median_seconds(ours_tensors, repeats=repeats),
-    }
-    theirs, ours = seqeval_run(), ours_from_strings()
-    ours_tensors()
-    micro = theirs["report"]["micro avg"]
-    expected = {"precision": micro["precision"], "recall": micro["recall"], "f1": theirs["f1"]}
-    assert micro["f1-score"] == theirs["f1"], (micro["f1-score"], theirs["f1"])
-    print(f"seqeval: precision {expected['precision']!r} recall {expected['recall']!r} f1 {expected['f1']!r}")
-    print(f"ours:    precision {ours['precision']!r} recall {ours['recall']!r} f1 {ours['f1']!r}")
-    print(f"ours (SpanF1.compute, float32): {metric.compute().item()!r}; report: {metric.report()}")
-    identical = all(ours[k] == v for k, v in expected.items()) and metric.report() == ours
-    per_type = {name: theirs["report"][name]["f1-score"] for name in ours["f1_per_type"] if name in theirs["report"]}
-    identical &= all(ours["f1_per_type"][name] == f1 for name, f1 in per_type.items())
-    assert identical, f"values differ: seqeval {expected} {per_type}, ours {ours}"
-
-    rows = [
-        {
-            "method": method,
-            "ms": seconds * 1e3,
-            "speedup_vs_seqeval": timings["seqeval"] / seconds,
-            "Mtokens_per_s": tokens / seconds / 1e6,
-            "precision": expected["precision"] if method == "seqeval" else ours["precision"],
-            "recall": expected["recall"] if method == "seqeval" else ours["recall"],
-            "f1": expected["f1"] if method == "seqeval" else ours["f1"],
+        names = ("seqeval", "ours from strings", "ours tensors")
+        if mode == "strict":
+            names = ("seqeval strict", "ours strict from strings", "ours strict tensors")
+        timings = {
+            name: median_seconds(run, repeats=repeats)
+            for name, run in zip(names, (seqeval_run, ours_from_strings, ours_tensors))
         }
-        for method, seconds in timings.items()
-    ]
+        theirs_run, ours = seqeval_run(), ours_from_strings()
+        ours_tensors()
+        check = compare(theirs_run, ours, metric.report())
+        checks[mode] = check
+        print(f"{mode} seqeval: {check['seqeval']}")
+        print(f"{mode} ours:    {check['ours']}")
+        assert check["identical"], f"{mode}: values differ: seqeval {check['seqeval']}, ours {check['ours']}"
+        baseline = next(iter(timings.values()))
+        rows += [
+            {
+                "mode": mode,
+                "method": method,
+                "ms": seconds * 1e3,
+                "speedup_vs_seqeval": baseline / seconds,
+                "Mtokens_per_s": tokens / seconds / 1e6,
+                **{f"{average}_f1": ours[average]["f1"] for average in AVERAGES},
+            }
+            for method, seconds in timings.items()
+        ]
     print_table(
-        f"Span F1 of {len(y_true)} sentences / {tokens} tokens ({CORRUPT:.0%} corrupted predictions), CPU, "
+        f"Span F1 of {len(gold)} sentences / {tokens} tokens ({CORRUPT:.0%} corrupted predictions), CPU, "
         f"{torch.get_num_threads()} threads: median of {repeats}",
         rows,
     )
-    speedup = timings["seqeval"] / timings["ours from strings"]
+    speedup = {mode: [r["speedup_vs_seqeval"] for r in rows if r["mode"] == mode] for mode in checks}
     summary = {
-        "identical_values": identical,
-        "speedup_from_strings": speedup,
-        "speedup_tensors": timings["seqeval"] / timings["ours tensors"],
-        "target_10x_met": speedup >= 10,
+        "identical_values": all(c["identical"] for c in checks.values()),
+        "speedup_from_strings": speedup["default"][1],
+        "speedup_tensors": speedup["default"][2],
+        "strict_speedup_from_strings": speedup["strict"][1],
+        "strict_speedup_tensors": speedup["strict"][2],
+        "target_10x_met": min(speedup["default"][1], speedup["strict"][1]) >= 10,
     }
     print(
-        f"\nidentical precision/recall/F1/per-type F1: {identical}; from strings {speedup:.1f}x seqeval "
+        f"\nidentical micro/per-type values, macro/weighted to 1e-12, both modes: {summary['identical_values']}; "
+        f"from strings {summary['speedup_from_strings']:.1f}x seqeval, "
+        f"strict {summary['strict_speedup_from_strings']:.1f}x "
         f"(target >= 10x: {'met' if summary['target_10x_met'] else 'NOT met'}); tensors only "
-        f"{summary['speedup_tensors']:.0f}x"
+        f"{summary['speedup_tensors']:.0f}x, strict {summary['strict_speedup_tensors']:.0f}x"
     )
     write_json(
         Path(args.out) / f"{NAME}.json",
         NAME,
         rows,
         data=source,
-        sentences=len(y_true),
+        sentences=len(gold),
         tokens=tokens,
         corrupt=CORRUPT,
         repeats=repeats,
-        seqeval={**expected, "f1_per_type": per_type},
-        ours=ours,
+        checks=checks,
         summary=summary,
     )
+
+
+def compare(theirs: dict[str, Any], ours: dict[str, dict[str, Any]], metric_report: dict[str, Any]) -> dict[str, Any]:
+    """seqeval's values against ours: micro and per-type F1 ``==``, macro and weighted to 1e-12."""
+    report = theirs["report"]
+    assert report["micro avg"]["f1-score"] == theirs["f1"], (report["micro avg"], theirs["f1"])
+    expected, got = {}, {}
+    for average in AVERAGES:
+        row = report[f"{average} avg"]
+        expected[average] = {
+            "precision": float(row["precision"]),
+            "recall": float(row["recall"]),
+            "f1": float(row["f1-score"]),
+        }
+        got[average] = {key: ours[average][key] for key in ("precision", "recall", "f1")}
+    per_type = {name: float(report[name]["f1-score"]) for name in ours["micro"]["f1_per_type"] if name in report}
+    identical = got["micro"] == expected["micro"] and metric_report == ours["micro"]
+    identical &= all(ours["micro"]["f1_per_type"][name] == f1 for name, f1 in per_type.items())
+    identical &= all(
+        abs(got[average][key] - value) <= 1e-12
+        for average in ("macro", "weighted")
+        for key, value in expected[average].items()
+    )
+    return {"identical": identical, "seqeval": {**expected, "f1_per_type": per_type}, "ours": got}
 
 
 if __name__ == "__main__":

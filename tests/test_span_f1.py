@@ -1,7 +1,9 @@
 """Tests for ``rnn_lightning.functional.span_f1``, ``.tag_schemes`` and ``rnn_lightning.metrics.SpanF1``.
 
 The reference is seqeval 1.x in its default (conlleval) mode: ``get_entities`` for the spans,
-``precision_score``/``recall_score``/``f1_score`` and ``classification_report`` for the scores.
+``precision_score``/``recall_score``/``f1_score`` and ``classification_report`` for the scores; and in its strict
+mode (``mode="strict"``, ``scheme=IOB2/IOBES/BILOU``): ``seqeval.scheme.Entities`` for the spans, the same functions
+for the scores; with the micro, macro and weighted averages.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 from seqeval.metrics.sequence_labeling import get_entities
+from seqeval.scheme import BILOU, IOB2, IOBES, Entities
 
 from rnn_lightning.functional.span_f1 import (
+    AVERAGES,
+    STRICT_SCHEMES,
     extract_spans,
     label_table,
     span_counts,
@@ -43,21 +48,26 @@ def labels_for(types, prefixes="BIES"):
     return ["O"] + [f"{p}-{t}" for t in types for p in prefixes]
 
 
-def our_spans(sentences, labels):
-    """``[[(type, start, end), ...] per sentence]`` from :func:`extract_spans`."""
+SEQEVAL_SCHEMES = {"IOB2": IOB2, "IOBES": IOBES, "BILOU": BILOU}
+SCHEME_PREFIXES = {"IOB2": "BI", "IOBES": "BIES", "BILOU": "BILU"}
+
+
+def our_spans(sentences, labels, **strict):
+    """``[[(type, start, end), ...] per sentence]`` from :func:`extract_spans` (``mode``/``scheme`` in ``strict``)."""
     prefixes, types, names = label_table(labels)
     ids, mask = tags_to_ids(sentences, labels)
     out = [[] for _ in sentences]
-    for row, start, end, type_ in extract_spans(ids, mask, prefixes, types).tolist():
+    for row, start, end, type_ in extract_spans(ids, mask, prefixes, types, **strict).tolist():
         out[row].append((names[type_], start, end))
     return out
 
 
-def our_scores(y_true, y_pred, labels):
+def our_scores(y_true, y_pred, labels, average="micro", **strict):
     prefixes, types, names = label_table(labels)
     target, mask = tags_to_ids(y_true, labels)
     preds, _ = tags_to_ids(y_pred, labels)
-    return span_f1_from_counts(span_counts(preds, target, mask, prefixes, types, len(names)), names)
+    counts = span_counts(preds, target, mask, prefixes, types, len(names), **strict)
+    return span_f1_from_counts(counts, names, average=average)
 
 
 # -- strategies -------------------------------------------------------------------------------------------------
@@ -197,6 +207,113 @@ def test_masked_positions_are_removed(batch, seed):
         cols = [j for j in range(len(sentence)) if keep[row, j]]
         expected.append([(t, cols[s], cols[e]) for t, s, e in get_entities([sentence[j] for j in cols])])
     assert got == expected
+
+
+def assert_scores_equal_seqeval(gold, pred, labels, **strict):
+    """Our scores under each average equal seqeval's ``classification_report`` rows and ``f1_score`` (``strict``:
+    ``mode``/``scheme``, passed to seqeval with its scheme class). seqeval's nan (a macro mean over no type) is 0."""
+    theirs = {**strict, "scheme": SEQEVAL_SCHEMES[strict["scheme"]]} if strict else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # seqeval's zero-division and empty-mean warnings
+        report = classification_report(gold, pred, output_dict=True, **theirs)
+        for average in AVERAGES:
+            ours = our_scores(gold, pred, labels, average, **strict)
+            row = report[f"{average} avg"]
+            expected = [
+                row["precision"],
+                row["recall"],
+                row["f1-score"],
+                f1_score(gold, pred, average=average, **theirs),
+            ]
+            expected = [0.0 if e != e else e for e in expected]
+            got = [ours["precision"], ours["recall"], ours["f1"], ours["f1"]]
+            assert got == pytest.approx(expected, abs=1e-12), average
+    for name, f1 in ours["f1_per_type"].items():
+        assert f1 == pytest.approx(report[name]["f1-score"] if name in report else 0.0, abs=1e-12)
+    assert set(report) - {"micro avg", "macro avg", "weighted avg"} <= set(ours["f1_per_type"])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from(STRICT_SCHEMES), st.data())
+def test_strict_spans_and_scores_equal_seqeval(scheme, data):
+    """Random (often ill-formed) sentences in the scheme's prefixes: seqeval's strict spans and scores."""
+    labels, gold, pred = data.draw(tagged_batches(prefixes=SCHEME_PREFIXES[scheme]))
+    for sentences in (gold, pred):
+        expected = [
+            [(e.tag, e.start, e.end - 1) for e in sentence]
+            for sentence in Entities(sentences, SEQEVAL_SCHEMES[scheme]).entities
+        ]
+        assert our_spans(sentences, labels, mode="strict", scheme=scheme) == expected
+    assert_scores_equal_seqeval(gold, pred, labels, mode="strict", scheme=scheme)
+
+
+@settings(max_examples=100, deadline=None)
+@given(tagged_batches(prefixes="BIES"))
+def test_averages_equal_seqeval_in_default_mode(batch):
+    labels, gold, pred = batch
+    assert_scores_equal_seqeval(gold, pred, labels)
+
+
+def test_strict_hand_examples():
+    """The pieces strict mode refuses and conlleval reads as spans."""
+    sentences = [
+        ["I-PER", "I-PER", "O", "B-LOC", "I-LOC"],  # IOB2: I-X after O (or first) starts nothing
+        ["B-PER", "I-LOC", "I-LOC", "B-PER"],  # I-LOC after B-PER: no span; B-PER alone is one
+    ]
+    labels = labels_for(("LOC", "PER"), "BI")
+    assert our_spans(sentences, labels, mode="strict", scheme="IOB2") == [
+        [("LOC", 3, 4)],
+        [("PER", 0, 0), ("PER", 3, 3)],
+    ]
+    assert our_spans(sentences, labels)[0] == [("PER", 0, 1), ("LOC", 3, 4)]
+    iobes = [["B-PER", "I-PER", "O", "S-LOC", "B-LOC", "E-LOC", "E-LOC", "B-PER"]]  # unfinished B..I, a lone E
+    assert our_spans(iobes, labels_for(("LOC", "PER"), "BIES"), mode="strict", scheme="IOBES") == [
+        [("LOC", 3, 3), ("LOC", 4, 5)]
+    ]
+    bilou = [["U-PER", "B-LOC", "L-LOC", "B-LOC", "O"]]
+    assert our_spans(bilou, labels_for(("LOC", "PER"), "BILU"), mode="strict", scheme=BILOU) == [
+        [("PER", 0, 0), ("LOC", 1, 2)]
+    ]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.sampled_from(STRICT_SCHEMES), st.sampled_from(AVERAGES), st.integers(1, 3), st.data())
+def test_strict_metric_accumulates_like_one_batch(scheme, average, chunk, data):
+    labels, gold, pred = data.draw(tagged_batches(prefixes=SCHEME_PREFIXES[scheme]))
+    expected = our_scores(gold, pred, labels, average, mode="strict", scheme=scheme)
+    metric = SpanF1(labels, average, mode="strict", scheme=scheme)
+    for lo in range(0, len(gold), chunk):
+        target, mask = tags_to_ids(gold[lo : lo + chunk], labels)
+        preds, _ = tags_to_ids(pred[lo : lo + chunk], labels)
+        metric.update(preds, torch.where(mask, target, -100))
+    assert metric.report() == expected
+    assert metric.compute().item() == pytest.approx(expected["f1"], abs=1e-6)
+
+
+def test_strict_and_average_argument_errors():
+    prefixes, types, names = label_table(CONLL)
+    ids, mask = torch.tensor([[0, 1]]), torch.tensor([[True, True]])
+    with pytest.raises(ValueError, match=r"span_counts: `mode` must be None .* or 'strict', got 'lenient'"):
+        span_counts(ids, ids, mask, prefixes, types, 4, mode="lenient")
+    with pytest.raises(
+        ValueError, match=r"extract_spans: mode='strict' needs `scheme` to be one of IOB2, IOBES, BILOU"
+    ):
+        extract_spans(ids, mask, prefixes, types, mode="strict")
+    with pytest.raises(ValueError, match=r"got 'IOB1' \(seqeval's strict IOB1 is not supported: convert"):
+        extract_spans(ids, mask, prefixes, types, mode="strict", scheme="IOB1")
+    with pytest.raises(ValueError, match=r"`scheme` applies only with mode='strict'.*got scheme='IOB2'"):
+        span_counts(ids, ids, mask, prefixes, types, 4, scheme=IOB2)
+    iobes_prefixes, iobes_types, _ = label_table(labels_for(("PER",), "BIES"))
+    with pytest.raises(ValueError, match=r"`prefixes` must use only the prefixes of IOB2 \(O B I\)"):
+        extract_spans(ids, mask, iobes_prefixes, iobes_types, mode="strict", scheme="IOB2")
+    with pytest.raises(ValueError, match=r"SpanF1: `labels\[3\]` is 'E-PER', but IOB2 has no prefix 'E'"):
+        SpanF1(labels_for(("PER",), "BIES"), mode="strict", scheme="IOB2")
+    with pytest.raises(ValueError, match=r"SpanF1: mode='strict' needs `scheme`"):
+        SpanF1(CONLL, mode="strict")
+    with pytest.raises(ValueError, match=r"span_f1_from_counts: `average` must be one of 'micro', 'macro', 'weighted'"):
+        span_f1_from_counts(torch.zeros(2, 3, dtype=torch.long), average="samples")
+    assert span_f1_from_counts(torch.zeros(2, 3, dtype=torch.long), average="macro")["f1"] == 0.0  # seqeval: nan
+    assert SpanF1(CONLL, "weighted", mode="strict", scheme=IOB2).scheme == "IOB2"  # seqeval's class names it
 
 
 # -- (c) tag schemes -------------------------------------------------------------------------------------------
@@ -393,8 +510,8 @@ def test_split_tag_and_tag_types():
 def test_metric_argument_errors():
     with pytest.raises(ValueError, match="more than once"):
         SpanF1(["O", "B-PER", "O"])
-    with pytest.raises(ValueError, match="`average` must be 'micro', got 'macro'"):
-        SpanF1(CONLL, average="macro")
+    with pytest.raises(ValueError, match="SpanF1: `average` must be one of 'micro', 'macro', 'weighted'.*'samples'"):
+        SpanF1(CONLL, average="samples")
     with pytest.raises(ValueError, match="`labels` must be a sequence of tags"):
         SpanF1("O B-PER")
     metric = SpanF1(CONLL)
@@ -444,3 +561,19 @@ def test_tags_to_ids_beyond_one_byte_of_labels():
     assert ids.tolist() == [[299, 300], [0, 0]] and mask.tolist() == [[True, True], [True, False]]
     prefixes, types, names = label_table(labels)
     assert extract_spans(ids, mask, prefixes, types).tolist() == [[0, 0, 1, names.index("T149")]]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("average", AVERAGES)
+def test_strict_metric_on_cuda_equals_cpu(average):
+    labels = labels_for(("LOC", "PER"), "BIES")
+    g = torch.Generator().manual_seed(0)
+    preds, target = torch.randint(0, 9, (16, 40), generator=g), torch.randint(0, 9, (16, 40), generator=g)
+    mask = torch.arange(40)[None] < torch.randint(1, 41, (16,), generator=g)[:, None]
+    results = []
+    for device in ("cpu", "cuda"):
+        metric = SpanF1(labels, average, mode="strict", scheme="IOBES").to(device)
+        metric.update(preds.to(device), target.to(device), mask.to(device))
+        results.append((metric.report(), metric.compute().item()))
+    assert results[0] == results[1]

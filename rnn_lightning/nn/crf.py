@@ -12,17 +12,28 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from rnn_lightning.nn.crf_inference import (
+    RENORM,
+    forward_backward,
+    k_best_viterbi,
+    log_partition,
+    log_sums,
+    path_log_posteriors,
+)
+
 Reduction = Literal["token_mean", "sum", "mean", "none"]
 
 REDUCTIONS = ("token_mean", "sum", "mean", "none")
 # Score of a forbidden start/transition/end in the likelihood: exp(-1e4) is exactly 0 in float32 and float64, so
 # forbidden paths drop out of the partition, yet the value stays finite (no NaN gradients, a finite loss for a gold
-# path that breaks the rules). Viterbi uses -inf instead, so a decoded path never takes a forbidden step.
+# path that breaks the rules). Viterbi and the posterior methods use -inf instead, so a decoded path never takes a
+# forbidden step and a forbidden tag's marginal is exactly 0.
 FORBIDDEN = -1e4
 
 
 class CRF(nn.Module):
-    """Linear-chain conditional random field: training loss (negative log-likelihood) and Viterbi decoding.
+    """Linear-chain conditional random field: training loss (negative log-likelihood), Viterbi decoding, and the
+    posterior's confidences: per-token marginals, the k best paths and span probabilities.
 
     Parameters (initialised uniform(-0.1, 0.1), as pytorch-crf does): ``start`` (C) and ``end`` (C) score the first
     and last tag of a sequence, ``transitions`` (C, C) scores tag ``i`` followed by tag ``j`` at ``[i, j]``.
@@ -36,7 +47,8 @@ class CRF(nn.Module):
     partition's gradient comes from a hand-written backward algorithm (first-order only: no double backward), with
     the forward sums renormalised every 16 steps so float32 gradients stay accurate on long sequences. The loops run
     over T (not over the batch); memory is linear in T: at peak about ``3 * B * T * C**2`` floats for the likelihood
-    and its gradient, ``B * T * C**2`` floats plus ``3 * B * T * C`` int64 for :meth:`decode`.
+    and its gradient, ``B * T * C**2`` floats plus ``3 * B * T * C`` int64 for :meth:`decode` (and for
+    :meth:`marginals` and :meth:`span_probabilities`, in floats), plus ``B * T * C * k`` int64 for :meth:`decode_top_k`.
 
     Args:
         num_tags: number of tags (C).
@@ -53,6 +65,12 @@ class CRF(nn.Module):
         >>> loss = crf(emissions, torch.zeros(2, 4, dtype=torch.long), mask)  # mean NLL per real token
         >>> loss.shape, crf.decode(emissions, mask).shape
         (torch.Size([]), torch.Size([2, 4]))
+        >>> probs = crf.marginals(emissions, mask)  # (B, T, C), rows sum to 1 on real tokens
+        >>> probs[:, 0, 2].tolist()  # I-PER may not start a sequence
+        [0.0, 0.0]
+        >>> paths, log_probs = crf.decode_top_k(emissions, mask, k=3)  # (B, k, T), (B, k), best first
+        >>> bool((paths[:, 0] == crf.decode(emissions, mask)).all())
+        True
     """
 
     def __init__(
@@ -178,7 +196,109 @@ class CRF(nn.Module):
         paths = pointers.gather(2, best_last.view(batch, 1, 1).expand(batch, steps, 1)).squeeze(2)  # (B, T)
         return paths.masked_fill_(~mask, 0)
 
+    @torch.no_grad()
+    def marginals(self, emissions: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Per-token tag probabilities ``p(y_t = c | emissions)``, summed over all allowed paths by forward-backward.
+
+        Args:
+            emissions: (B, T, C) unnormalised tag scores.
+            mask: (B, T) bool, True on real tokens, right-padded, ``mask[:, 0]`` all True; None means no padding.
+
+        Returns:
+            (B, T, C) probabilities, in float32 (float64 for double inputs): each real token's row sums to 1, a tag
+            that no allowed path puts at a position (e.g. ``I-X`` first in IOB2) gets exactly 0, and padded
+            positions are all 0.
+        """
+        emissions, _, mask = self._check(emissions, None, mask)
+        alphas, betas, _ = forward_backward(*self._inference_scores(emissions, mask))  # (B, T, C) each
+        return torch.softmax(alphas + betas, dim=2).masked_fill_(~mask.unsqueeze(2), 0.0)
+
+    @torch.no_grad()
+    def decode_top_k(self, emissions: Tensor, mask: Tensor | None = None, *, k: int) -> tuple[Tensor, Tensor]:
+        """k-best Viterbi: the ``k`` highest-scoring allowed tag paths of every sequence, best first.
+
+        ``k=1`` gives the path of :meth:`decode`. Ties between equal scores may come in either order.
+
+        Args:
+            emissions: (B, T, C) unnormalised tag scores.
+            mask: (B, T) bool, True on real tokens, right-padded, ``mask[:, 0]`` all True; None means no padding.
+            k: number of paths per sequence (a positive int).
+
+        Returns:
+            ``paths`` (B, k, T) int64, 0 on padded positions, and ``log_probs`` (B, k): each path's
+            ``log p(path | emissions)``, in float32 (float64 for double inputs). A sequence with fewer than ``k``
+            allowed paths fills the rest with tag 0 and ``-inf``.
+        """
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"`k` must be a positive int (the number of paths), got {k!r}. Pass e.g. k=5.")
+        emissions, _, mask = self._check(emissions, None, mask)
+        scores = self._inference_scores(emissions, mask)
+        paths, best = k_best_viterbi(*scores, k)  # (B, k, T), (B, k)
+        return paths.masked_fill_(~mask.unsqueeze(1), 0), best - log_partition(*scores).unsqueeze(1)
+
+    @torch.no_grad()
+    def span_probabilities(self, emissions: Tensor, tags: Tensor, spans: Tensor, mask: Tensor | None = None) -> Tensor:
+        """The probability that tokens ``start..end`` of a sequence carry exactly ``tags[start..end]``: the
+        confidence of a predicted span, e.g. an entity of the :meth:`decode` path.
+
+        Computed from forward-backward as ``p(y_start) * prod p(y_t | y_{t-1})`` (the posterior is a Markov chain).
+        In IOBES/BILOU the span's tags fix the span; in IOB1/IOB2 a path with these tags may still continue the span
+        past ``end`` (an ``I-X`` next), so there the value bounds the span's own probability from above.
+
+        Args:
+            emissions: (B, T, C) unnormalised tag scores.
+            tags: (B, T) int64 tag paths in ``[0, C)`` on real tokens (any value on padded positions).
+            spans: (N, 3) or wider int64 rows ``[row, start, end (inclusive), ...]``, e.g. the (N, 4)
+                ``[row, start, end, type]`` of :func:`rnn_lightning.functional.extract_spans`, on real tokens.
+            mask: (B, T) bool, True on real tokens, right-padded, ``mask[:, 0]`` all True; None means no padding.
+
+        Returns:
+            (N,) probabilities, in float32 (float64 for double inputs); 0 for tags that take a forbidden move.
+        """
+        emissions, tags, mask = self._check(emissions, tags, mask)
+        row, start, stop = self._check_spans(spans, mask)  # (N,) each
+        first, steps, end = self._inference_scores(emissions, mask)
+        alphas, betas, _ = forward_backward(first, steps, end)
+        marginal, following = path_log_posteriors(steps, alphas, betas, tags.masked_fill(~mask, 0))  # (B, T) each
+        # Sum following over (start, stop] by differences of float64 running sums; a -inf term (counted apart,
+        # since -inf - -inf is NaN) makes the span impossible.
+        blocked = torch.isinf(following)  # (B, T)
+        sums = following.masked_fill(blocked, 0.0).double().cumsum(dim=1)  # (B, T)
+        blocks = blocked.cumsum(dim=1)  # (B, T)
+        log_probs = marginal[row, start].double() + sums[row, stop] - sums[row, start]  # (N,)
+        log_probs = log_probs.masked_fill(blocks[row, stop] > blocks[row, start], float("-inf"))
+        return log_probs.exp().to(emissions.dtype)
+
     # -- internals --------------------------------------------------------------------------------------------------
+    def _inference_scores(self, emissions: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``first`` (B, C), ``steps`` (B, T - 1, C, C) and ``end`` (C) with forbidden moves at ``-inf``, as the
+        functions of :mod:`rnn_lightning.nn.crf_inference` take them."""
+        start, transitions, end = self._scores(emissions.dtype, float("-inf"))
+        return start + emissions[:, 0], self._steps(emissions, mask, transitions), end
+
+    def _check_spans(self, spans: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``row``, ``start``, ``end`` (N,) of ``spans``, or a ``ValueError``/``TypeError`` naming it."""
+        if not isinstance(spans, Tensor) or spans.dtype != torch.long or spans.dim() != 2 or spans.shape[1] < 3:
+            got = f"{spans.dtype} {tuple(spans.shape)}" if isinstance(spans, Tensor) else type(spans).__name__
+            raise TypeError(
+                f"`spans` must be an int64 (N, 3) or wider tensor of [row, start, end (inclusive), ...], got {got}. "
+                "Pass e.g. the output of `rnn_lightning.functional.extract_spans`."
+            )
+        spans = spans.to(mask.device)
+        row, start, end = spans[:, 0], spans[:, 1], spans[:, 2]
+        batch, steps = mask.shape
+        length = mask.sum(dim=1)  # (B,)
+        inside = (row >= 0) & (row < batch)
+        fits = inside & (start >= 0) & (start <= end) & (end < length[row.clamp(0, batch - 1)])
+        if not bool(fits.all()):
+            bad = spans[~fits][0].tolist()
+            raise ValueError(
+                f"`spans` rows must be [row, start, end] with 0 <= row < B={batch} and 0 <= start <= end < that "
+                f"row's length (its True count in `mask`), got {bad[:3]}. Pass spans of real tokens, e.g. from "
+                "`extract_spans(tags, mask, ...)`."
+            )
+        return row, start, end
+
     def _scores(self, dtype: torch.dtype, forbidden: float) -> tuple[Tensor, Tensor, Tensor]:
         """``start`` (C), ``transitions`` (C, C), ``end`` (C) in ``dtype``, forbidden entries set to ``forbidden``."""
         return tuple(
@@ -294,25 +414,18 @@ class _ForwardAlgorithm(torch.autograd.Function):
     vector-matrix products: the gradient of ``alpha_{t+1}[j]`` w.r.t. ``alpha_t[i]`` (and ``steps[:, t, j, i]``) is
     ``probs[:, t, j, i] = exp(alpha_t[i] + steps[:, t, j, i] - alpha_{t+1}[j])``, which sums to 1 over ``i``.
 
-    Every ``RENORM`` steps the alphas are shifted down by their max (the shifts add back at the end), so they stay
-    small and ``probs`` keeps its float32 precision however long the sequence (unshifted alphas grow ~linearly in T:
-    at T = 100k their float32 spacing would be ~0.03, i.e. a ~3% error in every ``probs`` entry).
+    The alphas are renormalised every ``RENORM`` steps (:func:`~rnn_lightning.nn.crf_inference.log_sums`; the shifts
+    add back at the end), so ``probs`` keeps its float32 precision however long the sequence (unshifted alphas at
+    T = 100k would put a ~3% error in every ``probs`` entry).
     """
-
-    RENORM = 16
 
     @staticmethod
     def forward(ctx, alpha: Tensor, steps: Tensor) -> Tensor:  # (B, C), (B, S, C, C) -> (B, C)
-        alphas, shifts = [alpha], []
-        for t, step in enumerate(steps.unbind(1)):  # each (B, C, C) [to, from]
-            alphas.append(torch.logsumexp(alphas[-1].unsqueeze(1) + step, dim=2))  # (B, C)
-            if t % _ForwardAlgorithm.RENORM == _ForwardAlgorithm.RENORM - 1:
-                shifts.append(alphas[-1].amax(dim=1, keepdim=True))  # (B, 1)
-                alphas[-1] = alphas[-1] - shifts[-1]
+        alphas, shifts = log_sums(alpha, steps.unbind(1))  # each step (B, C, C) [to, from]
         # shift[:, t]: what was subtracted from the output of step t (0 on most steps).
         shift = alpha.new_zeros(steps.shape[:2])  # (B, S)
         if shifts:
-            shift[:, _ForwardAlgorithm.RENORM - 1 :: _ForwardAlgorithm.RENORM] = torch.cat(shifts, dim=1)
+            shift[:, RENORM - 1 :: RENORM] = torch.cat(shifts, dim=1)
         ctx.save_for_backward(torch.stack(alphas, dim=1), steps, shift)  # (B, S + 1, C)
         return alphas[-1] + shift.sum(dim=1, keepdim=True)
 
