@@ -37,6 +37,7 @@ def test_quickstart_fast_dev_run_saves_no_checkpoint(tmp_path, monkeypatch):
     assert not list(tmp_path.rglob("*.ckpt"))  # the recipe's save_last would otherwise write a one-step last.ckpt
 
 
+@pytest.mark.slow
 @needs_shared
 @pytest.mark.parametrize("recipe", ["wikitext2_lstm_650x2_tied.yaml", "wikitext2_rnn_tanh.yaml"])
 def test_wikitext2_recipes_on_local_files(recipe, monkeypatch):
@@ -45,6 +46,7 @@ def test_wikitext2_recipes_on_local_files(recipe, monkeypatch):
           "--trainer.fast_dev_run", "1", "--trainer.accelerator", "cpu"])
 
 
+@pytest.mark.slow
 @needs_shared
 def test_tinyshakespeare_char_recipe_on_local_file(monkeypatch):
     monkeypatch.chdir(ROOT)
