@@ -5,9 +5,17 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+# One intra-op thread (unless set): the models here are tiny, and on a busy machine a second OpenMP thread waits
+# at every barrier for a core someone else holds, slowing the suite severalfold. Set before torch is imported.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# No property test may fail because the machine is busy: no per-example deadline, no "data generation too slow".
+settings.register_profile("no_timing", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("no_timing")
 
 
 @pytest.fixture

@@ -106,7 +106,7 @@ def test_classification_errors():
         TextClassificationDataModule(dataset=DatasetDict(train=train), text_column="text").labels  # noqa: B018 (the lazy property loads and checks the split)
 
 
-@pytest.mark.parametrize("pooling", ["final", "mean", "max"])
+@pytest.mark.parametrize("pooling", ["final", *(pytest.param(p, marks=pytest.mark.slow) for p in ("mean", "max"))])
 def test_classifier_learns_which_word_dominates(tmp_path, pooling):
     torch.manual_seed(0)
     data = DatasetDict(train=corpus(1500, 0), validation=corpus(300, 1))

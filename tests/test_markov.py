@@ -71,6 +71,7 @@ def test_entropy_rate_matches_enumeration():
     assert src.expected_line_length() == pytest.approx(1.25)
 
 
+@pytest.mark.slow
 def test_entropy_rate_matches_monte_carlo():
     src = MarkovSource.random()
     total, num = src.nll(src.sample_lines(2_000_000, seed=0))

@@ -143,6 +143,7 @@ def test_language_model_with_connections_learns_and_generates_with_its_carried_s
             context.append(new)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("connection", CONNECTED)
 def test_tagger_and_classifier_with_connections_learn(tmp_path, connection):
     from conftest import trainer
