@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from corpora import CORPORA
 from hypothesis import HealthCheck, settings
 
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -47,13 +48,13 @@ def trainer(tmp_path, **kwargs):
 
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"  # the corpora, in the folders the README tells a user to make
+SHARED_DATA = CORPORA  # the corpora, in the folders the README tells a user to make
 
 
 @pytest.fixture
 def user_checkout(tmp_path_factory, monkeypatch):
     """A working directory laid out as the README tells a user, and the test's current directory: the repository's
-    ``recipes/`` and a ``data/`` folder holding each corpus of ``../shared/data`` (a symlink per corpus, so a test
+    ``recipes/`` and a ``data/`` folder holding each corpus of ``corpora.CORPORA`` (a symlink per corpus, so a test
     may add one of its own, e.g. ``data/ptb``). Checkpoints and logs land here, never in the repository.
 
     Every test gets it empty, at the same path within a session, so the corpora keep their paths and a

@@ -17,9 +17,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from corpora import CORPORA
 
 ROOT = Path(__file__).resolve().parent.parent
-WIKITEXT2 = ROOT.parent / "shared" / "data" / "wikitext-2"
+WIKITEXT2 = CORPORA / "wikitext-2"
 SPEED_RATIO = (0.2, 5.0)  # ours / peer throughput at --quick sizes: the same order of magnitude, nothing finer
 
 
@@ -157,7 +158,7 @@ def test_profile_script_profiles_both_contenders(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not WIKITEXT2.is_dir(), reason="needs ../shared/data/wikitext-2")
+@pytest.mark.skipif(not WIKITEXT2.is_dir(), reason="needs the WikiText-2 files (tests/corpora.py)")
 def test_data_benchmark_reads_the_plain_readers_tokens(tmp_path):
     run_benchmark("bench_data", tmp_path, "--quick", "--repeats", "1")
     result = record(tmp_path, "bench_data")
@@ -171,8 +172,8 @@ def test_data_benchmark_reads_the_plain_readers_tokens(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (ROOT.parent / "shared" / "data" / "tinyshakespeare").is_dir(),
-                    reason="needs ../shared/data/tinyshakespeare")
+@pytest.mark.skipif(not (CORPORA / "tinyshakespeare").is_dir(),
+                    reason="needs tinyshakespeare/input.txt (tests/corpora.py)")
 def test_deep_stacks_benchmark_trains_every_connection(tmp_path):
     run_benchmark("deep_stacks", tmp_path, "--quick")
     runs = rows(tmp_path, "deep_stacks")

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
 import torch
 from conftest import trainer
+from corpora import CORPORA
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
 from rnn_lightning import SequenceClassifier, TextClassificationDataModule
 from rnn_lightning.nn import RecurrentEncoder, pool_states
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = CORPORA
 WORDS = ["good", "bad", "film", "plot", "the", "a", "very", "acting"]
 
 
@@ -123,7 +123,7 @@ def test_classifier_learns_which_word_dominates(tmp_path, pooling):
     assert accuracy > 0.93
 
 
-@pytest.mark.skipif(not (SHARED / "sst2").exists(), reason="../shared/data not present")
+@pytest.mark.skipif(not (SHARED / "sst2").exists(), reason="the corpora are not present (tests/corpora.py)")
 def test_sst2_local_files_load_with_counts():
     files = {"train": str(SHARED / "sst2" / "train.tsv"), "validation": str(SHARED / "sst2" / "dev.tsv")}
     dm = TextClassificationDataModule(path="csv", csv_delimiter="\t", data_files=files)

@@ -3,15 +3,15 @@ and the published counts of the real CoNLL-2003 and UD English EWT files."""
 
 import re
 import time
-from pathlib import Path
 
 import pytest
+from corpora import CORPORA
 from datasets.exceptions import DatasetGenerationError
 
 from rnn_lightning.data import conll
 from rnn_lightning.data.conll import CoNLLFormatError, load_tagging_files, read_conll, read_conllu
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = CORPORA
 CONLL2003 = DATA / "conll2003"
 EWT = DATA / "ud-english-ewt"
 
@@ -327,7 +327,7 @@ def test_a_100k_token_sentence(tmp_path, fmt):
     assert len(out[0]["tags"]) == n
 
 
-# -- real data (skipped where ../shared/data is absent) --
+# -- real data (skipped where the corpora are absent: tests/corpora.py) --
 CONLL2003_COUNTS = {"train": ("eng.train", 14_041, 203_621), "validation": ("eng.testa", 3_250, 51_362),
                     "test": ("eng.testb", 3_453, 46_435)}
 EWT_COUNTS = {"train": ("en_ewt-ud-train.conllu", 12_544, 204_577),
@@ -346,7 +346,7 @@ def _load_timed(folder, counts, fmt, cache):
     return data
 
 
-@pytest.mark.skipif(not CONLL2003.exists(), reason="../shared/data/conll2003 not present")
+@pytest.mark.skipif(not CONLL2003.exists(), reason="conll2003/ not present (tests/corpora.py)")
 def test_conll2003_counts_and_iob1_tags(tmp_path):
     data = _load_timed(CONLL2003, CONLL2003_COUNTS, "conll", str(tmp_path))
     for split, (name, sentences, tokens) in CONLL2003_COUNTS.items():
@@ -361,7 +361,7 @@ def test_conll2003_counts_and_iob1_tags(tmp_path):
     assert {t for s in data["train"]["tags"] for t in s} == IOB1 - {"B-PER"}  # eng.train has no B-PER
 
 
-@pytest.mark.skipif(not EWT.exists(), reason="../shared/data/ud-english-ewt not present")
+@pytest.mark.skipif(not EWT.exists(), reason="ud-english-ewt/ not present (tests/corpora.py)")
 def test_ud_english_ewt_counts_and_upos(tmp_path):
     # The README's word counts are syntactic words: multiword-token lines (2,614 in train) and empty nodes
     # (37) are not counted, exactly what the reader skips.

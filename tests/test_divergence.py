@@ -5,19 +5,19 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from conftest import trainer
+from corpora import CORPORA
 from datasets import Dataset, DatasetDict
 
 from rnn_lightning import LanguageModel, LanguageModelingDataModule
 from rnn_lightning.constants import IGNORE_INDEX
 from rnn_lightning.tasks.finite_guard import DIVERGED_CHECKS, DIVERGED_LOSS_FACTOR
 
-SHAKESPEARE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
+SHAKESPEARE = CORPORA / "tinyshakespeare" / "input.txt"
 
 
 def sgd(lr):
@@ -112,7 +112,7 @@ def _unigram_perplexity(train_loader, val_loader, vocab_size: int) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not SHAKESPEARE.exists(), reason="needs ../shared/data/tinyshakespeare")
+@pytest.mark.skipif(not SHAKESPEARE.exists(), reason="needs tinyshakespeare/input.txt (tests/corpora.py)")
 def test_a_char_model_from_the_defaults_trains_with_a_default_trainer(tmp_path):
     lines = [line for line in SHAKESPEARE.read_text().splitlines() if line.strip()]
     data = LanguageModelingDataModule(dataset=DatasetDict(train=Dataset.from_dict({"text": lines[:200]}),

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import math
 import random
-from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
 from conftest import trainer
+from corpora import CORPORA
 from datasets import Dataset, DatasetDict
 
 from rnn_lightning import SequenceTagger, TaggingDataModule
 from rnn_lightning.functional.tag_schemes import tag_spans
 from rnn_lightning.tasks.optimizers import can_fuse, default_optimizer
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = CORPORA
 WORDS = ["ann", "bob", "sees", "likes", "the", "dog", "in", "paris", "rome", "today"]
 NAMES, PLACES = {"ann", "bob"}, {"paris", "rome"}
 
@@ -188,7 +188,7 @@ def test_long_document_trains_in_pieces_and_evaluates_whole(tmp_path):
     assert float(t.callback_metrics["val/acc"]) > 0.95  # all 100,000 tokens scored in one sequence
 
 
-needs_shared = pytest.mark.skipif(not (SHARED / "conll2003").exists(), reason="../shared/data not present")
+needs_shared = pytest.mark.skipif(not (SHARED / "conll2003").exists(), reason="conll2003/ not present (tests/corpora.py)")
 
 
 @needs_shared

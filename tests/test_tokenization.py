@@ -1,9 +1,9 @@
 """Tokenizers: the arrow fast path equals HF tokenizers' own encoding; counts match published WikiText-2."""
 
-from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from corpora import CORPORA
 
 from rnn_lightning.data.tokenization import (
     BOS,
@@ -17,7 +17,7 @@ from rnn_lightning.data.tokenization import (
     train_word_tokenizer,
 )
 
-WIKITEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "wikitext-2"
+WIKITEXT = CORPORA / "wikitext-2"
 LINES = ["", " ", " the cat  sat\ton the mat ", "the dog\u3000barked", "<unk> rare words", "the end"]
 
 
@@ -80,7 +80,7 @@ def test_load_tokenizer_adds_missing_special_tokens(tmp_path):
         load_tokenizer(str(tmp_path / "missing.json"))
 
 
-@pytest.mark.skipif(not WIKITEXT.exists(), reason="../shared/data/wikitext-2 not present")
+@pytest.mark.skipif(not WIKITEXT.exists(), reason="wikitext-2/ not present (tests/corpora.py)")
 def test_wikitext2_vocabulary_and_token_count_match_published_counts():
     """Published: vocab 33,278 (with <eos>, <unk>); train 2,088,628 tokens counting one <eos> per line."""
     lines = (WIKITEXT / "train.txt").read_text(encoding="utf-8").split("\n")[:-1]  # trailing newline
@@ -92,7 +92,7 @@ def test_wikitext2_vocabulary_and_token_count_match_published_counts():
     assert sum(len(line.split()) + 1 for line in lines) == 2_088_628
 
 
-@pytest.mark.skipif(not WIKITEXT.exists(), reason="../shared/data/wikitext-2 not present")
+@pytest.mark.skipif(not WIKITEXT.exists(), reason="wikitext-2/ not present (tests/corpora.py)")
 def test_every_wikitext2_split_matches_the_plain_reader_word_for_word(tmp_path):
     from rnn_lightning import LanguageModelingDataModule
 

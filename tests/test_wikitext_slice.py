@@ -2,15 +2,15 @@
 
 import math
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from conftest import trainer
+from corpora import CORPORA
 
 from rnn_lightning import LanguageModel, LanguageModelingDataModule
 
-WIKITEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "wikitext-2"
-pytestmark = pytest.mark.skipif(not WIKITEXT.exists(), reason="../shared/data/wikitext-2 not present")
+WIKITEXT = CORPORA / "wikitext-2"
+pytestmark = pytest.mark.skipif(not WIKITEXT.exists(), reason="wikitext-2/ not present (tests/corpora.py)")
 
 
 def _slice(tmp_path, name, lines):
