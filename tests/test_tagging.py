@@ -188,7 +188,7 @@ def test_long_document_trains_in_pieces_and_evaluates_whole(tmp_path):
     assert float(t.callback_metrics["val/acc"]) > 0.95  # all 100,000 tokens scored in one sequence
 
 
-needs_shared = pytest.mark.skipif(not (SHARED / "conll2003").exists(), reason="conll2003/ not present (tests/corpora.py)")
+needs_shared = pytest.mark.skipif(not (SHARED / "conll2003").exists(), reason="conll2003/ not present")
 
 
 @needs_shared
