@@ -1,6 +1,6 @@
 """rnn_lightning: recurrent networks (simple RNN, GRU, LSTM) as reusable PyTorch Lightning components."""
 
-from rnn_lightning.callbacks import GenerateSamples, TokensPerSecond, WritePredictions
+from rnn_lightning.callbacks import GenerateSamples, GradientFlowMonitor, TokensPerSecond, WritePredictions
 from rnn_lightning.data import (
     LanguageModelingDataModule,
     MarkovCorpusDataModule,
@@ -13,6 +13,7 @@ from rnn_lightning.tasks import LanguageModel, SequenceClassifier, SequenceTagge
 __version__ = "0.1.0"
 __all__ = [
     "GenerateSamples",
+    "GradientFlowMonitor",
     "LanguageModel",
     "LanguageModelingDataModule",
     "MarkovCorpusDataModule",
