@@ -257,3 +257,30 @@ def test_bad_arguments_and_a_module_without_the_hooks_are_refused(tmp_path):
         GradientFlowMonitor(every_n_steps=0)
     with pytest.raises(TypeError, match="BoringModel lacks"):
         trainer(tmp_path, callbacks=[GradientFlowMonitor()], max_steps=1).fit(BoringModel())
+
+
+@pytest.mark.slow
+def test_wandb_gets_the_curves_as_images_with_matplotlib_else_as_tables(tmp_path, tiny_markov, tiny_lm, monkeypatch):
+    import importlib.util
+    import json
+
+    import wandb
+    from lightning.pytorch.loggers import WandbLogger
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monitor = GradientFlowMonitor(every_n_steps=2)
+    logger = WandbLogger(save_dir=tmp_path, offline=True, project="gradflow")
+    fit_lm(tmp_path, tiny_markov, tiny_lm, [monitor], max_steps=3, logger=logger)
+    wandb.finish()
+    media = tmp_path / "wandb" / "latest-run" / "files" / "media"
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert len(list((media / "images" / "gradflow").glob("curve_*.png"))) == 2
+        return
+    tables = sorted((media / "table" / "gradflow").glob("curve_*.table.json"), key=lambda p: p.stat().st_mtime)
+    assert len(tables) == 2
+    for path, record in zip(tables, monitor.history, strict=True):
+        table = json.loads(path.read_text())
+        assert table["columns"] == ["step", "layer", "distance", "grad_norm"]
+        expected = [[record["step"], layer, distance, norm] for layer, curve in enumerate(record["norms"])
+                    for distance, norm in enumerate(curve)]
+        assert table["data"] == expected

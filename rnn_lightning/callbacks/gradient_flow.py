@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.loggers import WandbLogger
 
@@ -116,27 +117,29 @@ def _log_curves(logger: Any, record: dict[str, Any]) -> None:
     """The curves as a plot image (W&B, TensorBoard) when matplotlib is installed, else as a W&B table."""
     key, step = f"{PREFIX}/curve", record["step"]
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        image = plot_curves(record["norms"], title=f"step {step}")  # (H, W, 3) uint8
     except ImportError:
         if isinstance(logger, WandbLogger):
             rows = [[step, layer, distance, norm] for layer, curve in enumerate(record["norms"])
                     for distance, norm in enumerate(curve)]
             logger.log_table(key=key, columns=["step", "layer", "distance", "grad_norm"], data=rows, step=step)
         return
-    figure = plot_curves(record["norms"], title=f"step {step}", plt=plt)
     if isinstance(logger, WandbLogger):
-        logger.log_image(key=key, images=[figure], step=step)
-    elif hasattr(getattr(logger, "experiment", None), "add_figure"):  # TensorBoard's SummaryWriter
-        logger.experiment.add_figure(key, figure, global_step=step)
-    plt.close(figure)
+        logger.log_image(key=key, images=[image], step=step)
+    elif hasattr(getattr(logger, "experiment", None), "add_image"):  # TensorBoard's SummaryWriter
+        logger.experiment.add_image(key, image, global_step=step, dataformats="HWC")
 
 
-def plot_curves(norms: list[list[float]], *, title: str, plt: Any) -> Any:
-    """A matplotlib figure: ||d loss_T / d h_t|| (log scale) against the distance T-1-t, one line per layer."""
-    figure, axes = plt.subplots(figsize=(5, 3.5))
+def plot_curves(norms: list[list[float]], *, title: str = "") -> np.ndarray:
+    """(H, W, 3) uint8 RGB image: ||d loss_T / d h_t|| (log scale) against the distance T-1-t, one line per layer.
+
+    Needs matplotlib (an ``ImportError`` without it); draws off-screen, leaving pyplot's state alone.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5, 3.5), dpi=100)
+    axes = figure.subplots()
     for layer, curve in enumerate(norms):
         axes.semilogy(range(len(curve)), curve, label=f"layer {layer}")
     axes.set_xlabel("distance T-1-t (steps)")
@@ -144,4 +147,6 @@ def plot_curves(norms: list[list[float]], *, title: str, plt: Any) -> Any:
     axes.set_title(title)
     axes.legend()
     figure.tight_layout()
-    return figure
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
