@@ -130,3 +130,17 @@ def test_deep_stacks_benchmark_trains_every_connection(tmp_path):
     ]
     for row in runs:  # 20 steps move every model off the uniform guess over ~68 symbols (6.1 bits)
         assert row["val_bits_per_char"] < 5.9, row
+
+
+@pytest.mark.slow
+def test_gradient_flow_benchmark_measures_each_cell_and_the_clipping_keeps_the_loss_finite(tmp_path):
+    run_benchmark("gradient_flow", tmp_path, "--quick")
+    record = json.loads((tmp_path / "gradient_flow.json").read_text())
+    assert [(row["cell"], row["layer"]) for row in record["rows"]] == [
+        (cell, layer) for cell in ("rnn_tanh", "gru", "lstm") for layer in (0, 1)
+    ]
+    assert all(math.isfinite(row["decay_rate_init"]) and math.isfinite(row["decay_rate_trained"])
+               for row in record["rows"])
+    unclipped, clipped = record["exploding"]
+    assert unclipped["stopped"].startswith("the gradient is not finite")
+    assert clipped["stopped"] == "-" and all(math.isfinite(x) for x in record["losses"]["clip 0.25"])
