@@ -255,6 +255,8 @@ def test_bad_arguments_and_a_module_without_the_hooks_are_refused(tmp_path):
 
     with pytest.raises(ValueError, match="`every_n_steps` must be a positive integer, got 0"):
         GradientFlowMonitor(every_n_steps=0)
+    with pytest.raises(ValueError, match=r"`encoder` \(Linear\) holds no torch.nn LSTM, GRU or RNN"):
+        measure_gradient_flow(nn.Linear(2, 2), nn.Linear(2, 2), lambda: torch.zeros(1))
     with pytest.raises(TypeError, match="BoringModel lacks"):
         trainer(tmp_path, callbacks=[GradientFlowMonitor()], max_steps=1).fit(BoringModel())
 

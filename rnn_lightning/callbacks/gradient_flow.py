@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import lightning as L
@@ -32,7 +31,7 @@ class GradientFlowMonitor(L.Callback):
       forget, cell, output);
     - with ``gradient_clip_val`` set (by norm), ``gradflow/clipped_steps`` and ``gradflow/clipped_fraction``: the
       optimizer steps since the last measurement whose gradient norm before clipping (the task's ``grad_norm``)
-      exceeded it.
+      exceeded it (from the second measurement on).
 
     The measurement leaves training as it was: it runs the network in eval mode (no dropout), layer by layer and
     step by step in plain torch ops (no cuDNN kernel, so it works on GPUs in train mode), in a separate graph that
@@ -101,10 +100,10 @@ class GradientFlowMonitor(L.Callback):
             scalars[f"{PREFIX}/decay_rate/layer{layer}"] = rate
             for gate, radius in radii.items():
                 scalars[f"{PREFIX}/spectral_radius/layer{layer}" + (f"/{gate}" if gate else "")] = radius
-        if _clips_by_norm(trainer):
+        if _clips_by_norm(trainer) and self._steps:
             clipped = int(self._clipped)
             scalars[f"{PREFIX}/clipped_steps"] = float(clipped)
-            scalars[f"{PREFIX}/clipped_fraction"] = clipped / self._steps if self._steps else math.nan
+            scalars[f"{PREFIX}/clipped_fraction"] = clipped / self._steps
         self._clipped, self._steps = 0, 0
         return {"step": step, "norms": [curve.tolist() for curve in flow.norms], "scalars": scalars}
 

@@ -63,15 +63,21 @@ def unrolled(encoder: nn.Module) -> Iterator[list[LayerStates]]:
     """
     records: list[LayerStates] = []
     modules = [m for m in encoder.modules() if isinstance(m, nn.RNNBase)]
+    if not modules:
+        raise ValueError(f"`encoder` ({type(encoder).__name__}) holds no torch.nn LSTM, GRU or RNN to unroll.")
+    if any(getattr(m, "proj_size", 0) for m in modules):
+        raise NotImplementedError("unrolled() does not handle LSTMs with `proj_size > 0`.")
+    saved = [vars(m).get("forward") for m in modules]  # an instance-level forward set by someone else, if any
     for module in modules:
-        if getattr(module, "proj_size", 0):
-            raise NotImplementedError("unrolled() does not handle LSTMs with `proj_size > 0`.")
         module.forward = partial(_forward, module, records=records)  # an instance attribute shadows the class's
     try:
         yield records
     finally:
-        for module in modules:
-            del module.forward
+        for module, forward in zip(modules, saved):
+            if forward is None:
+                del module.forward
+            else:
+                module.forward = forward
 
 
 def _forward(rnn: nn.RNNBase, input: Tensor | PackedSequence, hx: Tensor | tuple[Tensor, Tensor] | None = None,  # noqa: A002
