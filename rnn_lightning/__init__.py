@@ -1,6 +1,6 @@
 """rnn_lightning: recurrent networks (simple RNN, GRU, LSTM) as reusable PyTorch Lightning components."""
 
-from rnn_lightning.callbacks import GenerateSamples, TokensPerSecond, WritePredictions
+from rnn_lightning.callbacks import GenerateSamples, GradientFlowMonitor, TokensPerSecond, WritePredictions
 from rnn_lightning.data import (
     AddingDataModule,
     CopyDataModule,
@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AddingDataModule", "CopyDataModule", "RecallDataModule",  # long-range tasks (issue 17)
     "GenerateSamples",
+    "GradientFlowMonitor",
     "LanguageModel",
     "LanguageModelingDataModule",
     "MarkovCorpusDataModule",

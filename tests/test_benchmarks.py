@@ -223,3 +223,17 @@ def test_ngram_benchmark_scores_the_language_models_targets(tmp_path):
     test_words = sum(len(line.split()) + 1 for line in lines[270:])  # each word and one <eos> per line
     assert [row["order"] for row in runs] == [2, 3] and {row["test_tokens"] for row in runs} == {test_words}
     assert all(1.0 < row["test_ppl"] < 23 + 4 for row in runs)  # better than uniform over the vocabulary
+
+
+@pytest.mark.slow
+def test_gradient_flow_benchmark_measures_each_cell_and_the_clipping_keeps_the_loss_finite(tmp_path):
+    run_benchmark("gradient_flow", tmp_path, "--quick")
+    record = json.loads((tmp_path / "gradient_flow.json").read_text())
+    assert [(row["cell"], row["layer"]) for row in record["rows"]] == [
+        (cell, layer) for cell in ("rnn_tanh", "gru", "lstm") for layer in (0, 1)
+    ]
+    assert all(math.isfinite(row["decay_rate_init"]) and math.isfinite(row["decay_rate_trained"])
+               for row in record["rows"])
+    unclipped, clipped = record["exploding"]
+    assert unclipped["stopped"].startswith("the gradient is not finite")
+    assert clipped["stopped"] == "-" and all(math.isfinite(x) for x in record["losses"]["clip 0.25"])

@@ -10,6 +10,7 @@ from rnn_lightning.nn.pooling import pool_states
 from rnn_lightning.nn.sampling import filter_logits
 from rnn_lightning.nn.stack import ConnectedStack
 from rnn_lightning.nn.tagger import SequenceTaggerNet
+from rnn_lightning.nn.unroll import unrolled
 
 __all__ = [
     "CRF",
@@ -23,4 +24,5 @@ __all__ = [
     "detach_state",
     "filter_logits",
     "pool_states",
+    "unrolled",
 ]

@@ -95,6 +95,11 @@ class SequenceClassifier(LabeledSequenceTask):
     def word_embedding(self) -> torch.nn.Embedding:
         return self.net.body.embedding
 
+    def last_step_losses(self, batch: dict[str, Tensor]) -> Tensor:
+        """(B,) each text's loss: it reads the last step with ``pooling="final"`` (and each direction's last step
+        when bidirectional), every step with ``"mean"`` / ``"max"``."""
+        return F.cross_entropy(self(batch["tokens"], batch["lengths"]).float(), batch["label"], reduction="none")
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss = F.cross_entropy(self(batch["tokens"], batch["lengths"]).float(), batch["label"])
         self.log_train_loss(loss, batch_size=len(batch["label"]))

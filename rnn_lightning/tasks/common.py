@@ -33,14 +33,19 @@ class RecurrentTask(ExactResume, TokenizerInCheckpoint, L.LightningModule):
         optimizer: the task's optimizer factory (``configure_optimizers`` calls it on the parameters).
         lr_scheduler: the task's optional LR scheduler factory (``ReduceLROnPlateau`` watches ``val/loss``).
 
-    Subclasses log their training loss with :meth:`log_train_loss`, and implement ``_eval_step`` and ``_eval_end``
-    and :meth:`count_tokens`.
+    Subclasses log their training loss with :meth:`log_train_loss`, and implement ``_eval_step`` and ``_eval_end``,
+    :meth:`count_tokens`, and for :class:`~rnn_lightning.callbacks.GradientFlowMonitor` :meth:`recurrent_encoder`
+    and :meth:`last_step_losses`.
+
+    ``grad_norm`` holds the total gradient norm of the last optimizer step before clipping (a 0-dim tensor on the
+    gradients' device; ``None`` before the first step).
     """
 
     def __init__(self, *, optimizer: OptimizerCallable, lr_scheduler: LRSchedulerCallable | None = None) -> None:
         super().__init__()
         self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
         self._last_loss: torch.Tensor | None = None
+        self.grad_norm: torch.Tensor | None = None
         self._finite_guard = FiniteGradientGuard()
 
     @classmethod
@@ -78,6 +83,15 @@ class RecurrentTask(ExactResume, TokenizerInCheckpoint, L.LightningModule):
     def count_tokens(self, batch: Any) -> torch.Tensor:
         """Hook: the number of tokens ``batch`` trains on (a 0-dim tensor; see
         :class:`~rnn_lightning.callbacks.TokensPerSecond`)."""
+        raise NotImplementedError
+
+    # -- hooks of GradientFlowMonitor --
+    def recurrent_encoder(self) -> torch.nn.Module:
+        """Hook: the task's word-level :class:`~rnn_lightning.nn.RecurrentEncoder`, whose layers are measured."""
+        raise NotImplementedError
+
+    def last_step_losses(self, batch: Any) -> torch.Tensor:
+        """Hook: (B,) the loss of each of ``batch``'s sequences at its last real step, from the task's network."""
         raise NotImplementedError
 
     # -- evaluation: a subclass accumulates its metrics in _eval_step and logs and resets them in _eval_end --
@@ -118,6 +132,7 @@ class RecurrentTask(ExactResume, TokenizerInCheckpoint, L.LightningModule):
         else:
             norm = torch.nn.utils.get_total_norm([p.grad for p in params])
             super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        self.grad_norm = norm.detach()
         logged = logging_step(self.trainer)
         self._finite_guard.check(self, norm, self._last_loss, self.uniform_loss(), logged=logged)
         if logged:

@@ -46,6 +46,9 @@ class LabeledSequenceTask(PredictsFromWords, RecurrentTask):
         """Hook: the word embedding table that ``pretrained_embeddings`` fills."""
         raise NotImplementedError
 
+    def recurrent_encoder(self) -> nn.Module:
+        return self.net.body.encoder
+
     def char_vocabulary(self) -> list[str] | None:
         return self.char_vocab
 

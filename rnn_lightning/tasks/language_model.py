@@ -123,6 +123,16 @@ class LanguageModel(RecurrentTask):
         """The window's targets (every position but the ignored ones)."""
         return (batch[1] != IGNORE_INDEX).sum()
 
+    def recurrent_encoder(self) -> torch.nn.Module:
+        return self.net.encoder
+
+    def last_step_losses(self, batch: tuple[Tensor, Tensor]) -> Tensor:
+        """(B,) each stream's next-token loss at the window's last step, from the carried training state (0 where
+        that target is ignored)."""
+        inputs, targets = batch  # (B, T), (B, T)
+        logits, _ = self.net(inputs, self._state.get("train"), last_only=True)  # (B, 1, V)
+        return F.cross_entropy(logits[:, 0].float(), targets[:, -1], ignore_index=IGNORE_INDEX, reduction="none")
+
     def on_train_epoch_start(self) -> None:
         self._state["train"] = None  # (Lightning skips this hook when a run resumes mid-epoch)
 

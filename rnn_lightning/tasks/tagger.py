@@ -141,6 +141,15 @@ class SequenceTagger(LabeledSequenceTask):
         checked = not batch.get(RIGHT_PADDED, False)
         return self.crf(scores, tags, tags != IGNORE_INDEX, reduction="token_mean", check_values=checked)
 
+    def last_step_losses(self, batch: dict[str, Tensor]) -> Tensor:
+        """(B,) each sentence's cross-entropy at its last real token, from the label scores (the CRF's transitions
+        left out: they couple the steps, so the last step has no loss of its own)."""
+        scores = self._scores(batch)  # (B, T, C)
+        rows = torch.arange(len(scores), device=scores.device)
+        last = to_device(batch["lengths"], scores.device) - 1  # (B,)
+        return F.cross_entropy(scores[rows, last].float(), batch["tags"][rows, last], ignore_index=IGNORE_INDEX,
+                               reduction="none")
+
     def decode(self, scores: Tensor, mask: Tensor) -> Tensor:
         """Best tag ids (B, T): Viterbi with a CRF, else the argmax per token."""
         return self.crf.decode(scores, mask) if self.crf is not None else scores.argmax(-1)
