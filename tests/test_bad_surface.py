@@ -179,6 +179,19 @@ def test_another_tasks_checkpoint_names_the_task_that_loads_it(tmp_path, tiny_ma
         assert torch.equal(loaded.state_dict()[name], value)
 
 
+def test_a_cli_checkpoint_with_a_linked_none_loads_in_its_own_task(tmp_path):
+    """The CLI links the DataModule's ``char_vocab`` (None without character features) into every model's saved
+    hyper-parameters, also a classifier's, which takes no ``char_vocab``: that checkpoint is still the classifier's."""
+    classifier = SequenceClassifier(12, 2, embedding_dim=4, hidden_size=4)
+    path = tmp_path / "cli.ckpt"
+    torch.save({"state_dict": classifier.state_dict(), "pytorch-lightning_version": "2.6.0",
+                "hyper_parameters": {**classifier.hparams, "char_vocab": None,
+                                     "_class_path": "rnn_lightning.SequenceClassifier"}}, path)
+    loaded = SequenceClassifier.load_from_checkpoint(path)
+    for name, value in classifier.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value)
+
+
 @pytest.mark.parametrize("change", [dict(batch_size=3), dict(bptt=5)])
 def test_resuming_mid_epoch_with_other_windows_is_refused(tmp_path, change):
     def data(**kwargs):

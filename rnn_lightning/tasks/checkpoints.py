@@ -60,10 +60,12 @@ def unreadable(path: Any, error: BaseException) -> ValueError | None:
 
 
 def _foreign(cls: type, hparams: dict[str, Any]) -> set[str]:
+    """The hyper-parameters ``cls`` does not take. One whose value is ``None`` says nothing of the task: the CLI's
+    links record ``None`` for a DataModule attribute the model has no use for (a classifier's ``char_vocab``)."""
     params = inspect.signature(cls.__init__).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return set()
-    return {key for key in hparams if not key.startswith("_")} - set(params)
+    return {key for key, value in hparams.items() if not key.startswith("_") and value is not None} - set(params)
 
 
 def _subclasses(base: type) -> list[type]:
