@@ -119,8 +119,8 @@ def test_lstm_learns_recall_at_a_short_distance(tmp_path):
     torch.manual_seed(0)
     dm = RecallDataModule(5, num_classes=4, num_distractors=8, train_size=1000, validation_size=200, test_size=50,
                           batch_size=32)
-    model = SequenceClassifier(dm.vocab_size, dm.num_labels, dm.pad_id, dm.labels, embedding_dim=16, hidden_size=32,
-                               bidirectional=False, dropout=0.0, pooling="final",
+    model = SequenceClassifier(dm.vocab_size, dm.num_labels, pad_id=dm.pad_id, labels=dm.labels, embedding_dim=16,
+                               hidden_size=32, bidirectional=False, dropout=0.0, pooling="final",
                                optimizer=lambda p: torch.optim.Adam(p, lr=0.01))
     t = trainer(tmp_path, max_epochs=4)
     t.fit(model, dm)
@@ -132,12 +132,12 @@ def test_adding_and_copy_train_through_the_trainer(tmp_path, task):
     torch.manual_seed(0)
     if task == "adding":
         dm = AddingDataModule(8, levels=3, **SMALL)
-        model = SequenceClassifier(dm.vocab_size, dm.num_labels, dm.pad_id, dm.labels, embedding_dim=8,
+        model = SequenceClassifier(dm.vocab_size, dm.num_labels, pad_id=dm.pad_id, labels=dm.labels, embedding_dim=8,
                                    hidden_size=8, bidirectional=False, dropout=0.0)
     else:
         dm = CopyDataModule(4, copy_length=3, num_symbols=3, **SMALL)
-        model = SequenceTagger(dm.vocab_size, dm.num_labels, dm.pad_id, dm.labels, embedding_dim=8, hidden_size=8,
-                               bidirectional=False, dropout=0.0)
+        model = SequenceTagger(dm.vocab_size, dm.num_labels, pad_id=dm.pad_id, labels=dm.labels, embedding_dim=8,
+                               hidden_size=8, bidirectional=False, dropout=0.0)
     t = trainer(tmp_path, max_steps=5, limit_val_batches=1)
     before = [p.detach().clone() for p in model.parameters()]
     t.fit(model, dm)
