@@ -415,8 +415,8 @@ class _ForwardAlgorithm(torch.autograd.Function):
     ``probs[:, t, j, i] = exp(alpha_t[i] + steps[:, t, j, i] - alpha_{t+1}[j])``, which sums to 1 over ``i``.
 
     The alphas are renormalised every ``RENORM`` steps (:func:`~rnn_lightning.nn.crf_inference.log_sums`; the shifts
-    add back at the end), so ``probs`` keeps its float32 precision however long the sequence (unshifted alphas grow with T, and
-    float32 loses the small differences ``probs`` is made of).
+    add back at the end), so ``probs`` keeps its float32 precision however long the sequence (unshifted alphas grow
+    with T, and float32 loses the small differences ``probs`` is made of).
     """
 
     @staticmethod
