@@ -13,16 +13,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import zipfile
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import lightning as L
-import torch
 from lightning.pytorch.cli import LightningCLI
 
 from rnn_lightning.data.corpus import exception_chain
 from rnn_lightning.tasks import LanguageModel
+from rnn_lightning.tasks.checkpoints import check_task, imported_class, read_hyperparameters
 from rnn_lightning.tasks.common import RecurrentTask
 
 # DataModule attribute -> task argument. A link whose source or target the chosen classes lack is skipped
@@ -64,12 +63,9 @@ class RNNLightningCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         config = self.config[subcommand] if subcommand else {}
         ckpt = config.get("ckpt_path")
-        if isinstance(ckpt, str) and ckpt not in ("last", "best", "hpc") and not ckpt.startswith("registry") \
-                and "://" not in ckpt:
-            hparams = read_checkpoint(ckpt)
-            model = _imported_class((config.get("model") or {}).get("class_path") or "")
-            if model is not None:
-                check_task(hparams, model, ckpt)
+        if isinstance(ckpt, str) and ckpt not in ("last", "best", "hpc") and not ckpt.startswith("registry"):
+            model = imported_class((config.get("model") or {}).get("class_path") or "")
+            check_ckpt_path(ckpt, model, weights_only=config.get("weights_only"))
 
     def before_fit(self) -> None:
         """A ``fast_dev_run`` smoke test writes no checkpoint. (Lightning 2.6's ``ModelCheckpoint(save_last=True)``
@@ -113,7 +109,8 @@ def generate(argv: list[str] | None = None) -> list[str]:
     args = parser.parse_args(argv)
     if args.num_samples < 1:
         parser.error(f"--num_samples must be >= 1, got {args.num_samples}: that asks for no sample. Pass e.g. 3.")
-    model = load_language_model(args.ckpt_path, args.device)
+    check_ckpt_path(args.ckpt_path, LanguageModel)
+    model = LanguageModel.load_from_checkpoint(args.ckpt_path, map_location=args.device)
     samples = []
     for i in range(args.num_samples):
         seed = None if args.seed is None else args.seed + i
@@ -125,54 +122,15 @@ def generate(argv: list[str] | None = None) -> list[str]:
     return samples
 
 
-def read_checkpoint(ckpt_path: str) -> dict:
-    """The hyperparameters of the Lightning checkpoint ``ckpt_path``, or a ``ValueError`` that says what the file
-    is instead (missing, a folder, not a ``torch.save`` archive, damaged). Tensors are memory-mapped, not read."""
-    path, arg = Path(ckpt_path), f"`--ckpt_path` {ckpt_path!r}"
-    if not path.is_file():
-        what = "is a directory" if path.is_dir() else "does not exist"
-        raise ValueError(f"{arg} {what}: expected a checkpoint file written by `rnn-lightning fit`, e.g. "
-                         "checkpoints/quickstart/last.ckpt. Check the path.")
-    if not zipfile.is_zipfile(path):  # what torch.save writes; a truncated copy lacks the archive's end
-        with open(path, "rb") as f:
-            head = f.read(16)
-        raise ValueError(f"{arg} is not a PyTorch checkpoint (a complete zip archive); it starts with {head!r}. "
-                         "Point it at a .ckpt written by `rnn-lightning fit` (or copy it again if it was cut short).")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:  # torch raises several types for a damaged archive
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ValueError(f"{arg} is not a readable PyTorch checkpoint ({reason}). Point it at a .ckpt written by "
-                         "`rnn-lightning fit` (or write it again).") from err
-    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
-    if not isinstance(hparams, dict) or "state_dict" not in checkpoint:
-        raise ValueError(f"{arg} is a PyTorch file but not a Lightning checkpoint (no `hyper_parameters` and "
-                         "`state_dict`): point it at a .ckpt written by `rnn-lightning fit`.")
-    return hparams
-
-
-def _imported_class(class_path: str) -> type | None:
-    """The class ``module.Name`` if its module is already imported (never imports what a file names)."""
-    module, _, name = class_path.rpartition(".")
-    found = getattr(sys.modules.get(module), name, None)
-    return found if isinstance(found, type) else None
-
-
-def check_task(hparams: dict, task: type, ckpt_path: str) -> None:
-    """Refuse a checkpoint of another task: its class (``_class_path``, written by the CLI) is neither ``task``
-    nor a sub/superclass of it, or (saved from Python) it has labels where ``task`` is a language model."""
-    saved = _imported_class(hparams.get("_class_path", ""))
-    other = saved is not None and not (issubclass(saved, task) or issubclass(task, saved))
-    if other or (issubclass(task, LanguageModel) and "num_labels" in hparams):
-        what = saved.__name__ if saved is not None else "model with labels"
-        raise ValueError(f"`--ckpt_path` {ckpt_path!r} holds a {what}, not a {task.__name__}. Point `--ckpt_path` "
-                         f"at a {task.__name__} checkpoint, or use the recipe the checkpoint was trained with.")
-
-
-def load_language_model(ckpt_path: str, device: str = "cpu") -> LanguageModel:
-    """The ``LanguageModel`` a checkpoint holds; a missing, unreadable or other-task file is a ``ValueError``."""
-    check_task(read_checkpoint(ckpt_path), LanguageModel, ckpt_path)
-    return LanguageModel.load_from_checkpoint(ckpt_path, map_location=device)
+def check_ckpt_path(ckpt_path: str, task: type | None, *, weights_only: bool | None = None) -> None:
+    """Refuse a ``--ckpt_path`` that names no checkpoint, or one of another task than ``task`` (the rules and messages
+    of :mod:`rnn_lightning.tasks.checkpoints`, naming the command's argument and advice)."""
+    if task is None:  # a model class not imported here: only the file is checked
+        read_hyperparameters(ckpt_path, arg="`--ckpt_path`", weights_only=weights_only)
+        return
+    check_task(task, ckpt_path, base=RecurrentTask, arg="`--ckpt_path`", weights_only=weights_only,
+               advice=f"Point `--ckpt_path` at a {task.__name__} checkpoint, or use the recipe the checkpoint was "
+                      "trained with.")
 
 
 def bad_input(err: BaseException) -> BaseException | None:

@@ -170,9 +170,9 @@ def test_another_tasks_checkpoint_names_the_task_that_loads_it(tmp_path, tiny_ma
     t = trainer(tmp_path, max_steps=1, limit_val_batches=0)
     t.fit(model, tiny_markov)
     t.save_checkpoint(tmp_path / "lm.ckpt")
-    with pytest.raises(ValueError, match=r"written by another task: its hyper-parameters \[.*'tie_weights'.*\] are "
-                                         r"not arguments of SequenceClassifier. Load it with "
-                                         r"LanguageModel.load_from_checkpoint"):
+    with pytest.raises(ValueError, match=r"'.*lm\.ckpt' holds a LanguageModel, not a SequenceClassifier \(its "
+                                         r"hyper-parameters \[.*'tie_weights'.*\] are not arguments of "
+                                         r"SequenceClassifier\)\. Load it with LanguageModel.load_from_checkpoint"):
         SequenceClassifier.load_from_checkpoint(tmp_path / "lm.ckpt")
     loaded = LanguageModel.load_from_checkpoint(tmp_path / "lm.ckpt")  # its own task loads it, the same weights
     for name, value in model.state_dict().items():
@@ -191,6 +191,52 @@ def test_a_cli_checkpoint_with_a_linked_none_loads_in_its_own_task(tmp_path):
     for name, value in classifier.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], value)
 
+
+
+def _save(model, path, **extra):
+    """A Lightning checkpoint of ``model`` written without a Trainer (the keys ``load_from_checkpoint`` reads)."""
+    import lightning
+
+    hparams = {**model.hparams, **extra}
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": hparams,
+                "pytorch-lightning_version": lightning.__version__}, path)
+    return path
+
+
+def test_a_path_that_names_no_checkpoint_file_is_named_with_the_fix(tmp_path, lm):
+    for path, what in [(tmp_path / "nope.ckpt", "does not exist"), (tmp_path, "is a directory")]:
+        with pytest.raises(FileNotFoundError, match=rf"`checkpoint_path` '.*' {what}: expected a checkpoint file .* "
+                                                    r"Check the path\.$") as info:
+            LanguageModel.load_from_checkpoint(path)
+        assert isinstance(info.value, ValueError)  # bad input to the CLI, and what Lightning raised before
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "plain.pt")
+    with pytest.raises(ValueError, match=r"'.*plain\.pt' is a PyTorch file but not a Lightning checkpoint \(no "
+                                         r"`hyper_parameters` and `state_dict`\)\. Pass a checkpoint written by"):
+        LanguageModel.load_from_checkpoint(tmp_path / "plain.pt")
+
+
+def test_the_class_the_cli_saved_names_the_task(tmp_path, lm):
+    path = _save(lm, tmp_path / "lm.ckpt", _class_path="rnn_lightning.SequenceTagger")  # as LightningCLI saves it
+    with pytest.raises(ValueError, match=r"'.*lm\.ckpt' holds a SequenceTagger, not a LanguageModel\. Load it with "
+                                         r"SequenceTagger\.load_from_checkpoint\.$"):
+        LanguageModel.load_from_checkpoint(path)
+    loaded = LanguageModel.load_from_checkpoint(_save(lm, tmp_path / "own.ckpt", _class_path="rnn_lightning."
+                                                      "LanguageModel"))
+    for name, value in lm.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value)
+
+
+def test_a_checkpoint_a_weights_only_load_refuses_loads_when_trusted(tmp_path, lm):
+    from fractions import Fraction  # a class torch's weights-only unpickler does not allow
+
+    path = _save(lm, tmp_path / "lm.ckpt", _note=Fraction(1, 3))
+    with pytest.raises(ValueError, match=r"'.*lm\.ckpt' holds objects that a weights-only load refuses \(.*"
+                                         r"fractions\.Fraction.*\)\. If you trust the file, load it with "
+                                         r"`weights_only=False`\."):
+        LanguageModel.load_from_checkpoint(path)
+    loaded = LanguageModel.load_from_checkpoint(path, weights_only=False)
+    for name, value in lm.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value)
 
 @pytest.mark.parametrize("change", [dict(batch_size=3), dict(bptt=5)])
 def test_resuming_mid_epoch_with_other_windows_is_refused(tmp_path, change):

@@ -116,11 +116,14 @@ def _tagger_checkpoint(tmp_path):
 @pytest.mark.parametrize("case, match", [
     ("missing", r"`--ckpt_path` '.*nope\.ckpt' does not exist: expected a checkpoint file .* Check the path\.$"),
     ("directory", r"`--ckpt_path` '.*' is a directory: expected a checkpoint file"),
-    ("text file", r"is not a PyTorch checkpoint \(a complete zip archive\); it starts with b'a X O\\n'\. Point it"),
-    ("truncated", r"is not a PyTorch checkpoint \(a complete zip archive\); it starts with b'PK.*copy it again"),
+    ("text file", r"is not a readable checkpoint: .*\(not a complete zip archive; it starts with b'a X O\\n'\)\. "
+                  r"Pass a checkpoint written by"),
+    ("truncated", r"is not a readable checkpoint: .*\(not a complete zip archive; it starts with b'PK.*copy it again"),
     ("other task (CLI)", r"'.*other\.ckpt' holds a SequenceTagger, not a LanguageModel\. Point `--ckpt_path` at a "
                          r"LanguageModel checkpoint, or use the recipe the checkpoint was trained with\.$"),
-    ("other task (Python)", r"'.*tagger\.ckpt' holds a model with labels, not a LanguageModel\."),
+    ("other task (Python)", r"'.*tagger\.ckpt' holds a SequenceTagger, not a LanguageModel \(its hyper-parameters "
+                            r"\[.*'num_labels'.*\] are not arguments of LanguageModel\)\. Point `--ckpt_path` at a "
+                            r"LanguageModel checkpoint"),
 ])
 def test_generate_refuses_what_is_not_a_language_model_checkpoint(trained, tmp_path, capsys, case, match):
     _, ckpt, _ = trained
@@ -158,7 +161,7 @@ def test_test_command_refuses_a_checkpoint_of_another_task_before_loading_data(t
     (tmp_path / "cut.ckpt").write_bytes(ckpt.read_bytes()[:3000])
     for path, match in [(tmp_path / "other.ckpt", r"holds a SequenceTagger, not a LanguageModel"),
                         (tmp_path / "nope.ckpt", r"'.*nope\.ckpt' does not exist"),
-                        (tmp_path / "cut.ckpt", r"'.*cut\.ckpt' is not a PyTorch checkpoint")]:
+                        (tmp_path / "cut.ckpt", r"'.*cut\.ckpt' is not a readable checkpoint")]:
         with pytest.raises(SystemExit) as info:
             main(["test", "-c", recipe, *TINY, "--ckpt_path", str(path)])
         assert info.value.code == 2

@@ -563,6 +563,20 @@ def test_tags_to_ids_beyond_one_byte_of_labels():
     assert extract_spans(ids, mask, prefixes, types).tolist() == [[0, 0, 1, names.index("T149")]]
 
 
+def test_the_package_exports_the_strict_schemes_and_averages_seqeval_has():
+    import rnn_lightning.functional as F
+
+    assert set(F.STRICT_SCHEMES) == {scheme.__name__ for scheme in (IOB2, IOBES, BILOU)}
+    gold = [["B-PER", "I-PER", "O", "B-LOC"], ["B-LOC", "O"]]  # micro and weighted F1 2/3, macro 1/2
+    pred = [["B-PER", "O", "O", "B-LOC"], ["B-LOC", "O"]]
+    report = classification_report(gold, pred, output_dict=True, zero_division=0)
+    prefixes, types, names = F.label_table(["O", "B-LOC", "B-PER", "I-PER"])
+    (g, mask), (p, _) = (F.tags_to_ids(tags, ["O", "B-LOC", "B-PER", "I-PER"]) for tags in (gold, pred))
+    counts = F.span_counts(p, g, mask, prefixes, types, len(names))
+    for average in F.AVERAGES:  # each is a row of seqeval's report, with the same F1
+        f1 = F.span_f1_from_counts(counts, names, average=average)["f1"]
+        assert float(f1) == pytest.approx(report[f"{average} avg"]["f1-score"])
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("average", AVERAGES)

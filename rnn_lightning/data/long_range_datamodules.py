@@ -9,6 +9,7 @@ Each task is a :class:`TextClassificationDataModule` (recall, adding: one label 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -29,20 +30,38 @@ def word_lists(ids: np.ndarray, words: list[str]) -> pa.ListArray:
     return pa.LargeListArray.from_arrays(offsets, pa.array(words).take(pa.array(ids.ravel())))
 
 
-def generate_splits(
-    make: Callable[[int, np.random.Generator], dict[str, pa.Array]], sizes: dict[str, int], seed: int
-) -> DatasetDict:
-    """One ``make(num_sequences, rng)`` per split, each split from its own stream of ``seed``."""
-    check_positive(**{f"{split}_size": size for split, size in sizes.items()})
-    return DatasetDict({split: Dataset.from_dict(make(size, np.random.default_rng([seed, SPLITS.index(split)])))
-                        for split, size in sizes.items()})
+class GeneratedCorpus:
+    """Base of the generated tasks (listed before the DataModule class): builds the three splits from a seed, hands
+    them to the DataModule, and reports the task's accuracy without memory (``chance_accuracy``) after training.
+
+    Each task keeps its whole signature (for ``--help`` and the recipes) and passes its split sizes, seed and loader
+    settings here with ``make(num_sequences, rng)``, the generator of one split's columns.
+    """
+
+    chance_accuracy: float
+
+    def __init__(
+        self,
+        make: Callable[[int, np.random.Generator], dict[str, pa.Array]],
+        *,
+        labels: list[str],
+        train_size: int,
+        validation_size: int,
+        test_size: int,
+        seed: int,
+        **loading: Any,
+    ) -> None:
+        sizes = {"train": train_size, "validation": validation_size, "test": test_size}
+        check_positive(**{f"{split}_size": size for split, size in sizes.items()})
+        dataset = DatasetDict({split: Dataset.from_dict(make(size, np.random.default_rng([seed, SPLITS.index(split)])))
+                               for split, size in sizes.items()})  # each split from its own stream of `seed`
+        super().__init__(dataset=dataset, labels=labels, **loading)
+
+    def fit_report(self) -> list[str]:
+        return [f"accuracy without memory on this task: {self.chance_accuracy:.4f}"]
 
 
-def chance_report(accuracy: float) -> list[str]:
-    return [f"accuracy without memory on this task: {accuracy:.4f}"]
-
-
-class RecallDataModule(TextClassificationDataModule):
+class RecallDataModule(GeneratedCorpus, TextClassificationDataModule):
     """Recall at a distance: a key token, then ``distance`` random distractors; the label is the key's class.
 
     Sequences read ``k3 d17 d5 ... d9`` (label ``"3"``). A classifier must carry the key through ``distance`` steps
@@ -95,8 +114,8 @@ class RecallDataModule(TextClassificationDataModule):
                                     rng=rng)
             return {"sentence": pc.binary_join(word_lists(tokens, words), " "), "label": labels.astype(str)}
 
-        sizes = {"train": train_size, "validation": validation_size, "test": test_size}
-        super().__init__(dataset=generate_splits(make, sizes, seed), labels=[str(c) for c in range(num_classes)],
+        super().__init__(make, labels=[str(c) for c in range(num_classes)],
+                         train_size=train_size, validation_size=validation_size, test_size=test_size, seed=seed,
                          batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers)
         self.distance = distance
 
@@ -104,11 +123,8 @@ class RecallDataModule(TextClassificationDataModule):
     def chance_accuracy(self) -> float:
         return 1.0 / self.num_labels
 
-    def fit_report(self) -> list[str]:
-        return chance_report(self.chance_accuracy)
 
-
-class AddingDataModule(TextClassificationDataModule):
+class AddingDataModule(GeneratedCorpus, TextClassificationDataModule):
     """The adding problem (Hochreiter & Schmidhuber 1997; Arjovsky et al. 2016) as a classification of the sum.
 
     ``length`` values, two of them marked (one in each half); the target is the sum of the marked values. Values are
@@ -154,8 +170,8 @@ class AddingDataModule(TextClassificationDataModule):
             tokens, sums = adding(n, length=length, levels=levels, rng=rng)
             return {"sentence": pc.binary_join(word_lists(tokens, words), " "), "label": sums.astype(str)}
 
-        sizes = {"train": train_size, "validation": validation_size, "test": test_size}
-        super().__init__(dataset=generate_splits(make, sizes, seed), labels=[str(s) for s in range(2 * levels - 1)],
+        super().__init__(make, labels=[str(s) for s in range(2 * levels - 1)],
+                         train_size=train_size, validation_size=validation_size, test_size=test_size, seed=seed,
                          batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers)
         self.length, self.levels = length, levels
 
@@ -163,11 +179,8 @@ class AddingDataModule(TextClassificationDataModule):
     def chance_accuracy(self) -> float:
         return 1.0 / self.levels
 
-    def fit_report(self) -> list[str]:
-        return chance_report(self.chance_accuracy)
 
-
-class CopyDataModule(TaggingDataModule):
+class CopyDataModule(GeneratedCorpus, TaggingDataModule):
     """The copy task (Arjovsky et al. 2016) as tagging: read symbols, wait ``delay`` steps, then write them again.
 
     Inputs ``s3 s1 ... _ _ : _ _``, tags ``_ _ ... _ s3 s1 ...`` (``_`` blank, ``:`` the delimiter that asks for the
@@ -217,8 +230,8 @@ class CopyDataModule(TaggingDataModule):
             inputs, targets = copy(n, delay=delay, copy_length=copy_length, num_symbols=num_symbols, rng=rng)
             return {"tokens": word_lists(inputs, words), "tags": word_lists(targets, words)}
 
-        sizes = {"train": train_size, "validation": validation_size, "test": test_size}
-        super().__init__(dataset=generate_splits(make, sizes, seed), labels=words[:-1],  # the delimiter is no target
+        super().__init__(make, labels=words[:-1],  # the delimiter is no target
+                         train_size=train_size, validation_size=validation_size, test_size=test_size, seed=seed,
                          batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers)
         self.delay, self.copy_length, self.num_symbols = delay, copy_length, num_symbols
 
@@ -226,6 +239,3 @@ class CopyDataModule(TaggingDataModule):
     def chance_accuracy(self) -> float:
         steps = self.delay + 2 * self.copy_length
         return (self.delay + self.copy_length + self.copy_length / self.num_symbols) / steps
-
-    def fit_report(self) -> list[str]:
-        return chance_report(self.chance_accuracy)

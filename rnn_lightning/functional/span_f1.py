@@ -238,6 +238,18 @@ def _check_strict(mode: str | None, scheme: object, prefixes: Tensor, caller: st
     return name
 
 
+def _checked(
+    tag_ids: dict[str, Tensor], mask: Tensor, prefixes: Tensor, types: Tensor, mode: str | None, scheme: object,
+    caller: str,
+) -> tuple[Tensor, Tensor, str | None]:
+    """The checks of the public span functions (:func:`_check`, :func:`_check_strict`): ``prefixes`` and ``types``
+    on the ids' device, and the strict scheme's name (``None``: conlleval's rules)."""
+    _check(tag_ids, mask, prefixes, types, caller)
+    name = _check_strict(mode, scheme, prefixes, caller)
+    device = next(iter(tag_ids.values())).device
+    return prefixes.to(device), types.to(device), name
+
+
 def _strict_rules(scheme: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """seqeval's strict rules per prefix code, read off :data:`.GRAMMAR`: which prefixes the scheme uses, which may
     start a span (follow ``O``), which pairs continue one (with equal types), and which may end one (precede ``O``).
@@ -366,9 +378,7 @@ def extract_spans(
         tensor([[0, 0, 1, 1],
                 [1, 1, 1, 0]])
     """
-    _check({"tag_ids": tag_ids}, mask, prefixes, types, "extract_spans")
-    scheme = _check_strict(mode, scheme, prefixes, "extract_spans")
-    prefixes, types = prefixes.to(tag_ids.device), types.to(tag_ids.device)
+    prefixes, types, scheme = _checked({"tag_ids": tag_ids}, mask, prefixes, types, mode, scheme, "extract_spans")
     steps = tag_ids.shape[1]
     starts, end, type_, index, position = _spans([tag_ids], mask, prefixes, types, ["tag_ids"], "extract_spans", scheme)
     grid = torch.full_like(end[0], -1).index_copy_(0, position, index)  # (L,) position in seq -> flat grid index
@@ -440,8 +450,8 @@ def span_counts(
         tensor([[1, 1, 1],
                 [0, 1, 1]])
     """
-    _check({"preds": preds, "target": target}, mask, prefixes, types, "span_counts")
-    scheme = _check_strict(mode, scheme, prefixes, "span_counts")
+    prefixes, types, scheme = _checked({"preds": preds, "target": target}, mask, prefixes, types, mode, scheme,
+                                       "span_counts")
     if isinstance(num_types, bool) or not isinstance(num_types, int) or num_types < 0:
         raise ValueError(
             f"span_counts: `num_types` must be a non-negative int, got {num_types!r}. Pass `len(type_names)` from "
@@ -452,7 +462,6 @@ def span_counts(
             f"span_counts: `types` must hold type ids in [-1, num_types={num_types}), got "
             f"{types.tolist()}. Pass `num_types=len(type_names)` from `label_table(labels)`."
         )
-    prefixes, types = prefixes.to(preds.device), types.to(preds.device)
     return _span_counts(preds, target, mask, prefixes, types, num_types, scheme=scheme)
 
 

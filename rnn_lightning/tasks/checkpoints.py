@@ -1,4 +1,5 @@
-"""Loading a task from a checkpoint: clear errors for a file that is no checkpoint and for another task's checkpoint.
+"""Checking a checkpoint before loading it: clear errors for a path that holds no (whole) Lightning checkpoint and for
+another task's checkpoint. ``RecurrentTask.load_from_checkpoint`` and the CLI's ``--ckpt_path`` both use it.
 
 Lightning builds the task from the checkpoint's hyper-parameters and silently drops those its ``__init__`` does not
 take: a classifier's checkpoint given to ``LanguageModel.load_from_checkpoint`` fails on whichever argument happens
@@ -9,54 +10,119 @@ advice to load it with ``weights_only=False`` (which runs arbitrary code and doe
 from __future__ import annotations
 
 import inspect
+import os
 import pickle
+import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+_FIX = ("Pass a checkpoint written by `rnn-lightning fit` / `Trainer.fit` (e.g. checkpoints/quickstart/last.ckpt), "
+        "or copy it again.")
 
-def check_task(cls: type, path: Any, base: type) -> None:
-    """Raise a ``ValueError`` when the checkpoint at ``path`` has hyper-parameters that ``cls`` does not take: it
-    was written by another task. Names the subclasses of ``base`` that take them all. A file that does not open here
-    is left to the load itself (see :func:`unreadable`)."""
-    if not isinstance(path, (str, Path)):
-        return
-    try:  # mmap: the tensors are not read, only the small pickled dictionary
+
+class CheckpointNotFound(FileNotFoundError, ValueError):
+    """A checkpoint path that names no file: bad input (a ``ValueError``) that ``except FileNotFoundError`` still
+    catches, as it caught Lightning's own error."""
+
+
+def read_hyperparameters(path: Any, *, arg: str = "`checkpoint_path`", weights_only: bool | None = None
+                         ) -> dict[str, Any] | None:
+    """The hyper-parameters of the Lightning checkpoint at the local path ``path``, read without its tensors (mmap).
+
+    Raises a ``ValueError`` naming ``arg`` when ``path`` is missing, a folder, not a whole ``torch.save`` archive or
+    not a Lightning checkpoint. ``None`` where the header cannot be read here: a file object or URL (Lightning opens
+    those; see :func:`unreadable`), or, with ``weights_only=False``, a checkpoint holding objects that a weights-only
+    load refuses (the load will run their code, trusted by the caller; with the default such a load fails, so that
+    is an error here)."""
+    if not isinstance(path, (str, os.PathLike)) or "://" in str(path):
+        return None
+    where = f"{arg} {str(path)!r}"
+    if not Path(path).is_file():
+        what = "is a directory" if Path(path).is_dir() else "does not exist"
+        raise CheckpointNotFound(f"{where} {what}: expected a checkpoint file written by `rnn-lightning fit` / "
+                                 "`Trainer.fit`, e.g. checkpoints/quickstart/last.ckpt. Check the path.")
+    try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # noqa: BLE001 (not a zip checkpoint, unreadable, or unsafe types: the load will say)
-        return
+    except Exception as error:  # noqa: BLE001 (torch raises several types for a damaged or foreign file)
+        if _unsafe(error):
+            if weights_only is False:
+                return None
+            unsupported = next(line for line in str(error).splitlines() if "Unsupported global" in line).strip()
+            raise ValueError(f"{where} holds objects that a weights-only load refuses ({unsupported}). If you "
+                             "trust the file, load it with `weights_only=False`.") from error
+        if zipfile.is_zipfile(path):  # a whole archive that torch cannot read
+            raise _not_a_checkpoint(where, _reason(error)) from error
+        with open(path, "rb") as f:  # what torch.save writes is a zip; a truncated copy lacks the archive's end
+            head = f.read(16)
+        reason = f"not a complete zip archive; it starts with {head!r}" if head else "0 bytes"
+        raise _not_a_checkpoint(where, reason) from error
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
-    if not isinstance(hparams, dict):
+    if not isinstance(hparams, dict) or "state_dict" not in checkpoint:
+        raise ValueError(f"{where} is a PyTorch file but not a Lightning checkpoint (no `hyper_parameters` and "
+                         f"`state_dict`). {_FIX}")
+    return hparams
+
+
+def check_task(cls: type, path: Any, *, base: type, arg: str = "`checkpoint_path`", weights_only: bool | None = None,
+               advice: str | None = None) -> None:
+    """Read the checkpoint at ``path`` (see :func:`read_hyperparameters`) and raise a ``ValueError`` when another
+    task wrote it: its saved class (``_class_path``, written by the CLI) is neither ``cls`` nor a sub/superclass of
+    it, or it has hyper-parameters that ``cls`` does not take. The error names the subclasses of ``base`` that fit,
+    and ends with ``advice`` (default: load it with those)."""
+    hparams = read_hyperparameters(path, arg=arg, weights_only=weights_only)
+    if hparams is None:
         return
+    saved = imported_class(hparams.get("_class_path", ""))
+    other_class = saved is not None and not (issubclass(saved, cls) or issubclass(cls, saved))
     foreign = _foreign(cls, hparams)
-    if not foreign:
+    if not (other_class or foreign):
         return
-    fits = [f"{task.__name__}.load_from_checkpoint" for task in _subclasses(base) if not _foreign(task, hparams)]
-    raise ValueError(
-        f"`checkpoint_path` {str(path)!r} was written by another task: its hyper-parameters {sorted(foreign)} are "
-        f"not arguments of {cls.__name__}. Load it with {' or '.join(fits) or 'the task class that wrote it'}."
-    )
+    owners = [saved] if saved is not None else [task for task in _subclasses(base) if not _foreign(task, hparams)]
+    what = " or ".join(task.__name__ for task in owners) or "model of another task"
+    why = f" (its hyper-parameters {sorted(foreign)} are not arguments of {cls.__name__})" if foreign else ""
+    loads = " or ".join(f"{task.__name__}.load_from_checkpoint" for task in owners) or "the task class that wrote it"
+    raise ValueError(f"{arg} {str(path)!r} holds a {what}, not a {cls.__name__}{why}. "
+                     f"{advice or f'Load it with {loads}.'}")
 
 
-def unreadable(path: Any, error: BaseException) -> ValueError | None:
-    """The error to raise instead of ``error`` when ``torch.load`` failed because ``path`` is no (whole) checkpoint;
-    ``None`` for other errors."""
+def unreadable(path: Any, error: BaseException, *, arg: str = "`checkpoint_path`") -> ValueError | None:
+    """The error to raise instead of ``error`` when ``torch.load`` failed because what ``path`` names (a file object
+    or URL, which :func:`read_hyperparameters` leaves to the load) is no (whole) checkpoint; ``None`` for others."""
     text = str(error)
     broken = (
         isinstance(error, EOFError)
-        or (isinstance(error, pickle.UnpicklingError) and "Unsupported global" not in text)
+        or (isinstance(error, pickle.UnpicklingError) and not _unsafe(error))
         or (isinstance(error, RuntimeError) and ("PytorchStreamReader" in text or "zip archive" in text))
     )
     if not broken:
         return None
-    first = text.strip().splitlines()[0] if text.strip() else ""
-    reason = first.split(". ")[0] if isinstance(error, RuntimeError) else type(error).__name__  # not torch's advice
-    return ValueError(
-        f"`checkpoint_path` {str(path)!r} is not a readable checkpoint: it is empty, truncated (a copy or a save cut "
-        f"short) or not a file written by `Trainer.save_checkpoint` ({reason}). Pass a checkpoint written by "
-        "`rnn-lightning fit` / `Trainer.fit` (e.g. checkpoints/.../last.ckpt), or copy it again."
-    )
+    return _not_a_checkpoint(f"{arg} {str(path)!r}", _reason(error))
+
+
+def imported_class(class_path: str) -> type | None:
+    """The class ``module.Name`` if its module is already imported (never imports what a file names)."""
+    module, _, name = class_path.rpartition(".")
+    found = getattr(sys.modules.get(module), name, None)
+    return found if isinstance(found, type) else None
+
+
+def _not_a_checkpoint(where: str, reason: str) -> ValueError:
+    return ValueError(f"{where} is not a readable checkpoint: it is empty, truncated (a copy or a save cut short) or "
+                      f"not a file written by `Trainer.save_checkpoint` ({reason}). {_FIX}")
+
+
+def _unsafe(error: BaseException) -> bool:
+    """Whether ``error`` is a weights-only load refusing a pickled global (a whole file, not a broken one)."""
+    return isinstance(error, pickle.UnpicklingError) and "Unsupported global" in str(error)
+
+
+def _reason(error: BaseException) -> str:
+    """The first sentence of ``error`` (not torch's advice), or its type."""
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return first.split(". ")[0] or type(error).__name__
 
 
 def _foreign(cls: type, hparams: dict[str, Any]) -> set[str]:

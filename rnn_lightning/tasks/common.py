@@ -49,12 +49,14 @@ class RecurrentTask(ExactResume, TokenizerInCheckpoint, L.LightningModule):
         self._finite_guard = FiniteGradientGuard()
 
     @classmethod
-    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> Any:
+    def load_from_checkpoint(cls, checkpoint_path: Any, map_location: Any = None, hparams_file: Any = None,
+                             strict: bool | None = None, weights_only: bool | None = None, **kwargs: Any) -> Any:
         """Lightning's ``load_from_checkpoint``, with clear errors for a file that is no checkpoint and for another
         task's checkpoint (see :mod:`rnn_lightning.tasks.checkpoints`)."""
-        check_task(cls, checkpoint_path, base=RecurrentTask)
+        check_task(cls, checkpoint_path, base=RecurrentTask, weights_only=weights_only)
         try:
-            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+            return super().load_from_checkpoint(checkpoint_path, map_location, hparams_file, strict, weights_only,
+                                                **kwargs)
         except (EOFError, pickle.UnpicklingError, RuntimeError) as error:
             clear = unreadable(checkpoint_path, error)
             if clear is None:
