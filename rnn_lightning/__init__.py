@@ -1,6 +1,6 @@
 """rnn_lightning: recurrent networks (simple RNN, GRU, LSTM) as reusable PyTorch Lightning components."""
 
-from rnn_lightning.callbacks import GenerateSamples, TokensPerSecond, WritePredictions
+from rnn_lightning.callbacks import NTASGD, GenerateSamples, TokensPerSecond, WritePredictions
 from rnn_lightning.data import (
     LanguageModelingDataModule,
     MarkovCorpusDataModule,
@@ -16,6 +16,7 @@ __all__ = [
     "LanguageModel",
     "LanguageModelingDataModule",
     "MarkovCorpusDataModule",
+    "NTASGD",
     "Perplexity",
     "SequenceClassifier",
     "SequenceTagger",

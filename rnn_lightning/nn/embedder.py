@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from rnn_lightning.nn.char_encoder import CharacterEncoder
 from rnn_lightning.nn.config import EncoderConfig
+from rnn_lightning.nn.embedding_dropout import EmbeddingDropout
 
 
 class EmbedEncode(nn.Module):
@@ -26,7 +27,12 @@ class EmbedEncode(nn.Module):
         super().__init__()
         if not isinstance(vocab_size, int) or vocab_size < 2:
             raise ValueError(f"`vocab_size` must be an integer >= 2, got {vocab_size!r}.")
-        self.embedding = nn.Embedding(vocab_size, encoder.embedding_dim, padding_idx=encoder.pad_id)
+        if encoder.locked_dropout:
+            raise ValueError("`locked_dropout=True` is for the language model: taggers and classifiers pack their "
+                             "padded batches, where one mask per sequence between layers is not supported. Use "
+                             "locked_dropout=False.")
+        self.embedding = EmbeddingDropout(vocab_size, encoder.embedding_dim, padding_idx=encoder.pad_id,
+                                          dropout=encoder.dropout_words)
         self.chars = None
         if encoder.num_chars is not None:
             self.chars = CharacterEncoder(encoder.num_chars, embedding_dim=encoder.char_embedding_dim,
