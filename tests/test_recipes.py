@@ -45,6 +45,26 @@ def test_wikitext2_recipes_on_local_files(recipe, monkeypatch):
           "--trainer.fast_dev_run", "1", "--trainer.accelerator", "cpu"])
 
 
+AWD_SMALL = ["--model.init_args.hidden_size", "32", "--model.init_args.embedding_dim", "16",
+             "--model.init_args.last_hidden_size", "16", "--data.init_args.batch_size", "4"]  # CPU time: a tiny AWD
+AWD_WIKITEXT2 = ["awd_lstm_wikitext2.yaml", "awd_lstm_wikitext2_budget.yaml", "awd_lstm_wikitext2_finetune.yaml"]
+
+
+@needs_shared
+@pytest.mark.parametrize("recipe", AWD_WIKITEXT2)
+def test_awd_wikitext2_recipes_on_local_files(recipe, monkeypatch, tmp_path):
+    data = tmp_path / "wikitext2_here.yaml"  # the local fragment, with absolute paths: the runs write under tmp_path
+    data.write_text((RECIPES / "data" / "wikitext2_local.yaml").read_text().replace("../shared/data", str(SHARED)))
+    monkeypatch.chdir(tmp_path)
+    if recipe.endswith("finetune.yaml"):  # the first stage writes the best.ckpt that fine-tuning starts from
+        main(["fit", "-c", str(RECIPES / "lm" / "awd_lstm_wikitext2.yaml"), "-c", str(data), "--trainer.max_steps",
+              "1", "--trainer.val_check_interval", "1", "--trainer.limit_val_batches", "2", "--trainer.accelerator",
+              "cpu", *AWD_SMALL])
+        assert (tmp_path / "checkpoints" / "awd_lstm_wikitext2" / "best.ckpt").is_file()
+    main(["fit", "-c", str(RECIPES / "lm" / recipe), "-c", str(data), "--trainer.fast_dev_run", "1",
+          "--trainer.accelerator", "cpu", *AWD_SMALL])
+
+
 @needs_shared
 def test_tinyshakespeare_char_recipe_on_local_file(monkeypatch):
     monkeypatch.chdir(ROOT)
@@ -53,17 +73,20 @@ def test_tinyshakespeare_char_recipe_on_local_file(monkeypatch):
           "--trainer.fast_dev_run", "1", "--trainer.accelerator", "cpu"])
 
 
-@pytest.mark.parametrize("size", ["small", "medium", "large"])
-def test_ptb_recipes_on_local_ptb_format_files(size, tmp_path, monkeypatch):
+@pytest.mark.parametrize("recipe", ["ptb_lstm_small", "ptb_lstm_medium", "ptb_lstm_large", "awd_lstm_ptb",
+                                    "awd_lstm_ptb_budget"])
+def test_ptb_recipes_on_local_ptb_format_files(recipe, tmp_path, monkeypatch):
     (tmp_path / "data" / "ptb").mkdir(parents=True)
     lines = " no it was n't black monday \n but while the new york stock exchange did n't fall apart \n"
     for split in ("train", "valid", "test"):
         (tmp_path / "data" / "ptb" / f"ptb.{split}.txt").write_text(lines * 40)
     monkeypatch.chdir(tmp_path)
-    args = ["fit", "-c", str(RECIPES / "lm" / f"ptb_lstm_{size}.yaml"), "-c", str(RECIPES / "data" / "ptb_local.yaml"),
+    args = ["fit", "-c", str(RECIPES / "lm" / f"{recipe}.yaml"), "-c", str(RECIPES / "data" / "ptb_local.yaml"),
             "--trainer.fast_dev_run", "1", "--trainer.accelerator", "cpu"]
-    if size == "large":  # keep CPU time small: the 1500-unit network is what the recipe is about, not the test
+    if recipe == "ptb_lstm_large":  # keep CPU time small: the 1500-unit network is what the recipe is about
         args += ["--model.init_args.hidden_size", "64", "--model.init_args.embedding_dim", "64"]
+    if recipe.startswith("awd"):
+        args += AWD_SMALL
     main(args)
 
 

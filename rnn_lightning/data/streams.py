@@ -13,6 +13,9 @@ exactly, which moves each by well under one step on a real corpus.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -145,7 +148,7 @@ class StreamWindows(Dataset):
 
 class StreamLoader(ResumableLoader):
     """DataLoader over :class:`StreamWindows`, in order, that can resume mid-epoch (Lightning saves its
-    ``state_dict``).
+    ``state_dict``: the batches done and the epoch, whose cut variable-length windows follow).
 
     Args:
         dataset: the windows to serve, in order.
@@ -158,9 +161,21 @@ class StreamLoader(ResumableLoader):
         # Windows are already batched (streams x bptt); the sampler's skip resumes mid-epoch.
         kwargs = {"batch_size": None, "sampler": ResumableSampler(dataset, shuffle=False), **kwargs}
         super().__init__(dataset, num_workers=num_workers, pin_memory=pin_memory, **kwargs)
+        self.epoch = 0  # the epoch whose windows are served (variable-length windows change with it)
+        self._resumed_epoch: int | None = None
 
-    def __iter__(self):
-        # Lightning sets the sampler's epoch before each epoch (a resumed one too): the windows follow it
-        if isinstance(self.sampler, ResumableSampler) and isinstance(self.dataset, StreamWindows):
-            self.dataset.set_epoch(self.sampler.epoch)
+    def __iter__(self) -> Iterator[Any]:
+        # The windows of the epoch: Lightning sets the sampler's epoch before each epoch but the first one of a run,
+        # whose iterator it makes earlier; a resumed run takes that one's epoch from the loader's saved state.
+        epoch, self._resumed_epoch = self._resumed_epoch, None
+        self.epoch = epoch if epoch is not None else getattr(self.sampler, "epoch", 0)
+        self.dataset.set_epoch(self.epoch)
         return super().__iter__()
+
+    def state_dict(self) -> dict[str, int]:
+        return {**super().state_dict(), "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        super().load_state_dict(state)
+        if "epoch" in state:  # a finished epoch resumes at the next one
+            self._resumed_epoch = state["epoch"] + (0 if state["batches_done"] < len(self) else 1)
