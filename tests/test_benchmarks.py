@@ -8,6 +8,7 @@ paths), never its timings.
 from __future__ import annotations
 
 import json
+import os
 import math
 import re
 import subprocess
@@ -130,3 +131,17 @@ def test_deep_stacks_benchmark_trains_every_connection(tmp_path):
     ]
     for row in runs:  # 20 steps move every model off the uniform guess over ~68 symbols (6.1 bits)
         assert row["val_bits_per_char"] < 5.9, row
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not WIKITEXT2.exists(), reason="../shared/data not present")
+def test_lm_gpu_script_fits_and_tests_both_parts_at_a_tiny_size_on_cpu(tmp_path):
+    """``SMOKE=1 bash benchmarks/run_lm_gpu.sh OUT``: each part fits, tests its kept checkpoint and writes its logs."""
+    env = {**os.environ, "SMOKE": "1", "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(["bash", "benchmarks/run_lm_gpu.sh", str(tmp_path)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    for part in ("wikitext2_lstm_650x2_tied_fast", "awd_lstm_wikitext2_budget"):
+        ppl = re.search(r"test/ppl\s+│?\s*([\d.]+)", (tmp_path / part / "test.txt").read_text())
+        assert ppl and math.isfinite(float(ppl.group(1))), part
+        assert list((tmp_path / part).rglob("metrics.csv")), part
