@@ -8,8 +8,8 @@ paths), never its timings.
 from __future__ import annotations
 
 import json
-import os
 import math
+import os
 import re
 import subprocess
 import sys
