@@ -98,6 +98,13 @@ def test_init_from_starts_a_fresh_fit_from_the_checkpoint_weights(tmp_path, tiny
     trainer(tmp_path, max_steps=1, limit_val_batches=0).fit(second, tiny_markov)
     for (name, got), want in zip(second.state_dict().items(), first.state_dict().values(), strict=True):
         torch.testing.assert_close(got, want, rtol=0, atol=0, msg=name)
+    second.optimizer = sgd(1.0)
+    trainer(tmp_path, max_steps=1, limit_val_batches=0).fit(second, tiny_markov)  # moves away from the checkpoint
+    moved = {name: p.detach().clone() for name, p in second.named_parameters()}
+    second.optimizer = sgd(0.0)
+    trainer(tmp_path, max_steps=1, limit_val_batches=0).fit(second, tiny_markov)
+    for name, p in second.named_parameters():  # a later fit goes on from its own weights: no second load
+        torch.testing.assert_close(p, moved[name], rtol=0, atol=0, msg=name)
     missing = tiny_lm(tiny_markov, init_from=str(tmp_path / "nope.ckpt"))
     with pytest.raises(ValueError, match="`init_from` must be a checkpoint file, got .*nope.ckpt.*does not exist"):
         trainer(tmp_path, max_steps=1).fit(missing, tiny_markov)

@@ -144,7 +144,7 @@ class LanguageModel(RecurrentTask):
         self.val_ppl = Perplexity()
         self.test_ppl = Perplexity()
         self.tokenizer: Tokenizer | None = None
-        self.init_from = init_from
+        self.init_from, self._initialised = init_from, False
         self._state: dict[str, State | None] = {}
         self._cache: dict[str, PointerCache | None] = {}
         self._lr_scale = 1.0
@@ -230,7 +230,8 @@ class LanguageModel(RecurrentTask):
     # -- fine-tuning: a fresh fit from another run's weights --
     def setup(self, stage: str) -> None:
         super().setup(stage)
-        if stage == "fit" and self.init_from is not None:  # a resumed fit then loads its own checkpoint over them
+        if stage == "fit" and self.init_from is not None and not self._initialised:
+            # once: a second fit of this model goes on from its own weights; a resumed fit loads its checkpoint over
             path = Path(self.init_from)
             if not path.is_file():
                 raise ValueError(f"`init_from` must be a checkpoint file, got {self.init_from!r}, which "
@@ -238,6 +239,7 @@ class LanguageModel(RecurrentTask):
                                  "run's best .ckpt (its ModelCheckpoint folder).")
             checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
             self.load_state_dict(checkpoint["state_dict"])  # strict: the same network
+            self._initialised = True
 
     def _eval_start(self, stage: str) -> None:
         self._state[stage] = None
