@@ -166,13 +166,15 @@ def test_a_kill_while_writing_a_checkpoint_leaves_the_previous_last_ckpt_intact(
 
 
 @pytest.mark.slow
-def test_ddp_job_killed_mid_epoch_resumes_to_the_unbroken_ddp_result(tmp_path):
-    """2 processes: each rank's stream position, BPTT state and dropout stream come back."""
-    unbroken = _fit(tmp_path / "unbroken", devices=2)
+@pytest.mark.parametrize("awd", [False, True], ids=["plain", "awd-variable-windows"])
+def test_ddp_job_killed_mid_epoch_resumes_to_the_unbroken_ddp_result(tmp_path, awd):
+    """2 processes: each rank's stream position, BPTT state and dropout stream come back (with AWD's variable
+    windows: both ranks cut their streams alike, before and after the resume)."""
+    unbroken = _fit(tmp_path / "unbroken", devices=2, awd=awd)
     assert unbroken.returncode == 0, unbroken.stderr[-3000:]
-    killed = _fit(tmp_path / "killed", kill=37, devices=2)
+    killed = _fit(tmp_path / "killed", kill=37, devices=2, awd=awd)
     assert killed.returncode == -9, killed.stderr[-2000:]
-    resumed = _fit(tmp_path / "killed", resume=True, devices=2)
+    resumed = _fit(tmp_path / "killed", resume=True, devices=2, awd=awd)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     (state, ppl), (ref_state, ref_ppl) = _final(tmp_path / "killed"), _final(tmp_path / "unbroken")
     assert state["global_step"] == ref_state["global_step"]
