@@ -42,10 +42,10 @@ DATA = {"quickstart": None, "wikitext2": "wikitext2", "ptb": "ptb", "tinyshakesp
 def data_fragment(recipe: str) -> str | None:
     """The local-data fragment for ``recipe`` (e.g. tagging/ud_ewt_upos_bilstm -> recipes/data/ud_ewt_local.yaml)."""
     name = Path(recipe).name
-    for prefix, dataset in DATA.items():
-        if name.startswith(prefix):
+    for corpus, dataset in DATA.items():
+        if corpus in name:  # ud_ewt_upos_bilstm, awd_lstm_wikitext2_budget, ...
             return None if dataset is None else f"recipes/data/{dataset}_local.yaml"
-    raise ValueError(f"no data fragment known for recipe {recipe!r}; known prefixes: {sorted(DATA)}")
+    raise ValueError(f"no data fragment known for recipe {recipe!r}; its name names none of {sorted(DATA)}")
 
 
 def data_config(fragment: str | None, data_root: Path, run_dir: Path) -> Path | None:

@@ -1,6 +1,6 @@
 """rnn_lightning: recurrent networks (simple RNN, GRU, LSTM) as reusable PyTorch Lightning components."""
 
-from rnn_lightning.callbacks import GenerateSamples, GradientFlowMonitor, TokensPerSecond, WritePredictions
+from rnn_lightning.callbacks import NTASGD, GenerateSamples, GradientFlowMonitor, TokensPerSecond, WritePredictions
 from rnn_lightning.data import (
     AddingDataModule,
     CopyDataModule,
@@ -21,6 +21,7 @@ __all__ = [
     "LanguageModel",
     "LanguageModelingDataModule",
     "MarkovCorpusDataModule",
+    "NTASGD",
     "Perplexity",
     "SequenceClassifier",
     "SequenceTagger",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -237,3 +238,17 @@ def test_gradient_flow_benchmark_measures_each_cell_and_the_clipping_keeps_the_l
     unclipped, clipped = record["exploding"]
     assert unclipped["stopped"].startswith("the gradient is not finite")
     assert clipped["stopped"] == "-" and all(math.isfinite(x) for x in record["losses"]["clip 0.25"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not WIKITEXT2.exists(), reason="wikitext-2/ not present (tests/corpora.py)")
+def test_lm_gpu_script_fits_and_tests_both_parts_at_a_tiny_size_on_cpu(tmp_path):
+    """``SMOKE=1 bash benchmarks/run_lm_gpu.sh OUT``: each part fits, tests its kept checkpoint and writes its logs."""
+    env = {**os.environ, "SMOKE": "1", "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", "DATA_ROOT": str(CORPORA)}
+    done = subprocess.run(["bash", "benchmarks/run_lm_gpu.sh", str(tmp_path)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    for part in ("wikitext2_lstm_650x2_tied_fast", "awd_lstm_wikitext2_budget"):
+        ppl = re.search(r"test/ppl\s+│?\s*([\d.]+)", (tmp_path / part / "test.txt").read_text())
+        assert ppl and math.isfinite(float(ppl.group(1))), part
+        assert list((tmp_path / part).rglob("metrics.csv")), part

@@ -131,9 +131,13 @@ def test_tasks_wire_each_encoder_setting_by_name():
     assert classifier.net.body.config == EncoderConfig(**labeled)
     lm = LanguageModel(20, **shared, dropout_embedding=0.1, dropout_between=0.2, dropout_output=0.3)
     assert lm.net.config == EncoderConfig(**shared, dropout=0.2, dropout_embedding=0.1, dropout_output=0.3)
+    awd = dict(embedding_dim=6, hidden_size=5, num_layers=3, last_hidden_size=6, weight_drop=0.5, dropout_words=0.1,
+               locked_dropout=True)
+    assert LanguageModel(20, **awd, dropout_between=0.2, dropout_embedding=0.6, dropout_output=0.4).net.config == \
+        EncoderConfig(**awd, dropout=0.2, dropout_embedding=0.6, dropout_output=0.4)
     names = {field.name for field in fields(EncoderConfig)}
     for task, given in ((SequenceTagger, {*labeled, *chars}), (SequenceClassifier, set(labeled)),
-                        (LanguageModel, {*shared, "dropout_embedding", "dropout_output", "bidirectional"})):
+                        (LanguageModel, {*shared, *awd, "dropout_embedding", "dropout_output", "bidirectional"})):
         assert names & set(inspect.signature(task).parameters) == given, task.__name__
     with pytest.raises(ValueError, match="`bidirectional=True` is not allowed"):
         LanguageModel(20, bidirectional=True)

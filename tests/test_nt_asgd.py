@@ -126,3 +126,15 @@ def test_the_rule_and_bad_arguments():
     assert validation_stalled([5.0, 4.0, 3.0], 5.5, nonmono=2) and not validation_stalled([5.0, 4.0, 3.0], 5.0, 2)
     with pytest.raises(ValueError, match="`nonmono` must be a positive integer, got 0"):
         NTASGD(nonmono=0)
+
+
+def test_finetune_averages_from_the_first_step_and_stops_when_validation_of_the_mean_stalls(tmp_path):
+    """AWD's finetune.py: ASGD from the start, stop once the rule fires (here at epoch 5, by hand as above)."""
+    model, callback = Tiny(), NTASGD(nonmono=2, finetune=True)
+    run = trainer(tmp_path, max_epochs=9, callbacks=[callback], num_sanity_val_steps=0)
+    run.fit(model)
+    assert sorted(model.in_validation) == list(range(SWITCH_EPOCH + 1))  # stopped after the stalled validation
+    assert callback.switched_at == 0 and callback.count == (SWITCH_EPOCH + 1) * STEPS_PER_EPOCH
+    assert callback.history == pytest.approx(VAL_LOSSES[:SWITCH_EPOCH + 1])
+    for epoch in range(SWITCH_EPOCH + 1):
+        assert_weights_close(model.in_validation[epoch], hand_mean(model, 1, (epoch + 1) * STEPS_PER_EPOCH))

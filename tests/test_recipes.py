@@ -5,6 +5,7 @@ monitors (finite) and write checkpoints that load with the task's ``load_from_ch
 import csv
 import importlib
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,11 @@ LOCAL_DATA = {  # recipe -> the fragment that reads its corpus from data/ (the R
     "lm/ptb_lstm_small.yaml": "ptb_local.yaml",
     "lm/ptb_lstm_medium.yaml": "ptb_local.yaml",
     "lm/ptb_lstm_large.yaml": "ptb_local.yaml",
+    "lm/awd_lstm_wikitext2.yaml": "wikitext2_local.yaml",
+    "lm/awd_lstm_wikitext2_budget.yaml": "wikitext2_local.yaml",
+    "lm/awd_lstm_wikitext2_finetune.yaml": "wikitext2_local.yaml",
+    "lm/awd_lstm_ptb.yaml": "ptb_local.yaml",
+    "lm/awd_lstm_ptb_budget.yaml": "ptb_local.yaml",
     "tagging/ud_ewt_upos_bilstm.yaml": "ud_ewt_local.yaml",
     "tagging/ud_ewt_upos_char_bilstm.yaml": "ud_ewt_local.yaml",
     "tagging/conll2003_ner_bilstm.yaml": "conll2003_local.yaml",
@@ -35,6 +41,9 @@ SLOW = {"lm/wikitext2_lstm_650x2_tied.yaml", "lm/tinyshakespeare_char_lstm.yaml"
 TWO_STEPS = ["--trainer.accelerator", "cpu", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
              "--trainer.limit_val_batches", "2", "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
              "--trainer.logger.init_args.save_dir", "logs"]  # (a limit of "1" would parse as 1.0: the whole epoch)
+AWD_SMALL = ["--model.init_args.hidden_size", "32", "--model.init_args.embedding_dim", "16",
+             "--model.init_args.last_hidden_size", "16", "--data.init_args.batch_size", "4",
+             "--data.init_args.eval_batch_size", "4"]  # the AWD network's shape at a size a CPU test affords
 PTB_LINES = " no it was n't black monday \n but while the new york stock exchange did n't fall apart \n"
 
 
@@ -109,6 +118,13 @@ def test_recipe_trains_two_steps_on_local_data_and_its_checkpoint_predicts(recip
         args += ["--data.init_args.cache_dir", str(user_checkout.parent / "datasets-cache")]
     if recipe == "lm/ptb_lstm_large.yaml":  # the 1500-unit network is what the recipe is about, not the test
         args += ["--model.init_args.hidden_size", "64", "--model.init_args.embedding_dim", "64"]
+    if "/awd_" in recipe:
+        args += AWD_SMALL
+    if recipe.endswith("_finetune.yaml"):  # fine-tuning starts from the first stage's best.ckpt: write one
+        first = ["fit", "-c", "recipes/lm/awd_lstm_wikitext2.yaml", *args[3:]]
+        main(first + TWO_STEPS)
+        assert (user_checkout / "checkpoints" / "awd_lstm_wikitext2" / "best.ckpt").is_file()
+        shutil.rmtree(user_checkout / "logs")  # the checks below read the second stage's log
     main(args + TWO_STEPS)
 
     config = yaml.safe_load((RECIPES / recipe).read_text())

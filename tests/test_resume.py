@@ -15,15 +15,28 @@ DATA = dict(num_words=40, train_tokens=6000, validation_tokens=1500, test_tokens
             eval_batch_size=3, bptt=10)
 
 
-def _windows_per_epoch() -> int:
+AWD_DATA = {**DATA, "variable_bptt": True}  # AWD-LSTM's windows: a new cut each epoch, the step's lr scaled
+AWD_MODEL = """    dropout_output: 0.3
+    weight_drop: 0.5          # AWD-LSTM's regularisers draw random numbers too
+    dropout_words: 0.1
+    locked_dropout: true
+    last_hidden_size: 16
+    tie_weights: true
+    ar_alpha: 2.0
+    tar_beta: 1.0
+"""
+
+
+def _windows_per_epoch(data: dict) -> int:
     from rnn_lightning import MarkovCorpusDataModule
 
-    dm = MarkovCorpusDataModule(**DATA)
+    dm = MarkovCorpusDataModule(**data)
     dm.setup("fit")
     return len(dm.train_dataloader())
 
 
-WINDOWS = _windows_per_epoch()
+WINDOWS = _windows_per_epoch(DATA)
+AWD_WINDOWS = _windows_per_epoch(AWD_DATA)
 CONFIG = """
 seed_everything: 7
 trainer:
@@ -61,9 +74,12 @@ data:
 """
 
 
-def _fit(workdir: Path, kill: int = -1, every: int = 15, resume: bool = False, devices: int = 1):
+def _fit(workdir: Path, kill: int = -1, every: int = 15, resume: bool = False, devices: int = 1, awd: bool = False):
     workdir.mkdir(exist_ok=True)
-    config = CONFIG.replace("KILL", str(kill)).replace("EVERY", str(every)).replace("DATA", json.dumps(DATA))
+    data = AWD_DATA if awd else DATA
+    config = CONFIG.replace("KILL", str(kill)).replace("EVERY", str(every)).replace("DATA", json.dumps(data))
+    if awd:
+        config = config.replace("    dropout_output: 0.3\n", AWD_MODEL)
     if devices > 1:  # the same global batch (batch_size streams per device), real DDP over gloo
         config = config.replace("  devices: 1", f"  devices: {devices}\n  strategy: ddp")
         config = config.replace('"batch_size": 4', f'"batch_size": {4 // devices}')
@@ -71,7 +87,7 @@ def _fit(workdir: Path, kill: int = -1, every: int = 15, resume: bool = False, d
     cmd = [sys.executable, "-m", "rnn_lightning.cli", "fit", "-c", "config.yaml"]
     if resume:
         cmd += ["--ckpt_path", "last"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]), "OMP_NUM_THREADS": "1"}
     # A session of its own: the kill takes the whole process group (every DDP rank), never pytest.
     return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=300,
                           start_new_session=True)
@@ -114,12 +130,31 @@ def test_sigkill_then_resume_equals_an_unbroken_run(tmp_path, unbroken, kill_at,
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("kill_at, where", [
+    (37, "mid-epoch 1, last.ckpt at step 30"),
+    (AWD_WINDOWS + 37, "mid-epoch 2 (its own cut of the windows), last.ckpt mid-epoch too"),
+])
+def test_awd_run_with_variable_windows_killed_then_resumed_equals_an_unbroken_run(tmp_path, kill_at, where):
+    unbroken = _fit(tmp_path / "unbroken", awd=True)
+    assert unbroken.returncode == 0, unbroken.stderr[-3000:]
+    killed = _fit(tmp_path / "killed", kill=kill_at, awd=True)
+    assert killed.returncode == -9, f"expected SIGKILL ({where}): {killed.stderr[-2000:]}"
+    resumed = _fit(tmp_path / "killed", resume=True, awd=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    (state, ppl), (ref_state, ref_ppl) = _final(tmp_path / "killed"), _final(tmp_path / "unbroken")
+    assert state["global_step"] == ref_state["global_step"] == 2 * AWD_WINDOWS
+    for name, ref in ref_state["state_dict"].items():
+        torch.testing.assert_close(state["state_dict"][name], ref, rtol=0, atol=0, msg=f"{name} ({where})")
+    assert ppl == ref_ppl
+
+
+@pytest.mark.slow
 def test_a_kill_while_writing_a_checkpoint_leaves_the_previous_last_ckpt_intact(tmp_path):
     config = CONFIG.replace("KILL", "-1").replace("EVERY", "15").replace("DATA", json.dumps(DATA))
     config = config.replace("    - class_path: kill_helper.SaveAtEnd",
                             "    - class_path: kill_helper.KillDuringSave\n      init_args: {nth: 2}")
     (tmp_path / "config.yaml").write_text(config)
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]), "OMP_NUM_THREADS": "1"}
     killed = subprocess.run([sys.executable, "-m", "rnn_lightning.cli", "fit", "-c", "config.yaml"], cwd=tmp_path,
                             env=env, capture_output=True, text=True, timeout=300)
     assert killed.returncode == -9, killed.stderr[-2000:]
@@ -131,13 +166,15 @@ def test_a_kill_while_writing_a_checkpoint_leaves_the_previous_last_ckpt_intact(
 
 
 @pytest.mark.slow
-def test_ddp_job_killed_mid_epoch_resumes_to_the_unbroken_ddp_result(tmp_path):
-    """2 processes: each rank's stream position, BPTT state and dropout stream come back."""
-    unbroken = _fit(tmp_path / "unbroken", devices=2)
+@pytest.mark.parametrize("awd", [False, True], ids=["plain", "awd-variable-windows"])
+def test_ddp_job_killed_mid_epoch_resumes_to_the_unbroken_ddp_result(tmp_path, awd):
+    """2 processes: each rank's stream position, BPTT state and dropout stream come back (with AWD's variable
+    windows: both ranks cut their streams alike, before and after the resume)."""
+    unbroken = _fit(tmp_path / "unbroken", devices=2, awd=awd)
     assert unbroken.returncode == 0, unbroken.stderr[-3000:]
-    killed = _fit(tmp_path / "killed", kill=37, devices=2)
+    killed = _fit(tmp_path / "killed", kill=37, devices=2, awd=awd)
     assert killed.returncode == -9, killed.stderr[-2000:]
-    resumed = _fit(tmp_path / "killed", resume=True, devices=2)
+    resumed = _fit(tmp_path / "killed", resume=True, devices=2, awd=awd)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     (state, ppl), (ref_state, ref_ppl) = _final(tmp_path / "killed"), _final(tmp_path / "unbroken")
     assert state["global_step"] == ref_state["global_step"]

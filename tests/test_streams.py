@@ -84,7 +84,7 @@ def test_stream_loader_keeps_order_with_workers_and_resumes_from_its_state(worke
         if i == 4:
             state = loader.state_dict()
     assert len(seen) == len(windows) and all(torch.equal(a, b) for a, b in zip(seen, windows))
-    assert state == {"batches_done": 5}
+    assert state == {"batches_done": 5, "epoch": 0}
     fresh = StreamLoader(StreamWindows(inputs, targets, bptt=7), num_workers=workers)
     fresh.load_state_dict(state)
     rest = [x for x, _ in fresh]  # resumes at window 5 ...
@@ -112,6 +112,34 @@ def test_shuffled_loader_resumes_from_its_state_with_workers(workers):
     fresh.load_state_dict(state)
     assert [batch.tolist() for batch in fresh] == whole[3:]  # resumes at batch 3 ...
     assert [batch.tolist() for batch in fresh] == whole  # ... and the next epoch is whole
+
+
+def test_variable_windows_tile_every_rank_alike_once_per_epoch_and_change_with_the_epoch():
+    """AWD's windows (``variable_bptt``): each epoch's cut covers every train target once, in order; all ranks cut
+    alike (one seed), so their streams move through the same steps; the lengths are the rule's draws, stretched."""
+    from rnn_lightning.data.streams import SEED_STRIDE, variable_bounds
+    from rnn_lightning.nn.variable_bptt import VariableBPTT
+
+    inputs, targets = split_streams(torch.arange(4001), 4, pad_id=0, drop_remainder=True)  # 4 rows of 1000
+    cuts = {}
+    for epoch in (0, 1):
+        per_rank = []
+        for rank in range(2):
+            windows = StreamWindows(inputs, targets, bptt=35, rank=rank, world_size=2, variable_seed=3)
+            windows.set_epoch(epoch)
+            items = list(windows)
+            assert torch.equal(torch.cat([x for x, _, _ in items], 1), inputs[2 * rank:2 * rank + 2])
+            assert torch.equal(torch.cat([y for _, y, _ in items], 1), targets[2 * rank:2 * rank + 2])
+            assert all(scale == x.shape[1] / 35 for x, _, scale in items)
+            per_rank.append([x.shape[1] for x, _, _ in items])
+        assert per_rank[0] == per_rank[1]
+        cuts[epoch] = per_rank[0]
+    assert cuts[0] != cuts[1] and len(cuts[0]) == len(cuts[1]) == round(1000 / VariableBPTT(35).expected_length())
+    rule = VariableBPTT(35, seed=3 * SEED_STRIDE + 1)  # the draws of epoch 1, before the stretch
+    drawn = torch.tensor([rule.sample().length for _ in cuts[1]], dtype=torch.float64)
+    stretched = drawn.cumsum(0) * 1000 / drawn.sum()
+    bounds = variable_bounds(1000, 35, seed=3, epoch=1)
+    assert torch.equal(bounds[1:], stretched.round().long())
 
 
 @pytest.mark.slow

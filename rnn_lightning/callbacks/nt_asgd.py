@@ -11,6 +11,10 @@ with ``Tensor.lerp_``. ``torch.optim.swa_utils.AveragedModel`` does the same upd
 device at every step (a host wait on a GPU) and deep-copies the module; Lightning's ``StochasticWeightAveraging``
 averages once per epoch from a fixed epoch. ``torch.optim.ASGD`` would replace the optimizer mid-fit, which
 Lightning's optimizer and checkpoint wiring do not expect.
+
+AWD-LSTM's second stage (``finetune.py``) restarts from the best averaged model and averages from the first step,
+stopping once validation (of the mean) has stalled by the same rule: ``NTASGD(finetune=True)``, with
+``LanguageModel(init_from=best.ckpt)``.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ class NTASGD(L.Callback):
     Args:
         nonmono: validations without improvement that trigger the averaging (AWD-LSTM: 5).
         monitor: the logged validation loss to watch (lower is better).
+        finetune: AWD-LSTM's fine-tuning stage: average from the first step, and stop training when validation of
+            the mean stalls by the same rule.
 
     Example:
         >>> callback = NTASGD(nonmono=5)  # then L.Trainer(callbacks=[callback]) with an SGD optimizer
@@ -56,12 +62,13 @@ class NTASGD(L.Callback):
         False
     """
 
-    def __init__(self, nonmono: int = 5, monitor: str = "val/loss") -> None:
+    def __init__(self, nonmono: int = 5, monitor: str = "val/loss", finetune: bool = False) -> None:
         if isinstance(nonmono, bool) or not isinstance(nonmono, int) or nonmono < 1:
             raise ValueError(f"`nonmono` must be a positive integer, got {nonmono!r}. AWD-LSTM uses 5.")
         self.nonmono = nonmono
         self.monitor = monitor
-        self.history: list[float] = []  # monitored values of the validations before the trigger
+        self.finetune = finetune
+        self.history: list[float] = []  # monitored values of the validations before the trigger (fine-tuning: all)
         self.switched_at: int | None = None  # global step of the trigger
         self.count = 0  # steps averaged
         self.average: dict[str, Tensor] = {}  # parameter name -> running mean
@@ -88,16 +95,20 @@ class NTASGD(L.Callback):
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._swap_out(pl_module)
-        if trainer.sanity_checking or self.averaging:
+        if trainer.sanity_checking or (self.averaging and not self.finetune):
             return
         if self.monitor not in trainer.callback_metrics:
             raise ValueError(f"NTASGD: `monitor={self.monitor!r}` was not logged in validation; logged: "
                              f"{sorted(trainer.callback_metrics)}. Pass the name of the validation loss.")
         current = float(trainer.callback_metrics[self.monitor])
         if validation_stalled(self.history, current, self.nonmono):
-            self.switched_at = self._last_step = trainer.global_step
-            rank_zero_info(f"NTASGD: {self.monitor}={current:.4g} is worse than the best before the last "
-                           f"{self.nonmono} validations; averaging the weights from step {trainer.global_step}.")
+            stalled = f"NTASGD: {self.monitor}={current:.4g} is worse than the best before the last {self.nonmono} "
+            if self.finetune:
+                trainer.should_stop = True
+                rank_zero_info(f"{stalled}validations of the mean; fine-tuning stops.")
+            else:
+                self.switched_at = self._last_step = trainer.global_step
+                rank_zero_info(f"{stalled}validations; averaging the weights from step {trainer.global_step}.")
         self.history.append(current)
 
     # ------------------------------------------------------------ swapping the mean in for evaluation
@@ -107,6 +118,8 @@ class NTASGD(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore_training_weights(trainer, pl_module)
+        if self.finetune and not self.averaging:  # a fresh fine-tuning run averages from its first step
+            self.switched_at = self._last_step = trainer.global_step
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore_training_weights(trainer, pl_module)

@@ -64,6 +64,11 @@ class LanguageModelingDataModule(CorpusDataModule):
         cache_dir: ``datasets`` cache folder.
         holdout: splits to carve off the end of train, in order, as fractions of its rows, for a corpus that
             lacks them, e.g. ``{"validation": 0.05, "test": 0.05}``.
+        variable_bptt: training windows of varying length, AWD-LSTM's rule (``bptt`` with probability 0.95 else
+            ``bptt / 2``, plus Normal(0, 5), at least 5), a new cut each epoch; each batch then carries its
+            ``length / bptt``, by which :class:`~rnn_lightning.LanguageModel` scales that step's learning rate.
+            Evaluation keeps ``bptt``-long windows.
+        bptt_seed: seed of the variable windows (with the epoch); the same on every rank, as it must be.
 
     Example:
         >>> from datasets import Dataset, DatasetDict
@@ -94,6 +99,8 @@ class LanguageModelingDataModule(CorpusDataModule):
         num_workers: int = 0,
         cache_dir: str | None = None,
         holdout: dict[str, float] | None = None,
+        variable_bptt: bool = False,
+        bptt_seed: int = 0,
     ) -> None:
         super().__init__(
             path, name, data_files=data_files, dataset=dataset, text_column=text_column, tokenizer=tokenizer,
@@ -102,7 +109,9 @@ class LanguageModelingDataModule(CorpusDataModule):
         )
         if not isinstance(bptt, int) or bptt < 1:
             raise ValueError(f"`bptt` must be a positive integer, got {bptt!r}.")
-        self.bptt = bptt
+        if not isinstance(variable_bptt, bool):
+            raise ValueError(f"`variable_bptt` must be True or False, got {variable_bptt!r}.")
+        self.bptt, self.variable_bptt, self.bptt_seed = bptt, variable_bptt, bptt_seed
         self._streams: dict[str, StreamWindows] = {}
         self._vocab_by_id: pa.Array | None = None
 
@@ -185,7 +194,8 @@ class LanguageModelingDataModule(CorpusDataModule):
                 drop_remainder=split == "train",
                 ignore_ids=(self.tokenizer.token_to_id(BOS),),
             )
-            self._streams[split] = StreamWindows(inputs, targets, self.bptt, rank, world)
+            variable_seed = self.bptt_seed if self.variable_bptt and split == "train" else None
+            self._streams[split] = StreamWindows(inputs, targets, self.bptt, rank, world, variable_seed=variable_seed)
         return self._streams[split]
 
     def _dataset(self, split: str) -> StreamWindows:

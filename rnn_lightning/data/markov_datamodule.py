@@ -26,6 +26,8 @@ class MarkovCorpusDataModule(LanguageModelingDataModule):
         batch_size: streams per device for training.
         eval_batch_size: streams per device for evaluation.
         bptt: window length for truncated BPTT.
+        variable_bptt: training windows of AWD-LSTM's varying lengths (see
+            :class:`~rnn_lightning.data.LanguageModelingDataModule`).
 
     Example:
         >>> dm = MarkovCorpusDataModule(num_words=30, train_tokens=2000, validation_tokens=500, test_tokens=500)
@@ -49,12 +51,14 @@ class MarkovCorpusDataModule(LanguageModelingDataModule):
         batch_size: int = 32,
         eval_batch_size: int = 16,
         bptt: int = 35,
+        variable_bptt: bool = False,
     ) -> None:
         source = MarkovSource.random(num_words, branching=branching, mean_line_length=mean_line_length,
                                      concentration=concentration, seed=seed)
         corpus = markov_corpus(source, train_tokens=train_tokens, validation_tokens=validation_tokens,
                                test_tokens=test_tokens, seed=seed)
-        super().__init__(dataset=corpus, batch_size=batch_size, eval_batch_size=eval_batch_size, bptt=bptt)
+        super().__init__(dataset=corpus, batch_size=batch_size, eval_batch_size=eval_batch_size, bptt=bptt,
+                         variable_bptt=variable_bptt)
         self.source = source
 
     def reference_perplexity(self, split: str = "validation") -> float:

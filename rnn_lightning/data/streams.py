@@ -3,15 +3,28 @@
 A split of M ids gives M - 1 (input, target) pairs. They are cut into S contiguous streams (one row each);
 stream i predicts its own slice of targets, and its first input is the last id of the slice before, so every
 target is predicted exactly once whatever S is. Each rank of a DDP job takes its own block of rows.
+
+Training windows may vary in length (AWD-LSTM's rule, :class:`~rnn_lightning.nn.variable_bptt.VariableBPTT`): each
+epoch draws its own cut from a generator seeded by (seed, epoch), the same on every rank, so a resumed run and every
+rank see the same windows. Lightning counts an epoch's batches once, so the number of windows is fixed: the length
+of the stream over the rule's mean length; the drawn lengths are then stretched (rounded) to tile the stream
+exactly, which moves each by well under one step on a real corpus.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
+import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from rnn_lightning.constants import IGNORE_INDEX
 from rnn_lightning.data.resumable import ResumableLoader, ResumableSampler
+from rnn_lightning.nn.variable_bptt import VariableBPTT
+
+SEED_STRIDE = 1_000_003  # the generator of epoch e is seeded with seed * SEED_STRIDE + e
 
 
 def split_streams(
@@ -61,6 +74,25 @@ def split_streams(
     return inputs, targets
 
 
+def variable_bounds(length: int, bptt: int, *, seed: int, epoch: int) -> Tensor:
+    """Boundaries (n + 1,) of n windows that tile ``[0, length)``, their lengths drawn by AWD-LSTM's rule.
+
+    n = max(1, round(length / mean length)) for every epoch; the n drawn lengths are scaled to sum to ``length``.
+
+    Example:
+        >>> bounds = variable_bounds(1000, 70, seed=0, epoch=0)
+        >>> int(bounds[0]), int(bounds[-1]), len(bounds) - 1  # 1000 / 67.75 = 14.8 windows
+        (0, 1000, 15)
+    """
+    rule = VariableBPTT(bptt, seed=seed * SEED_STRIDE + epoch)
+    n = max(1, round(length / rule.expected_length()))
+    drawn = torch.tensor([rule.sample().length for _ in range(n)], dtype=torch.float64)  # (n,)
+    ends = (drawn.cumsum(0) * (length / drawn.sum())).round().long()  # (n,), the last one = length
+    bounds = torch.cat([ends.new_zeros(1), ends])
+    assert bool((bounds[1:] > bounds[:-1]).all()), "every window has at least one step"
+    return bounds
+
+
 class StreamWindows(Dataset):
     """This rank's block of stream rows, cut into ``bptt``-long column windows: item ``i`` is window ``i``.
 
@@ -73,12 +105,16 @@ class StreamWindows(Dataset):
         bptt: window length (steps backpropagated through).
         rank: this process's index among ``world_size``; it takes rows ``[rank * S/world, (rank+1) * S/world)``.
         world_size: number of processes sharing the streams.
+        variable_seed: draw each epoch's window lengths by AWD-LSTM's rule around ``bptt`` from this seed (the same
+            on every rank; see :func:`variable_bounds`); ``None``: every window ``bptt`` long.
 
     Items:
-        (inputs, targets), each (S / world_size, <= bptt).
+        (inputs, targets), each (S / world_size, <= bptt); with ``variable_seed`` (inputs, targets, lr_scale), the
+        window's length / bptt as a Python float (AWD-LSTM scales the step's learning rate by it).
     """
 
-    def __init__(self, inputs: Tensor, targets: Tensor, bptt: int, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(self, inputs: Tensor, targets: Tensor, bptt: int, rank: int = 0, world_size: int = 1, *,
+                 variable_seed: int | None = None) -> None:
         if bptt < 1:
             raise ValueError(f"`bptt` must be a positive integer, got {bptt!r}.")
         rows = inputs.size(0) // world_size
@@ -86,20 +122,33 @@ class StreamWindows(Dataset):
         self.inputs = inputs[rank * rows : (rank + 1) * rows]
         self.targets = targets[rank * rows : (rank + 1) * rows]
         self.bptt, self.rank, self.world_size = bptt, rank, world_size
+        self.variable_seed = variable_seed
+        self.bounds: Tensor | None = None  # (n + 1,) column boundaries of the epoch's variable windows
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the window lengths of ``epoch`` (variable windows only; the loader calls it each epoch)."""
+        if self.variable_seed is not None:
+            self.bounds = variable_bounds(self.inputs.size(1), self.bptt, seed=self.variable_seed, epoch=epoch)
 
     def __len__(self) -> int:
+        if self.bounds is not None:
+            return len(self.bounds) - 1
         return -(-self.inputs.size(1) // self.bptt)
 
-    def __getitem__(self, window: int) -> tuple[Tensor, Tensor]:
+    def __getitem__(self, window: int) -> tuple[Tensor, ...]:
         if not 0 <= window < len(self):
             raise IndexError(f"window {window} of {len(self)}")
-        cols = slice(window * self.bptt, (window + 1) * self.bptt)
-        return self.inputs[:, cols], self.targets[:, cols]  # (S / world_size, <= bptt) each
+        if self.bounds is None:
+            cols = slice(window * self.bptt, (window + 1) * self.bptt)
+            return self.inputs[:, cols], self.targets[:, cols]  # (S / world_size, <= bptt) each
+        start, end = int(self.bounds[window]), int(self.bounds[window + 1])
+        return self.inputs[:, start:end], self.targets[:, start:end], (end - start) / self.bptt
 
 
 class StreamLoader(ResumableLoader):
     """DataLoader over :class:`StreamWindows`, in order, that can resume mid-epoch (Lightning saves its
-    ``state_dict``).
+    ``state_dict``: the batches done and the epoch, whose cut variable-length windows follow).
 
     Args:
         dataset: the windows to serve, in order.
@@ -112,3 +161,21 @@ class StreamLoader(ResumableLoader):
         # Windows are already batched (streams x bptt); the sampler's skip resumes mid-epoch.
         kwargs = {"batch_size": None, "sampler": ResumableSampler(dataset, shuffle=False), **kwargs}
         super().__init__(dataset, num_workers=num_workers, pin_memory=pin_memory, **kwargs)
+        self.epoch = 0  # the epoch whose windows are served (variable-length windows change with it)
+        self._resumed_epoch: int | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        # The windows of the epoch: Lightning sets the sampler's epoch before each epoch but the first one of a run,
+        # whose iterator it makes earlier; a resumed run takes that one's epoch from the loader's saved state.
+        epoch, self._resumed_epoch = self._resumed_epoch, None
+        self.epoch = epoch if epoch is not None else getattr(self.sampler, "epoch", 0)
+        self.dataset.set_epoch(self.epoch)
+        return super().__iter__()
+
+    def state_dict(self) -> dict[str, int]:
+        return {**super().state_dict(), "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        super().load_state_dict(state)
+        if "epoch" in state:  # a finished epoch resumes at the next one
+            self._resumed_epoch = state["epoch"] + (0 if state["batches_done"] < len(self) else 1)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from rnn_lightning.nn.encoder import Cell, Connection, RecurrentEncoder, check_dropout
+from rnn_lightning.nn.weight_drop import check_weight_drop
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,16 @@ class EncoderConfig:
             words only).
         char_embedding_dim: character embedding size.
         char_hidden_size: character BiRNN state size per direction (a word gets ``2 * char_hidden_size`` features).
+        last_hidden_size: the last layer's state size (``None``: ``hidden_size``). AWD-LSTM gives it the embedding
+            size, so a tied decoder needs no projection; the layers then run one by one.
+        weight_drop: in training, DropConnect on every hidden-to-hidden matrix (one mask per matrix per forward,
+            on the fused kernel; :mod:`~rnn_lightning.nn.weight_drop`; AWD-LSTM: 0.5).
+        dropout_words: in training, drop whole word types for one forward (every occurrence embeds to zeros, the
+            kept rows scaled up; :class:`~rnn_lightning.nn.embedding_dropout.EmbeddingDropout`; AWD-LSTM: 0.1). Not
+            ``word_dropout``, which swaps single tokens for ``<unk>``.
+        locked_dropout: the input, between-layer and output dropouts draw one mask per sequence, the same at every
+            step (:class:`~rnn_lightning.nn.locked_dropout.LockedDropout`; AWD-LSTM). Language model only: the
+            taggers and classifiers pack their padded batches.
 
     Example:
         >>> config = EncoderConfig(embedding_dim=8, hidden_size=16, bidirectional=True, dropout=0.3, dropout_output=0)
@@ -60,11 +71,18 @@ class EncoderConfig:
     num_chars: int | None = None
     char_embedding_dim: int = 25
     char_hidden_size: int = 25
+    last_hidden_size: int | None = None
+    weight_drop: float = 0.0
+    dropout_words: float = 0.0
+    locked_dropout: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("dropout", "dropout_embedding", "dropout_output", "word_dropout"):
+        for name in ("dropout", "dropout_embedding", "dropout_output", "word_dropout", "dropout_words"):
             if getattr(self, name) is not None:
                 check_dropout(name, getattr(self, name))
+        check_weight_drop(self.weight_drop)
+        if not isinstance(self.locked_dropout, bool):
+            raise ValueError(f"`locked_dropout` must be True or False, got {self.locked_dropout!r}.")
         if self.num_chars is not None and (not isinstance(self.num_chars, int) or self.num_chars < 2):
             raise ValueError(f"`num_chars` must be an integer >= 2 (padding and a character) or None, got "
                              f"{self.num_chars!r}.")
@@ -88,10 +106,13 @@ class EncoderConfig:
 
     @property
     def output_dim(self) -> int:
-        """Features per output step: ``hidden_size * (2 if bidirectional else 1)``."""
-        return self.hidden_size * (2 if self.bidirectional else 1)
+        """Features per output step: the last layer's size ``* (2 if bidirectional else 1)``."""
+        last = self.hidden_size if self.last_hidden_size is None else self.last_hidden_size
+        return last * (2 if self.bidirectional else 1)
 
     def recurrent_encoder(self, input_size: int) -> RecurrentEncoder:
         """The recurrent stack of this config over ``input_size`` features per step."""
         return RecurrentEncoder(input_size, self.hidden_size, num_layers=self.num_layers, cell=self.cell,
-                                bidirectional=self.bidirectional, dropout=self.dropout, connection=self.connection)
+                                bidirectional=self.bidirectional, dropout=self.dropout, connection=self.connection,
+                                last_hidden_size=self.last_hidden_size, weight_drop=self.weight_drop,
+                                locked_dropout=self.locked_dropout)

@@ -6,8 +6,9 @@ import torch
 from torch import Tensor, nn
 
 from rnn_lightning.nn.char_encoder import CharacterEncoder
+from rnn_lightning.nn.checks import check_token_id
 from rnn_lightning.nn.config import EncoderConfig
-from rnn_lightning.nn.encoder import check_token_id
+from rnn_lightning.nn.embedding_dropout import EmbeddingDropout
 
 
 class EmbedEncode(nn.Module):
@@ -27,9 +28,14 @@ class EmbedEncode(nn.Module):
         super().__init__()
         if not isinstance(vocab_size, int) or vocab_size < 2:
             raise ValueError(f"`vocab_size` must be an integer >= 2, got {vocab_size!r}.")
+        if encoder.locked_dropout:
+            raise ValueError("`locked_dropout=True` is for the language model: taggers and classifiers pack their "
+                             "padded batches, where one mask per sequence between layers is not supported. Use "
+                             "locked_dropout=False.")
         check_token_id("pad_id", encoder.pad_id, vocab_size)
         check_token_id("unk_id", encoder.unk_id, vocab_size)
-        self.embedding = nn.Embedding(vocab_size, encoder.embedding_dim, padding_idx=encoder.pad_id)
+        self.embedding = EmbeddingDropout(vocab_size, encoder.embedding_dim, padding_idx=encoder.pad_id,
+                                          dropout=encoder.dropout_words)
         self.chars = None
         if encoder.num_chars is not None:
             self.chars = CharacterEncoder(encoder.num_chars, embedding_dim=encoder.char_embedding_dim,

@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from rnn_lightning.nn.encoder import check_dropout
+from rnn_lightning.nn.checks import check_dropout
 
 __all__ = ["EmbeddingDropout"]
 

@@ -4,29 +4,15 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from rnn_lightning.nn.checks import check_dropout, check_token_id
 from rnn_lightning.nn.packing import run_rnn
 from rnn_lightning.nn.stack import CELLS, CONNECTIONS, Cell, ConnectedStack, Connection, State, make_rnn
+from rnn_lightning.nn.weight_drop import check_weight_drop
 
 __all__ = [
     "CELLS", "CONNECTIONS", "Cell", "Connection", "RecurrentEncoder", "State", "check_dropout", "check_token_id",
     "detach_state",
 ]
-
-
-def check_dropout(name: str, value: float) -> None:
-    """Raise a ``ValueError`` naming ``name`` unless ``0 <= value < 1``."""
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"`{name}` must be a probability in [0, 1), got {value!r}. Use e.g. 0.0 (off) to 0.5.")
-
-
-def check_token_id(name: str, value: int | None, vocab_size: int) -> None:
-    """Raise a ``ValueError`` naming ``name`` unless ``value`` is ``None`` or a token id in ``[0, vocab_size)``
-    (``nn.Embedding`` would take a negative one as counted from the end)."""
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < vocab_size):
-        raise ValueError(
-            f"`{name}` must be a token id in [0, vocab_size={vocab_size}) or None, got {value!r}. Pass the "
-            f"DataModule's `{name}` (the CLI links it), or None where there is no such token."
-        )
 
 
 class RecurrentEncoder(nn.Module):
@@ -40,9 +26,14 @@ class RecurrentEncoder(nn.Module):
         bidirectional: also run a right-to-left pass and concatenate both (output 2H).
         dropout: dropout between stacked layers (not after the last one).
         connection: how stacked layers join.
+        last_hidden_size: the last layer's state size (``None``: ``hidden_size``).
+        weight_drop: DropConnect on the hidden-to-hidden weights in training.
+        locked_dropout: between layers, one dropout mask per sequence instead of one per step.
 
-    ``num_layers``, ``cell``, ``bidirectional`` and ``connection`` are the settings of the same names of
-    :class:`~rnn_lightning.nn.EncoderConfig` (documented there), which builds one with ``recurrent_encoder``.
+    ``num_layers``, ``cell``, ``bidirectional``, ``connection`` and the last three are the settings of the same names
+    of :class:`~rnn_lightning.nn.EncoderConfig` (documented there), which builds one with ``recurrent_encoder``. The
+    stack is one fused ``torch.nn`` module unless a connection, a last size of its own, or locked dropout between
+    layers needs them run one by one (:class:`~rnn_lightning.nn.ConnectedStack`).
 
     Example:
         >>> import torch
@@ -62,32 +53,41 @@ class RecurrentEncoder(nn.Module):
         bidirectional: bool = False,
         dropout: float = 0.0,
         connection: Connection = "none",
+        last_hidden_size: int | None = None,
+        weight_drop: float = 0.0,
+        locked_dropout: bool = False,
     ) -> None:
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"`cell` must be one of {CELLS}, got {cell!r}.")
         if connection not in CONNECTIONS:
             raise ValueError(f"`connection` must be one of {CONNECTIONS}, got {connection!r}.")
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
-            if not isinstance(value, int) or value < 1:
+        last = hidden_size if last_hidden_size is None else last_hidden_size
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers),
+                            ("last_hidden_size", last)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
         check_dropout("dropout", dropout)
-        if connection == "none":
+        check_weight_drop(weight_drop)
+        fused = connection == "none" and last == hidden_size and not (locked_dropout and num_layers > 1)
+        if fused:
             self.rnn: nn.Module = make_rnn(cell, input_size, hidden_size, num_layers=num_layers,
-                                           bidirectional=bidirectional, dropout=dropout)
+                                           bidirectional=bidirectional, dropout=dropout, weight_drop=weight_drop)
         else:
             self.rnn = ConnectedStack(input_size, hidden_size, num_layers=num_layers, cell=cell,
-                                      bidirectional=bidirectional, dropout=dropout, connection=connection)
+                                      bidirectional=bidirectional, dropout=dropout, connection=connection,
+                                      last_hidden_size=last, weight_drop=weight_drop, locked_dropout=locked_dropout)
         self.cell = cell
         self.connection = connection
         self.bidirectional = bidirectional
         self.hidden_size = hidden_size
+        self.last_hidden_size = last
         self.num_layers = num_layers
 
     @property
     def output_dim(self) -> int:
-        """Features per output step: ``hidden_size * (2 if bidirectional else 1)``."""
-        return self.hidden_size * (2 if self.bidirectional else 1)
+        """Features per output step: ``last_hidden_size * (2 if bidirectional else 1)``."""
+        return self.last_hidden_size * (2 if self.bidirectional else 1)
 
     def forward(
         self, inputs: Tensor, state: State | None = None, lengths: Tensor | None = None
@@ -104,7 +104,8 @@ class RecurrentEncoder(nn.Module):
                 Keep them on the CPU: lengths on a GPU make the host wait for it (cuDNN needs them on the host).
 
         Returns:
-            outputs (B, T, H * directions) and the final state, each (layers * directions, B, H).
+            outputs (B, T, last H * directions) and the final state, each (layers * directions, B, H); (..., B, max H)
+            when the last layer's size differs, each layer's rows zero-padded.
         """
         if lengths is None:
             return self.rnn(inputs, state)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from rnn_lightning.nn.checks import check_token_id
 from rnn_lightning.nn.config import EncoderConfig
-from rnn_lightning.nn.encoder import State, check_token_id
+from rnn_lightning.nn.embedding_dropout import EmbeddingDropout
+from rnn_lightning.nn.encoder import State
+from rnn_lightning.nn.locked_dropout import LockedDropout
 
 
 class RNNLanguageModelNet(nn.Module):
@@ -15,10 +18,11 @@ class RNNLanguageModelNet(nn.Module):
         vocab_size: number of tokens (V).
         encoder: the embedding and recurrent settings (see :class:`EncoderConfig`): ``dropout`` acts between
             stacked layers, ``dropout_embedding`` and ``dropout_output`` (default: ``dropout``) on the embedded
-            inputs and before the decoder; ``bidirectional`` is refused (see the error); ``word_dropout`` and the
-            character settings are not used.
+            inputs and before the decoder (one mask per sequence with ``locked_dropout``); ``weight_drop``,
+            ``dropout_words`` and ``last_hidden_size`` give AWD-LSTM's network; ``bidirectional`` is refused (see the
+            error); ``word_dropout`` and the character settings are not used.
         tie_weights: share the embedding matrix with the output layer (Press & Wolf 2017, Inan et al. 2017);
-            when ``hidden_size != embedding_dim`` a linear projection H -> E comes first.
+            when the last layer's size differs from ``embedding_dim`` a linear projection H -> E comes first.
 
     Example:
         >>> import torch
@@ -38,12 +42,14 @@ class RNNLanguageModelNet(nn.Module):
             )
         if not isinstance(vocab_size, int) or vocab_size < 2:
             raise ValueError(f"`vocab_size` must be an integer >= 2, got {vocab_size!r}.")
-        embedding_dim, hidden_size = encoder.embedding_dim, encoder.hidden_size
+        embedding_dim, hidden_size = encoder.embedding_dim, encoder.output_dim
         check_token_id("pad_id", encoder.pad_id, vocab_size)
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=encoder.pad_id)
-        self.dropout_in = nn.Dropout(encoder.embedding_dropout)
+        self.embedding = EmbeddingDropout(vocab_size, embedding_dim, padding_idx=encoder.pad_id,
+                                          dropout=encoder.dropout_words)
+        dropout = LockedDropout if encoder.locked_dropout else nn.Dropout
+        self.dropout_in = dropout(encoder.embedding_dropout)
         self.encoder = encoder.recurrent_encoder(embedding_dim)
-        self.dropout_out = nn.Dropout(encoder.output_dropout)
+        self.dropout_out = dropout(encoder.output_dropout)
         needs_projection = tie_weights and hidden_size != embedding_dim
         self.projection = nn.Linear(hidden_size, embedding_dim, bias=False) if needs_projection else nn.Identity()
         self.decoder = nn.Linear(embedding_dim if tie_weights else hidden_size, vocab_size)
@@ -67,9 +73,19 @@ class RNNLanguageModelNet(nn.Module):
 
         Returns: logits (B, T, V), or (B, 1, V) with ``last_only``, and the final recurrent state.
         """
-        x = self.dropout_in(self.embedding(tokens))  # (B, T, E)
-        h, state = self.encoder(x, state)  # (B, T, H)
+        h, state = self.features(tokens, state)  # (B, T, H)
         if last_only:
             h = h[:, -1:]  # (B, 1, H)
-        h = self.projection(self.dropout_out(h))  # (B, T, H or E)
-        return self.decoder(h), state  # (B, T, V)
+        return self.decode(self.dropout_out(h)), state  # (B, T, V)
+
+    def features(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """tokens (B, T) -> the last layer's outputs (B, T, H) before the output dropout, and the final state.
+
+        The training loss's regularisers (AR on ``dropout_out`` of them, TAR on them) and the cache pointer read
+        these; ``decode(dropout_out(h))`` gives the logits.
+        """
+        return self.encoder(self.dropout_in(self.embedding(tokens)), state)  # (B, T, H)
+
+    def decode(self, h: Tensor) -> Tensor:
+        """(B, T, H) last-layer outputs, after the output dropout -> logits (B, T, V)."""
+        return self.decoder(self.projection(h))

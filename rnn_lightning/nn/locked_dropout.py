@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from rnn_lightning.nn.encoder import check_dropout
+from rnn_lightning.nn.checks import check_dropout
 
 __all__ = ["LockedDropout"]
 

@@ -9,6 +9,11 @@ shrinks (or grows) on the way. A direct connection gives it a shorter path:
 
 where f_l is the l-th recurrent layer run over the whole sequence and h_{l-1} its input (after the between-layer
 dropout). The first layer has no connection (its input is the embedding, of another size).
+
+Run one by one, layers may also differ (``connection="none"``): AWD-LSTM (Merity et al. 2017) gives its last layer
+the embedding's size, so a tied decoder needs no projection, and drops out between layers with one mask per
+sequence (:class:`~rnn_lightning.nn.locked_dropout.LockedDropout`). The carried state of layers of different sizes
+is one (L * directions, B, max H) tensor, each layer's rows zero-padded to the widest.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
+
+from rnn_lightning.nn.locked_dropout import LockedDropout
+from rnn_lightning.nn.weight_drop import WeightDropGRU, WeightDropLSTM, WeightDropRNN
 
 Cell = Literal["rnn_tanh", "rnn_relu", "gru", "lstm"]
 Connection = Literal["none", "residual", "dense", "highway"]
@@ -33,24 +41,26 @@ HIGHWAY_GATE_BIAS = -1.0  # gates start mostly closed: each layer first passes i
 
 
 def make_rnn(
-    cell: Cell, input_size: int, hidden_size: int, *, num_layers: int, bidirectional: bool, dropout: float
+    cell: Cell, input_size: int, hidden_size: int, *, num_layers: int, bidirectional: bool, dropout: float,
+    weight_drop: float = 0.0,
 ) -> nn.RNNBase:
-    """A batch-first ``torch.nn`` LSTM, GRU or RNN (one cuDNN call for the whole stack on a GPU)."""
+    """A batch-first ``torch.nn`` LSTM, GRU or RNN (one cuDNN call for the whole stack on a GPU); with
+    ``weight_drop > 0`` its weight-drop subclass (same parameters and ``state_dict``, see
+    :mod:`rnn_lightning.nn.weight_drop`)."""
     kwargs = dict(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers, batch_first=True,
                   bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0)
-    if cell == "lstm":
-        return nn.LSTM(**kwargs)
-    if cell == "gru":
-        return nn.GRU(**kwargs)
-    return nn.RNN(nonlinearity=cell.removeprefix("rnn_"), **kwargs)
+    plain, dropped = {"lstm": (nn.LSTM, WeightDropLSTM), "gru": (nn.GRU, WeightDropGRU)}.get(cell, (None, None))
+    if plain is None:  # a simple RNN
+        plain, dropped, kwargs["nonlinearity"] = nn.RNN, WeightDropRNN, cell.removeprefix("rnn_")
+    return dropped(**kwargs, weight_drop=weight_drop) if weight_drop > 0 else plain(**kwargs)
 
 
 class ConnectedStack(nn.Module):
     """Recurrent layers run one by one and joined by ``connection``; called like ``torch.nn.LSTM`` (batch first).
 
     Takes the arguments of :class:`~rnn_lightning.nn.RecurrentEncoder` (which builds one for a ``connection``
-    other than ``"none"``), with ``num_layers >= 2`` (a connection joins layers) and ``connection`` one of
-    ``"residual"``, ``"dense"``, ``"highway"`` (see the module docstring).
+    other than ``"none"``, a ``last_hidden_size`` of its own, or locked dropout between layers), with
+    ``num_layers >= 2`` for a ``connection`` (``"residual"``, ``"dense"``, ``"highway"``: see the module docstring).
 
     Example:
         >>> stack = ConnectedStack(8, 16, num_layers=3, cell="gru", bidirectional=True, connection="highway")
@@ -69,32 +79,48 @@ class ConnectedStack(nn.Module):
         bidirectional: bool = False,
         dropout: float = 0.0,
         connection: Connection = "residual",
+        last_hidden_size: int | None = None,
+        weight_drop: float = 0.0,
+        locked_dropout: bool = False,
     ) -> None:
         super().__init__()
-        if connection not in CONNECTIONS[1:]:
-            raise ValueError(f"`connection` must be one of {CONNECTIONS[1:]}, got {connection!r}.")
-        if num_layers < 2:
+        if connection not in CONNECTIONS:
+            raise ValueError(f"`connection` must be one of {CONNECTIONS}, got {connection!r}.")
+        if connection != "none" and num_layers < 2:
             raise ValueError(
                 f"`connection={connection!r}` joins stacked layers, so it needs num_layers >= 2, got {num_layers}. "
                 "Use connection='none' with one layer."
             )
+        last = hidden_size if last_hidden_size is None else last_hidden_size
+        if connection in ("residual", "highway") and last != hidden_size:
+            raise ValueError(
+                f"`connection={connection!r}` adds each layer's input to its output, so every layer needs the same "
+                f"size, got hidden_size={hidden_size} and last_hidden_size={last_hidden_size}. Use "
+                "last_hidden_size=None, or connection='dense' or 'none'."
+            )
         self.directions = 2 if bidirectional else 1
-        width = hidden_size * self.directions  # features of each layer's output
+        self.hidden_sizes = [hidden_size] * (num_layers - 1) + [last]  # each layer's state size
+        width = hidden_size * self.directions  # features of each layer's output but the last
         sizes = [input_size] + [input_size + layer * width if connection == "dense" else width
                                 for layer in range(1, num_layers)]  # each layer's input features
-        self.layers = nn.ModuleList(make_rnn(cell, size, hidden_size, num_layers=1, bidirectional=bidirectional,
-                                             dropout=0.0) for size in sizes)
+        self.layers = nn.ModuleList(
+            make_rnn(cell, size, hidden, num_layers=1, bidirectional=bidirectional, dropout=0.0,
+                     weight_drop=weight_drop) for size, hidden in zip(sizes, self.hidden_sizes, strict=True))
         self.gates = None
         if connection == "highway":
             self.gates = nn.ModuleList(nn.Linear(width, width) for _ in range(num_layers - 1))
             for gate in self.gates:
                 nn.init.constant_(gate.bias, HIGHWAY_GATE_BIAS)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = LockedDropout(dropout) if locked_dropout else nn.Dropout(dropout)
         self.connection = connection
 
     def forward(self, inputs: Sequence, state: State | None = None) -> tuple[Sequence, State]:
-        """inputs (B, T, D) or packed, state (L * directions, B, H) -> outputs (B, T, H * directions), final state."""
-        per_layer = _split_state(state, len(self.layers), self.directions)
+        """inputs (B, T, D) or packed, state (L * directions, B, max H) -> outputs (B, T, last H * directions), final
+        state."""
+        if isinstance(inputs, PackedSequence) and isinstance(self.dropout, LockedDropout) and len(self.layers) > 1:
+            raise ValueError("locked dropout between layers takes padded (B, T, D) inputs, not a packed batch: "
+                             "call without `lengths`, or use locked_dropout=False.")
+        per_layer = _split_state(state, self.hidden_sizes, self.directions)
         seen = [inputs]  # dense: the input and every layer's (dropped-out) output so far
         finals = []
         below = inputs
@@ -108,7 +134,7 @@ class ConnectedStack(nn.Module):
                 out = _map(partial(_highway, self.gates[index - 1]), [out, below])
             below = out if index == len(self.layers) - 1 else _map(lambda data: self.dropout(data[0]), [out])
             seen.append(below)
-        return below, _join_states(finals)
+        return below, _join_states(finals, max(self.hidden_sizes))
 
 
 def _highway(gate: nn.Linear, data: list[Tensor]) -> Tensor:
@@ -129,17 +155,19 @@ def _concat(data: list[Tensor]) -> Tensor:
     return torch.cat(data, dim=-1)
 
 
-def _split_state(state: State | None, layers: int, directions: int) -> list[State | None]:
-    """(L * directions, B, H) -> one (directions, B, H) slice per layer (a pair of them for the LSTM)."""
+def _split_state(state: State | None, sizes: list[int], directions: int) -> list[State | None]:
+    """(L * directions, B, max H) -> one (directions, B, H_l) slice per layer (a pair of them for the LSTM)."""
     if state is None:
-        return [None] * layers
-    pick = lambda t, i: t[i * directions:(i + 1) * directions]  # noqa: E731
+        return [None] * len(sizes)
+    pick = lambda t, i: t[i * directions:(i + 1) * directions, :, :sizes[i]].contiguous()  # noqa: E731
     if isinstance(state, tuple):
-        return [tuple(pick(t, i) for t in state) for i in range(layers)]
-    return [pick(state, i) for i in range(layers)]
+        return [tuple(pick(t, i) for t in state) for i in range(len(sizes))]
+    return [pick(state, i) for i in range(len(sizes))]
 
 
-def _join_states(finals: list[State]) -> State:
+def _join_states(finals: list[State], width: int) -> State:
+    """Per-layer (directions, B, H_l) states -> (L * directions, B, width), each zero-padded to ``width``."""
+    pad = lambda t: torch.nn.functional.pad(t, (0, width - t.shape[-1]))  # noqa: E731
     if isinstance(finals[0], tuple):
-        return tuple(torch.cat(parts) for parts in zip(*finals))
-    return torch.cat(finals)
+        return tuple(torch.cat([pad(t) for t in parts]) for parts in zip(*finals))
+    return torch.cat([pad(t) for t in finals])

@@ -12,6 +12,7 @@ Every DDP rank must use the same seed, so their streams move through the same wi
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import torch
@@ -71,6 +72,26 @@ class VariableBPTT:
         if self.max_length is not None:
             length = min(length, self.max_length)
         return BPTTWindow(length, length / self.bptt)
+
+    def expected_length(self) -> float:
+        """The mean window length of this rule, exactly (summed over the integer lengths it can draw)."""
+        if self.std == 0.0:
+            lengths = [(self.p_full, self._clip(int(self.bptt))), (1 - self.p_full, self._clip(int(self.bptt / 2)))]
+            return sum(p * length for p, length in lengths)
+
+        def below(x: float) -> float:  # P(Normal draw < x)
+            return sum(p * 0.5 * (1.0 + math.erf((x - base) / (self.std * math.sqrt(2.0))))
+                       for p, base in ((self.p_full, self.bptt), (1 - self.p_full, self.bptt / 2)))
+
+        top = int(self.bptt + 12 * self.std) + 2  # beyond it the probability is below 1e-30
+        mean = self._clip(self.min_length) * below(self.min_length + 1)  # every draw below min_length + 1
+        for k in range(self.min_length + 1, top):
+            mean += self._clip(k) * (below(k + 1) - below(k))
+        return mean
+
+    def _clip(self, length: int) -> int:
+        length = max(self.min_length, length)
+        return length if self.max_length is None else min(length, self.max_length)
 
     def state_dict(self) -> dict[str, Any]:
         """The generator's state: all a resumed run needs to draw the same lengths."""

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.trainer.states import TrainerFn
 from tokenizers import Tokenizer
 from torch import Tensor
 
 from rnn_lightning.compat import logging_step
 from rnn_lightning.constants import IGNORE_INDEX
 from rnn_lightning.data.tokenization import BOS, EOS, PAD
+from rnn_lightning.functional.activation_regularization import (
+    activation_regularization,
+    temporal_activation_regularization,
+)
+from rnn_lightning.functional.cache_pointer import PointerCache, cache_pointer_log_probs
 from rnn_lightning.metrics import Perplexity
 from rnn_lightning.nn import EncoderConfig, RNNLanguageModelNet, detach_state
 from rnn_lightning.nn.encoder import Cell, Connection, State
@@ -40,6 +47,16 @@ def _check_context_and_seed(context: list[int], seed: int | None, vocab_size: in
         )
 
 
+class _Window(NamedTuple):
+    """What one window of streams gives (see ``LanguageModel._step``)."""
+
+    nll_sum: Tensor  # () summed cross-entropy of the scored targets
+    count: Tensor  # () scored targets
+    logits: Tensor  # (B, T, V)
+    hidden: Tensor  # (B, T, H) last-layer outputs before the output dropout
+    dropped: Tensor  # (B, T, H) the same after it
+
+
 class LanguageModel(RecurrentTask):
     """Next-token prediction over token streams, with the hidden state carried between windows.
 
@@ -47,6 +64,11 @@ class LanguageModel(RecurrentTask):
     The recurrent state is carried from one ``bptt`` window to the next of the same streams and detached
     between them (truncated BPTT); it starts from zeros at each epoch and each evaluation. Evaluation streams
     through the whole split the same way and reports perplexity = exp(mean cross-entropy).
+
+    AWD-LSTM (Merity et al. 2017) is these options together (``recipes/lm/awd_lstm_*.yaml``): ``weight_drop``,
+    ``dropout_words``, ``locked_dropout``, ``last_hidden_size`` = ``embedding_dim`` with ``tie_weights``,
+    ``ar_alpha``, ``tar_beta``; with the DataModule's ``variable_bptt`` (each window's learning rate scaled by its
+    length / bptt, as AWD does) and the :class:`~rnn_lightning.callbacks.NTASGD` callback. All are off by default.
 
     Args:
         vocab_size: number of token ids (linked from the DataModule by the CLI).
@@ -61,14 +83,30 @@ class LanguageModel(RecurrentTask):
         tie_weights: share input embedding and output weights.
         bidirectional: refused with an explanation (a language model must not see the future).
         connection: how stacked layers join: ``"none"``, ``"residual"``, ``"dense"`` or ``"highway"``.
+        last_hidden_size: the last layer's state size (``None``: ``hidden_size``; AWD-LSTM: ``embedding_dim``).
+        weight_drop: DropConnect on the hidden-to-hidden weights in training (AWD-LSTM: 0.5).
+        dropout_words: drop whole word types from the embedding in training (AWD-LSTM: 0.1).
+        locked_dropout: one dropout mask per sequence on the embeddings, between layers and on the output.
+        ar_alpha: activation regularisation ``alpha * mean(dropped h^2)`` added to the loss (AWD-LSTM: 2); logged
+            as ``train/ar``.
+        tar_beta: temporal activation regularisation ``beta * mean((h_t - h_{t-1})^2)`` (AWD-LSTM: 1); logged as
+            ``train/tar``.
+        cache_window: the neural cache pointer (Grave et al. 2017) over this many previous steps in ``validate`` and
+            ``test`` (not in the validation inside ``fit``, whose loss checkpoints and NT-ASGD watch); 0: off.
+            AWD-LSTM: 500 (PTB), 3785 (WikiText-2). Exact over the whole split, per stream (``eval_batch_size=1``
+            gives one stream, as AWD's ``pointer.py``).
+        cache_theta: flatness of the cache's attention (AWD-LSTM WikiText-2: 0.662; PTB: 1.0).
+        cache_lambda: the cache's weight in the mixture (AWD-LSTM WikiText-2: 0.1279; PTB: 0.1).
+        init_from: a checkpoint whose weights a fresh ``fit`` starts from (AWD-LSTM's fine-tuning restarts from the
+            best, averaged, model; a resumed fit takes the resumed checkpoint's). Not saved as a hyperparameter.
         optimizer: optimizer factory (from YAML: ``class_path`` + ``init_args``); default Adam lr 1e-3, which
             trains without gradient clipping: its step is about ``lr`` per weight whatever the gradient's size, where
             plain SGD's grows with it (SGD lr 20, the classic setting, diverges unless the Trainer clips the
             gradient norm, e.g. ``gradient_clip_val: 0.25``).
         lr_scheduler: optional LR scheduler factory; ``ReduceLROnPlateau`` watches ``val/loss``.
 
-    The encoder settings (``pad_id`` to ``connection``; ``dropout_between`` is the config's ``dropout``) are those
-    of :class:`~rnn_lightning.nn.EncoderConfig`, documented there.
+    The encoder settings (``pad_id`` to ``locked_dropout``; ``dropout_between`` is the config's ``dropout``) are
+    those of :class:`~rnn_lightning.nn.EncoderConfig`, documented there.
 
     Example:
         >>> lm = LanguageModel(vocab_size=12, embedding_dim=8, hidden_size=8, num_layers=1)
@@ -92,32 +130,55 @@ class LanguageModel(RecurrentTask):
         tie_weights: bool = False,
         bidirectional: bool = False,
         connection: Connection = "none",
+        last_hidden_size: int | None = None,
+        weight_drop: float = 0.0,
+        dropout_words: float = 0.0,
+        locked_dropout: bool = False,
+        ar_alpha: float = 0.0,
+        tar_beta: float = 0.0,
+        cache_window: int = 0,
+        cache_theta: float = 0.662,
+        cache_lambda: float = 0.1279,
+        init_from: str | None = None,
         optimizer: OptimizerCallable = default_optimizer,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
         super().__init__(optimizer=optimizer, lr_scheduler=lr_scheduler)
-        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "init_from"])
+        for name, value in (("ar_alpha", ar_alpha), ("tar_beta", tar_beta)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ValueError(f"`{name}` must be a number >= 0, got {value!r}. AWD-LSTM uses ar_alpha=2, "
+                                 "tar_beta=1; 0 turns the term off.")
+        if isinstance(cache_window, bool) or not isinstance(cache_window, int) or cache_window < 0:
+            raise ValueError(f"`cache_window` must be an integer >= 0 (0: no cache pointer), got {cache_window!r}.")
+        if not 0.0 <= cache_lambda <= 1.0:
+            raise ValueError(f"`cache_lambda` must be in [0, 1], got {cache_lambda!r}. AWD-LSTM uses 0.1279.")
         encoder = EncoderConfig.from_settings(self.hparams, dropout=dropout_between)
         self.net = RNNLanguageModelNet(vocab_size, encoder=encoder, tie_weights=tie_weights)
         self.val_ppl = Perplexity()
         self.test_ppl = Perplexity()
         self.tokenizer: Tokenizer | None = None
+        self.init_from, self._initialised = init_from, False
         self._state: dict[str, State | None] = {}
+        self._cache: dict[str, PointerCache | None] = {}
+        self._lr_scale = 1.0
 
     def forward(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """tokens (B, T) -> logits (B, T, V), final state."""
         return self.net(tokens, state)
 
     # -- training and evaluation over streams --
-    def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> tuple[Tensor, Tensor]:
-        """Run one window with the carried state; return summed NLL and the number of target tokens."""
-        inputs, targets = batch  # (B, T), (B, T)
-        logits, state = self(inputs, self._state.get(stage))
+    def _step(self, batch: tuple[Tensor, ...], stage: str) -> _Window:
+        """Run one window with the carried state: summed NLL, number of target tokens, and what it came from."""
+        inputs, targets = batch[0], batch[1]  # (B, T) each; a variable-length window also carries its lr scale
+        hidden, state = self.net.features(inputs, self._state.get(stage))  # (B, T, H)
         self._state[stage] = detach_state(state)  # truncated BPTT: no gradient into earlier windows
+        dropped = self.net.dropout_out(hidden)
+        logits = self.net.decode(dropped)  # (B, T, V)
         nll_sum = F.cross_entropy(
             logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
         )
-        return nll_sum, (targets != IGNORE_INDEX).sum()
+        return _Window(nll_sum, (targets != IGNORE_INDEX).sum(), logits, hidden, dropped)
 
     def count_tokens(self, batch: tuple[Tensor, Tensor]) -> Tensor:
         """The window's targets (every position but the ignored ones)."""
@@ -129,7 +190,7 @@ class LanguageModel(RecurrentTask):
     def last_step_losses(self, batch: tuple[Tensor, Tensor]) -> Tensor:
         """(B,) each stream's next-token loss at the window's last step, from the carried training state (0 where
         that target is ignored)."""
-        inputs, targets = batch  # (B, T), (B, T)
+        inputs, targets = batch[0], batch[1]  # (B, T), (B, T) (a variable-length window also carries its lr scale)
         logits, _ = self.net(inputs, self._state.get("train"), last_only=True)  # (B, 1, V)
         return F.cross_entropy(logits[:, 0].float(), targets[:, -1], ignore_index=IGNORE_INDEX, reduction="none")
 
@@ -143,8 +204,9 @@ class LanguageModel(RecurrentTask):
             self._state["train"] = _move_state(resume["train_state"], self.device)
         super()._restore(resume)
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        nll_sum, count = self._step(batch, "train")
+    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
+        window = self._step(batch, "train")
+        nll_sum, count = window.nll_sum, window.count
         # Mean over every target token of the *global* window. DDP averages gradients over the W ranks and the
         # ranks' token counts differ (ignored <bos> targets), so divide by the summed count / W.
         world = self.trainer.world_size
@@ -153,17 +215,75 @@ class LanguageModel(RecurrentTask):
             loss = nll_sum * world / total.clamp(min=1)
         else:
             loss = nll_sum / count.clamp(min=1)
-        self.log_train_loss(loss)  # rank mean = global mean
-        if logging_step(self.trainer):  # a CPU tensor: a Python float would be copied to the device at every step
+        self.log_train_loss(loss)  # rank mean = global mean; the cross-entropy alone, comparable across models
+        logging = logging_step(self.trainer)
+        if logging:  # a CPU tensor: a Python float would be copied to the device at every step
+            # the lr of this step: inside optimizer_step, so scaled by a variable-length window's length / bptt
             self.log("train/lr", torch.tensor(float(self.trainer.optimizers[0].param_groups[0]["lr"])))
+        for name, term in self._regularisers(window).items():
+            loss = loss + term
+            if logging:
+                self.log(f"train/{name}", term.detach())
         return loss
+
+    def _regularisers(self, window: _Window) -> dict[str, Tensor]:
+        """AWD-LSTM's AR (on the dropped-out last-layer outputs) and TAR (on them before dropout), where on."""
+        terms = {}
+        if self.hparams.ar_alpha:
+            terms["ar"] = activation_regularization(window.dropped, self.hparams.ar_alpha)
+        if self.hparams.tar_beta:
+            terms["tar"] = temporal_activation_regularization(window.hidden, self.hparams.tar_beta)
+        return terms
+
+    # -- variable-length windows: AWD-LSTM scales the step's learning rate by the window's length / bptt --
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        super().on_train_batch_start(batch, batch_idx)
+        self._lr_scale = float(batch[2]) if len(batch) > 2 else 1.0  # a Python float: no device read
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
+        if self._lr_scale == 1.0:
+            return super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        base = [group["lr"] for group in optimizer.param_groups]
+        for group in optimizer.param_groups:
+            group["lr"] = group["lr"] * self._lr_scale
+        try:  # the closure (forward, backward) runs inside the step, which reads the lr after it
+            super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        finally:
+            for group, lr in zip(optimizer.param_groups, base, strict=True):
+                group["lr"] = lr
+
+    # -- fine-tuning: a fresh fit from another run's weights --
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if stage == "fit" and self.init_from is not None and not self._initialised:
+            # once: a second fit of this model goes on from its own weights; a resumed fit loads its checkpoint over
+            path = Path(self.init_from)
+            if not path.is_file():
+                raise ValueError(f"`init_from` must be a checkpoint file, got {self.init_from!r}, which "
+                                 f"{'is a folder' if path.is_dir() else 'does not exist'}. Give the path of the "
+                                 "run's best .ckpt (its ModelCheckpoint folder).")
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            self.load_state_dict(checkpoint["state_dict"])  # strict: the same network
+            self._initialised = True
 
     def _eval_start(self, stage: str) -> None:
         self._state[stage] = None
+        self._cache[stage] = None
 
-    def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
-        nll_sum, count = self._step(batch, stage)
-        self._metric(stage).update(nll_sum=nll_sum, count=count)
+    def _eval_step(self, batch: tuple[Tensor, ...], stage: str) -> None:
+        window = self._step(batch, stage)
+        nll_sum = window.nll_sum
+        if self._uses_cache():
+            log_p, self._cache[stage] = cache_pointer_log_probs(
+                window.logits, window.hidden, batch[1], self._cache[stage], window=self.hparams.cache_window,
+                theta=self.hparams.cache_theta, lambdah=self.hparams.cache_lambda,
+            )  # (B, T), 0 at ignored targets
+            nll_sum = -log_p.sum()
+        self._metric(stage).update(nll_sum=nll_sum, count=window.count)
+
+    def _uses_cache(self) -> bool:
+        """The cache pointer runs in ``validate`` and ``test``, not in the validation inside ``fit``."""
+        return self.hparams.cache_window > 0 and self.trainer.state.fn != TrainerFn.FITTING
 
     def _eval_end(self, stage: str) -> None:
         metric = self._metric(stage)

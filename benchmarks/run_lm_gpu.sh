@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The full-length language-model runs that fit a GPU session (15 minutes of device time, 10 per command): each part
+# trains and tests in the same command, so no checkpoint has to travel; logs, metrics.csv and the test numbers go to
+# OUT_DIR (checkpoints stay in a scratch folder).
+#   lstm: WikiText-2 650x2 tied LSTM (recipes/lm/wikitext2_lstm_650x2_tied.yaml) made fast: bf16-mixed, 64 streams
+#         with the learning rate raised to 40 (clipped updates: fewer, larger steps), 32 evaluation streams, for 4
+#         minutes of training. Target: test perplexity <= 94.3 (pytorch/examples' 40 epochs) in <= 5 minutes on one
+#         H100. Expected (estimated from the measured 370-400k tokens/s of this net in bf16 at 64 x 70 on an H100,
+#         not yet run): about 40 epochs in the 4 minutes, test perplexity 92-98.
+#   awd:  AWD-LSTM on WikiText-2, recipes/lm/awd_lstm_wikitext2_budget.yaml (4.5 minutes of training). Expected
+#         (estimated, not yet run): 15-20 epochs, validation and test perplexity near 100 (AWD reaches 68.6 after
+#         750 epochs).
+# Each part takes about 5 minutes: run them as two commands within one session, e.g.
+#   PARTS=lstm bash benchmarks/run_lm_gpu.sh OUT_DIR ; PARTS=awd bash benchmarks/run_lm_gpu.sh OUT_DIR
+#   SMOKE=1 bash benchmarks/run_lm_gpu.sh OUT_DIR        # CPU, tiny networks, a few steps: checks the script itself
+# DATA_ROOT: the folder holding wikitext-2/ (default ../shared/data, else shared/data); PYTHON: the interpreter.
+set -uo pipefail
+out=$(mkdir -p "${1:?usage: bash benchmarks/run_lm_gpu.sh OUT_DIR}" && cd "$1" && pwd)
+repo=$(cd "$(dirname "$0")/.." && pwd)
+py=${PYTHON:-python3}
+data=${DATA_ROOT:-}
+if [ -z "$data" ]; then
+    for candidate in "$repo/../shared/data" "$repo/shared/data"; do
+        [ -d "$candidate/wikitext-2" ] && data=$candidate && break
+    done
+fi
+data=$(cd "${data:?no wikitext-2 found: set DATA_ROOT}" && pwd)
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/run_lm_gpu.XXXXXX")
+sed "s|\.\./shared/data|$data|" "$repo/recipes/data/wikitext2_local.yaml" > "$scratch/wikitext2_here.yaml"
+export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+failed=0
+
+if [ "${SMOKE:-0}" = 1 ]; then  # tiny networks on the CPU: every option the real runs use, but bf16 and the size
+    small=(--trainer.accelerator cpu --trainer.precision 32 --trainer.max_steps 3 --trainer.max_time null
+           --trainer.limit_val_batches 2 --trainer.limit_test_batches 2 --trainer.val_check_interval 3
+           --model.init_args.embedding_dim 16 --model.init_args.hidden_size 16 --data.init_args.batch_size 4)
+    awd_small=(--model.init_args.last_hidden_size 16)
+    limit=300
+else
+    small=() awd_small=() limit=330
+fi
+
+part() {  # part NAME RECIPE CHECKPOINT_DIR ARGS...: fit, then test the best checkpoint, in OUT_DIR/NAME
+    local name=$1 recipe=$2 ckpt_dir=$3 start=$SECONDS rc
+    shift 3
+    mkdir -p "$out/$name"
+    echo "=== $name: fit (limit ${limit} s)"
+    (cd "$scratch" && timeout "$limit" "$py" -m rnn_lightning.cli fit -c "$repo/recipes/lm/$recipe" \
+        -c "$scratch/wikitext2_here.yaml" --trainer.logger lightning.pytorch.loggers.CSVLogger \
+        --trainer.logger.save_dir "$out/$name" --trainer.enable_progress_bar false "$@" "${small[@]}")
+    rc=$?
+    local best
+    best=$(ls "$scratch/checkpoints/$ckpt_dir"/*.ckpt 2>/dev/null | grep -v '/last.ckpt$' | head -1)
+    if [ "$rc" -eq 0 ] && [ -n "$best" ]; then
+        echo "=== $name: test $best"
+        (cd "$scratch" && timeout 120 "$py" -m rnn_lightning.cli test -c "$repo/recipes/lm/$recipe" \
+            -c "$scratch/wikitext2_here.yaml" --ckpt_path "$best" --trainer.logger false \
+            --trainer.enable_progress_bar false "$@" "${small[@]}") \
+            | tee "$out/$name/test.txt"
+        rc=${PIPESTATUS[0]}
+    else
+        echo "=== $name: no checkpoint to test (fit exit $rc)"
+        rc=1
+    fi
+    echo "=== $name: exit $rc after $((SECONDS - start)) s"
+    [ "$rc" -eq 0 ] || failed=1
+}
+
+{
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
+    "$py" -c "import torch, lightning; print('torch', torch.__version__, 'lightning', lightning.__version__)"
+    for name in ${PARTS:-lstm awd}; do
+        case $name in
+            lstm) part wikitext2_lstm_650x2_tied_fast wikitext2_lstm_650x2_tied.yaml wikitext2_lstm_650x2_tied \
+                    --trainer.precision bf16-mixed --trainer.max_time 00:00:04:00 \
+                    --data.init_args.batch_size 64 --data.init_args.eval_batch_size 32 \
+                    --model.init_args.optimizer.init_args.lr 40 ;;
+            awd) part awd_lstm_wikitext2_budget awd_lstm_wikitext2_budget.yaml awd_lstm_wikitext2_budget \
+                    "${awd_small[@]}" ;;
+            *) echo "unknown part $name (lstm, awd)"; failed=1 ;;
+        esac
+    done
+    rm -rf "$scratch"
+    exit $failed
+} 2>&1 | tee -a "$out/run_lm_gpu.log"
+exit "${PIPESTATUS[0]}"

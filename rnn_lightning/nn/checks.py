@@ -1,0 +1,19 @@
+"""Argument checks shared by the building blocks of ``rnn_lightning.nn`` (no imports of its own modules)."""
+
+from __future__ import annotations
+
+
+def check_dropout(name: str, value: float) -> None:
+    """Raise a ``ValueError`` naming ``name`` unless ``0 <= value < 1``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value < 1.0:
+        raise ValueError(f"`{name}` must be a probability in [0, 1), got {value!r}. Use e.g. 0.0 (off) to 0.5.")
+
+
+def check_token_id(name: str, value: int | None, vocab_size: int) -> None:
+    """Raise a ``ValueError`` naming ``name`` unless ``value`` is ``None`` or a token id in ``[0, vocab_size)``
+    (``nn.Embedding`` would take a negative one as counted from the end)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < vocab_size):
+        raise ValueError(
+            f"`{name}` must be a token id in [0, vocab_size={vocab_size}) or None, got {value!r}. Pass the "
+            f"DataModule's `{name}` (the CLI links it), or None where there is no such token."
+        )
