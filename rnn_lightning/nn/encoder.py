@@ -6,7 +6,7 @@ from torch import Tensor, nn
 
 from rnn_lightning.nn.checks import check_dropout, check_token_id
 from rnn_lightning.nn.packing import run_rnn
-from rnn_lightning.nn.stack import CELLS, CONNECTIONS, Cell, ConnectedStack, Connection, State, make_rnn
+from rnn_lightning.nn.stack import CELLS, CONNECTIONS, Cell, ConnectedStack, Connection, State, make_rnn, map_state
 from rnn_lightning.nn.weight_drop import check_weight_drop
 
 __all__ = [
@@ -114,8 +114,4 @@ class RecurrentEncoder(nn.Module):
 
 def detach_state(state: State | None) -> State | None:
     """Cut the autograd history of a carried state (truncated BPTT)."""
-    if state is None:
-        return None
-    if isinstance(state, tuple):
-        return tuple(s.detach() for s in state)
-    return state.detach()
+    return map_state(state, Tensor.detach)

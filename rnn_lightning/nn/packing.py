@@ -13,14 +13,12 @@ a time instead (:func:`run_by_length`, linear; see ``benchmarks/bench_long_input
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from rnn_lightning.nn.stack import State
+from rnn_lightning.nn.stack import State, map_state
 
 # Longest length above which a batch runs one length at a time off CUDA: below it, one packed call costs less than
 # a call per distinct length.
@@ -94,7 +92,7 @@ def run_by_length(rnn: nn.Module, inputs: Tensor, lengths: Tensor, state: State 
     outputs, finals = [], []
     for group in groups:
         n, rows = int(lengths[group[0]]), to_device(group, inputs.device)
-        out, final = rnn(inputs.index_select(0, rows)[:, :n], _map_state(state, lambda s, i=rows: s.index_select(1, i)))
+        out, final = rnn(inputs.index_select(0, rows)[:, :n], map_state(state, lambda s, i=rows: s.index_select(1, i)))
         outputs.append(F.pad(out, (0, 0, 0, steps - n)))  # (b, T, F): zeros past the length, as unpacking gives
         finals.append(final)
     unsort = torch.empty(len(lengths), dtype=torch.long)
@@ -105,9 +103,3 @@ def run_by_length(rnn: nn.Module, inputs: Tensor, lengths: Tensor, state: State 
     else:
         joined = torch.cat(finals, dim=1).index_select(1, unsort)
     return torch.cat(outputs).index_select(0, unsort), joined
-
-
-def _map_state(state: State | None, fn: Callable[[Tensor], Tensor]) -> State | None:
-    if state is None:
-        return None
-    return tuple(fn(s) for s in state) if isinstance(state, tuple) else fn(state)

@@ -40,6 +40,13 @@ CONNECTIONS = ("none", "residual", "dense", "highway")
 HIGHWAY_GATE_BIAS = -1.0  # gates start mostly closed: each layer first passes its input on (Srivastava et al.)
 
 
+def map_state(state: State | None, fn: Callable[[Tensor], Tensor]) -> State | None:
+    """``fn`` on each tensor of a recurrent state (h, or the LSTM's (h, c) pair); ``None`` stays ``None``."""
+    if state is None:
+        return None
+    return tuple(fn(s) for s in state) if isinstance(state, tuple) else fn(state)
+
+
 def make_rnn(
     cell: Cell, input_size: int, hidden_size: int, *, num_layers: int, bidirectional: bool, dropout: float,
     weight_drop: float = 0.0,

@@ -25,15 +25,14 @@ from rnn_lightning.metrics import Perplexity
 from rnn_lightning.nn import EncoderConfig, RNNLanguageModelNet, detach_state
 from rnn_lightning.nn.encoder import Cell, Connection, State
 from rnn_lightning.nn.sampling import check_sampling, sample_tokens
+from rnn_lightning.nn.stack import map_state
 from rnn_lightning.tasks.common import RecurrentTask
 from rnn_lightning.tasks.optimizers import default_optimizer
 
 
 def _move_state(state: State | None, device: torch.device | str) -> State | None:
     """A recurrent state (a tensor, or the LSTM's (h, c) pair) on ``device``."""
-    if state is None:
-        return None
-    return tuple(s.to(device) for s in state) if isinstance(state, tuple) else state.to(device)
+    return map_state(state, lambda s: s.to(device))
 
 
 def _check_context_and_seed(context: list[int], seed: int | None, vocab_size: int) -> None:
