@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from rnn_lightning.nn.encoder import Cell, Connection, RecurrentEncoder, check_dropout
+from rnn_lightning.nn.checks import check_dropout
+from rnn_lightning.nn.encoder import Cell, Connection, RecurrentEncoder
 from rnn_lightning.nn.weight_drop import check_weight_drop
 
 
