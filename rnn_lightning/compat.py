@@ -69,6 +69,8 @@ def apply_keeping_dtypes(
     for key, value in saved.items():
         setattr(this, key, value.to(this.device))
     return this
+
+
 # ---------------------------------------------------------------- torch
 
 

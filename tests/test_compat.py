@@ -7,7 +7,7 @@ from lightning.pytorch.loggers import Logger
 from torch.utils.data import DataLoader
 from torchmetrics import Metric
 
-from rnn_lightning.compat import apply_keeping_dtypes, dataset_fingerprint, logging_step
+from rnn_lightning.compat import apply_keeping_dtypes, dataset_fingerprint, logging_step, rnn_flat_weights
 
 
 class _Recorder(Logger):
@@ -142,10 +142,6 @@ def test_apply_keeping_dtypes_keeps_values_and_follows_the_device():
 
 
 def test_rnn_forward_reads_the_swapped_flat_weights_and_gets_its_own_back():
-    import torch
-
-    from rnn_lightning.compat import rnn_flat_weights
-
     torch.manual_seed(0)
     lstm = torch.nn.LSTM(3, 4, batch_first=True)
     x = torch.randn(2, 5, 3)
