@@ -382,13 +382,13 @@ class LanguageModel(RecurrentTask):
             self.encode_prompt(prompt), max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
             top_p=top_p, greedy=greedy, seed=seed, stop_at_eos=stop_at_eos,
         )
-        eos = self.tokenizer.token_to_id(EOS)
+        eos, special = self.tokenizer.token_to_id(EOS), self._special_ids()
         lines, line = [], []
         for i in ids:
             if i == eos:
                 lines.append(line)
                 line = []
-            elif i not in self._special_ids():
+            elif i not in special:
                 line.append(i)
         text = "\n".join(self.tokenizer.decode(chunk) for chunk in [*lines, line])
         return text.removesuffix("\n") if stop_at_eos else text
