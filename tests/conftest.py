@@ -47,6 +47,13 @@ def trainer(tmp_path, **kwargs):
     return L.Trainer(**{**defaults, **kwargs})
 
 
+def sgd(lr):
+    """An optimizer factory for a task's ``optimizer``: plain SGD at ``lr``."""
+    import torch
+
+    return lambda params: torch.optim.SGD(params, lr=lr)
+
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = CORPORA  # the corpora, in the folders the README tells a user to make
 

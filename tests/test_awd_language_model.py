@@ -9,16 +9,12 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import trainer
+from conftest import sgd, trainer
 from test_cache_pointer import brute_force
 from test_language_model_task import _brute_force_ppl
 
 from rnn_lightning import MarkovCorpusDataModule
 from rnn_lightning.constants import IGNORE_INDEX
-
-
-def sgd(lr: float):
-    return lambda params: torch.optim.SGD(params, lr=lr)
 
 
 def test_the_loss_adds_ar_and_tar_by_their_formulas_and_logs_each(tmp_path, tiny_markov, tiny_lm):

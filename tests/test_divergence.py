@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import trainer
+from conftest import sgd, trainer
 from corpora import CORPORA
 from datasets import Dataset, DatasetDict
 
@@ -18,10 +18,6 @@ from rnn_lightning.constants import IGNORE_INDEX
 from rnn_lightning.tasks.finite_guard import DIVERGED_CHECKS, DIVERGED_LOSS_FACTOR
 
 SHAKESPEARE = CORPORA / "tinyshakespeare" / "input.txt"
-
-
-def sgd(lr):
-    return lambda params: torch.optim.SGD(params, lr=lr)
 
 
 def test_saturated_divergence_stops_naming_the_step_and_the_fix(tmp_path, tiny_markov, tiny_lm):
