@@ -56,7 +56,7 @@ if __package__ in (None, ""):  # run as `python benchmarks/bench_training.py`
 from benchmarks.common import print_table, write_json  # noqa: E402
 from rnn_lightning import LanguageModel  # noqa: E402
 from rnn_lightning.constants import IGNORE_INDEX  # noqa: E402
-from rnn_lightning.data.streams import StreamWindows, split_streams  # noqa: E402  # noqa: E402
+from rnn_lightning.data.streams import StreamWindows, split_streams  # noqa: E402
 from rnn_lightning.nn import EncoderConfig, RNNLanguageModelNet, detach_state  # noqa: E402
 from rnn_lightning.tasks import common as task_common  # noqa: E402
 
