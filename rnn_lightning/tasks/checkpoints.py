@@ -80,7 +80,10 @@ def check_task(cls: type, path: Any, *, base: type, arg: str = "`checkpoint_path
     foreign = _foreign(cls, hparams)
     if not (other_class or foreign):
         return
-    owners = [saved] if saved is not None else [task for task in _subclasses(base) if not _foreign(task, hparams)]
+    fits = [task for task in _subclasses(base) if not _foreign(task, hparams)]
+    # the most general fitting classes only: a subclass (a user's own task) loads through its parent too
+    general = [task for task in fits if not any(task is not other and issubclass(task, other) for other in fits)]
+    owners = [saved] if saved is not None else general
     what = " or ".join(task.__name__ for task in owners) or "model of another task"
     why = f" (its hyper-parameters {sorted(foreign)} are not arguments of {cls.__name__})" if foreign else ""
     loads = " or ".join(f"{task.__name__}.load_from_checkpoint" for task in owners) or "the task class that wrote it"
