@@ -26,7 +26,7 @@ if [ -z "$data" ]; then
 fi
 data=$(cd "${data:?no wikitext-2 found: set DATA_ROOT}" && pwd)
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/run_lm_gpu.XXXXXX")
-sed "s|\.\./shared/data|$data|" "$repo/recipes/data/wikitext2_local.yaml" > "$scratch/wikitext2_here.yaml"
+sed "s|\([: ]\)data/|\1$data/|" "$repo/recipes/data/wikitext2_local.yaml" > "$scratch/wikitext2_here.yaml"  # data/... -> $data/...
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 failed=0
 

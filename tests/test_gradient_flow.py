@@ -275,6 +275,7 @@ def test_wandb_gets_the_curves_as_images_with_matplotlib_else_as_tables(tmp_path
     logger = WandbLogger(save_dir=tmp_path, offline=True, project="gradflow")
     fit_lm(tmp_path, tiny_markov, tiny_lm, [monitor], max_steps=3, logger=logger)
     wandb.finish()
+    wandb.teardown()  # stop this process's W&B service: later tests start their own
     media = tmp_path / "wandb" / "latest-run" / "files" / "media"
     if importlib.util.find_spec("matplotlib") is not None:
         assert len(list((media / "images" / "gradflow").glob("curve_*.png"))) == 2

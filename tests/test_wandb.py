@@ -54,8 +54,11 @@ def fit(workdir: Path, *overrides: str, devices: int = 1, max_epochs: int = 2) -
     }.items()]
     if devices > 1:
         args.append("--trainer.strategy=ddp")
+    # none of this process's own W&B variables: an in-process run (another test) leaves e.g. the address of its
+    # W&B service in os.environ, and a subprocess that inherits it logs there instead of into ``workdir``
+    inherited = {key: value for key, value in os.environ.items() if not key.startswith("WANDB_")}
     env = dict(
-        os.environ, WANDB_MODE="offline", WANDB_DIR=str(workdir), WANDB_SILENT="true", OMP_NUM_THREADS="1",
+        inherited, WANDB_MODE="offline", WANDB_DIR=str(workdir), WANDB_SILENT="true", OMP_NUM_THREADS="1",
         WANDB_CONFIG_DIR=str(workdir / ".wandb-config"), WANDB_CACHE_DIR=str(workdir / ".wandb-cache"),
         WANDB_DATA_DIR=str(workdir / ".wandb-data"),
     )
