@@ -99,15 +99,17 @@ def test_crf_benchmark_matches_pytorch_crf(tmp_path):
 
 @pytest.mark.slow
 def test_span_f1_benchmark_equals_seqeval(tmp_path):
-    run_benchmark("bench_span_f1", tmp_path, "--quick")  # exits non-zero if any value differs from seqeval's
+    # the script exits non-zero unless P, R, F1 and each type's F1 equal seqeval's (micro ==, macro/weighted 1e-12)
+    run_benchmark("bench_span_f1", tmp_path, "--quick")
     table = {row["method"]: row for row in rows(tmp_path, "span_f1")}
-    assert set(table) == {"seqeval", "ours from strings", "ours tensors"}
-    seqeval = table.pop("seqeval")
-    assert 0 < seqeval["f1"] < 1  # the corrupted predictions leave something to count
-    for row in table.values():
-        assert (row["precision"], row["recall"], row["f1"]) == (seqeval["precision"], seqeval["recall"],
-                                                                 seqeval["f1"]), row
-        assert row["speedup_vs_seqeval"] > 1, row  # vectorised counts against a Python loop over strings
+    assert set(table) == {"seqeval", "ours from strings", "ours tensors",
+                          "seqeval strict", "ours strict from strings", "ours strict tensors"}
+    for mode in ("", " strict"):  # seqeval's default mode, then its strict mode (IOB2)
+        seqeval = table[f"seqeval{mode}"]
+        assert 0 < seqeval["micro_f1"] < 1  # the corrupted predictions leave something to count
+        for row in (table[f"ours{mode} from strings"], table[f"ours{mode} tensors"]):
+            assert row["micro_f1"] == seqeval["micro_f1"] and row["macro_f1"] == seqeval["macro_f1"], row
+            assert row["speedup_vs_seqeval"] > 1, row  # vectorised counts against a Python loop over strings
 
 
 @pytest.mark.slow

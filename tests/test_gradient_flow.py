@@ -267,8 +267,9 @@ def test_wandb_gets_the_curves_as_images_with_matplotlib_else_as_tables(tmp_path
     import importlib.util
     import json
 
-    import wandb
     from lightning.pytorch.loggers import WandbLogger
+
+    import wandb
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monitor = GradientFlowMonitor(every_n_steps=2)
