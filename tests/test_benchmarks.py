@@ -104,11 +104,16 @@ def test_span_f1_benchmark_equals_seqeval(tmp_path):
     table = {row["method"]: row for row in rows(tmp_path, "span_f1")}
     assert set(table) == {"seqeval", "ours from strings", "ours tensors",
                           "seqeval strict", "ours strict from strings", "ours strict tensors"}
-    for mode in ("", " strict"):  # seqeval's default mode, then its strict mode (IOB2)
-        seqeval = table[f"seqeval{mode}"]
-        assert 0 < seqeval["micro_f1"] < 1  # the corrupted predictions leave something to count
-        for row in (table[f"ours{mode} from strings"], table[f"ours{mode} tensors"]):
-            assert row["micro_f1"] == seqeval["micro_f1"] and row["macro_f1"] == seqeval["macro_f1"], row
+    checks = json.loads((tmp_path / "span_f1.json").read_text())["checks"]  # seqeval's values and ours, per mode
+    for mode, name in (("default", ""), ("strict", " strict")):  # seqeval's default mode, then strict (IOB2)
+        theirs = checks[mode]["seqeval"]
+        assert 0 < theirs["micro"]["f1"] < 1  # the corrupted predictions leave something to count
+        assert checks[mode]["ours"]["micro"] == theirs["micro"]
+        for average in ("macro", "weighted"):
+            for key, value in theirs[average].items():
+                assert checks[mode]["ours"][average][key] == pytest.approx(value, abs=1e-12)
+        for row in (table[f"ours{name} from strings"], table[f"ours{name} tensors"]):
+            assert row["micro_f1"] == theirs["micro"]["f1"], row  # the table reports seqeval's number
             assert row["speedup_vs_seqeval"] > 1, row  # vectorised counts against a Python loop over strings
 
 
