@@ -267,9 +267,8 @@ def test_wandb_gets_the_curves_as_images_with_matplotlib_else_as_tables(tmp_path
     import importlib.util
     import json
 
-    from lightning.pytorch.loggers import WandbLogger
-
     import wandb
+    from lightning.pytorch.loggers import WandbLogger
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monitor = GradientFlowMonitor(every_n_steps=2)
