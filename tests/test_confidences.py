@@ -162,18 +162,18 @@ def test_classify_probabilities_are_the_softmax_of_the_logits():
     assert model.classify([], return_probabilities=True) == []
 
 
-def assert_same(written, expected, path="prediction"):
-    """JSON values equal, numbers to 1e-6 (the file's batches are padded otherwise than tag()'s)."""
+def assert_same(written, expected, path="prediction", tol=1e-6):
+    """JSON values equal, numbers to ``tol`` (the file's batches are padded otherwise than tag()'s)."""
     if isinstance(expected, float):
-        assert written == pytest.approx(expected, abs=1e-6), path
+        assert written == pytest.approx(expected, abs=tol), path
     elif isinstance(expected, dict):
         assert list(written) == list(expected), path
         for key in expected:
-            assert_same(written[key], expected[key], f"{path}.{key}")
+            assert_same(written[key], expected[key], f"{path}.{key}", tol)
     elif isinstance(expected, list):
         assert len(written) == len(expected), path
         for i, (w, e) in enumerate(zip(written, expected)):
-            assert_same(w, e, f"{path}[{i}]")
+            assert_same(w, e, f"{path}[{i}]", tol)
     else:
         assert written == expected, path
 
@@ -228,3 +228,44 @@ def test_write_predictions_refuses_options_a_task_cannot_serve(tmp_path, tiny_ma
     with pytest.raises(ValueError, match=r"`top_k=2` asks for the k best tag paths of a SequenceTagger with a CRF"):
         trainer(tmp_path, callbacks=[WritePredictions(str(tmp_path / "c.jsonl"), top_k=2)]).predict(model, data)
     assert model.prediction_options == {}  # given back after the failed run too
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_confidences_on_a_gpu_equal_the_cpu_ones(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # full float32 on the GPU, comparable with CPU
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    for model, run in [(make_tagger(crf=True), lambda m: m.tag(SENTENCES, return_scores=True, top_k=3)),
+                       (make_tagger(crf=False), lambda m: m.tag(SENTENCES, return_scores=True)),
+                       (make_classifier(), lambda m: m.classify(SENTENCES, return_probabilities=True))]:
+        on_cpu = [dataclasses.asdict(r) for r in run(model)]
+        assert_same([dataclasses.asdict(r) for r in run(model.cuda())], on_cpu, tol=1e-5)
+
+
+@pytest.mark.slow
+def test_cli_predict_writes_the_scores_tag_returns(tmp_path, monkeypatch):
+    """`rnn-lightning predict` with `--trainer.callbacks.scores=true --trainer.callbacks.top_k=2` (a CRF tagger)."""
+    from test_distributed_tagging import write_conll
+
+    from rnn_lightning.cli import main
+
+    write_conll(tmp_path / "train.txt", 40, 0)
+    sentences = write_conll(tmp_path / "test.txt", 9, 5)
+    files = json.dumps({"train": str(tmp_path / "train.txt"), "validation": str(tmp_path / "test.txt"),
+                        "test": str(tmp_path / "test.txt")})
+    common = ["--model", "rnn_lightning.SequenceTagger", "--model.init_args.embedding_dim=8",
+              "--model.init_args.hidden_size=8", "--model.init_args.crf=true",
+              "--data", "rnn_lightning.TaggingDataModule",
+              "--data.init_args.path=conll", "--data.init_args.tag_scheme=IOB2", "--data.init_args.eval_batch_size=4",
+              "--data.init_args.data_files", files, "--trainer.accelerator=cpu", "--trainer.logger=false",
+              "--trainer.enable_progress_bar=false"]
+    monkeypatch.chdir(tmp_path)
+    main(["fit", *common, "--trainer.max_steps=3", "--trainer.limit_val_batches=1",
+          "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint", "--trainer.callbacks.dirpath=ckpt",
+          "--trainer.callbacks.save_last=true"])
+    main(["predict", *common, "--ckpt_path", "ckpt/last.ckpt", "--trainer.callbacks+=rnn_lightning.WritePredictions",
+          "--trainer.callbacks.path=out/tags.jsonl", "--trainer.callbacks.scores=true", "--trainer.callbacks.top_k=2"])
+    rows = [json.loads(line)["prediction"] for line in (tmp_path / "out" / "tags.jsonl").read_text().splitlines()]
+    model = SequenceTagger.load_from_checkpoint(tmp_path / "ckpt" / "last.ckpt")
+    assert_same(rows, [dataclasses.asdict(r) for r in model.tag(sentences, return_scores=True, top_k=2)])
+    assert all(len(r["best_paths"]) == 2 for r in rows)

@@ -140,3 +140,19 @@ def test_score_command_names_a_missing_file(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["score", "--ckpt_path", str(tmp_path / "lm.ckpt"), str(tmp_path / "latin1.txt")])
     assert "is not valid UTF-8 (byte offset 3). Re-encode the file as UTF-8" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("carry_state", [False, True])
+def test_scores_on_a_gpu_equal_the_cpu_ones(carry_state, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # full float32 on the GPU, comparable with CPU
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    tok = train_word_tokenizer(TRAIN)
+    model = small_lm(tok.get_vocab_size())
+    model.tokenizer = tok
+    texts = ["the cat sat", "", "a zebra ate the mat on the dog", "cat"]
+    on_cpu = model.score(texts, carry_state=carry_state, batch_size=3)
+    on_gpu = model.cuda().score(texts, carry_state=carry_state, batch_size=3)
+    for cpu, gpu in zip(on_cpu, on_gpu, strict=True):
+        assert gpu.tokens == cpu.tokens and gpu.log_probs == pytest.approx(cpu.log_probs, abs=1e-5)
