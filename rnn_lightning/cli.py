@@ -1,7 +1,8 @@
-"""The ``rnn-lightning`` command: LightningCLI (fit / validate / test / predict) plus ``generate``.
+"""The ``rnn-lightning`` command: LightningCLI (fit / validate / test / predict) plus ``generate`` and ``score``.
 
     rnn-lightning fit -c recipes/quickstart.yaml
     rnn-lightning generate --ckpt_path last.ckpt --prompt "the" --max_new_tokens 40
+    rnn-lightning score --ckpt_path last.ckpt sentences.txt --output scores.jsonl
 
 Bad input (a ``ValueError``/``TypeError`` that rnn_lightning raises itself, such as a malformed CoNLL line) ends
 the command with ``error: <message>`` on stderr and exit status 2, without a traceback; set the environment
@@ -11,6 +12,7 @@ variable ``RNN_LIGHTNING_TRACEBACK=1`` to see the traceback. Any other exception
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -19,10 +21,12 @@ from typing import Protocol, runtime_checkable
 import lightning as L
 from lightning.pytorch.cli import LightningCLI
 
-from rnn_lightning.data.corpus import exception_chain
+from rnn_lightning.callbacks.predictions import json_line
+from rnn_lightning.data.corpus import exception_chain, reencode_hint
 from rnn_lightning.tasks import LanguageModel
 from rnn_lightning.tasks.checkpoints import check_task, imported_class, read_hyperparameters
 from rnn_lightning.tasks.common import RecurrentTask
+from rnn_lightning.tasks.scoring import TextScore
 
 # DataModule attribute -> task argument. A link whose source or target the chosen classes lack is skipped
 # (a LanguageModel has no labels, a classifier no character vocabulary).
@@ -122,6 +126,39 @@ def generate(argv: list[str] | None = None) -> list[str]:
     return samples
 
 
+def score(argv: list[str] | None = None) -> list[TextScore]:
+    """``rnn-lightning score``: each line of a text file scored by a language model checkpoint, one JSON line each
+    (``text``, ``tokens``, ``log_probs``, ``total_log_prob``, ``num_tokens``, ``perplexity``)."""
+    parser = argparse.ArgumentParser(prog="rnn-lightning score", description=score.__doc__)
+    parser.add_argument("file", help="UTF-8 text file, one line to score per line (read as the `text` builder does)")
+    parser.add_argument("--ckpt_path", required=True, help="checkpoint written by `rnn-lightning fit`")
+    parser.add_argument("--carry_state", action="store_true",
+                        help="read the lines in order as one text, as the DataModule's stream (default: each alone)")
+    parser.add_argument("--batch_size", type=int, default=16, help="lines per forward pass")
+    parser.add_argument("--output", default=None, help="JSON lines file to write (default: standard output)")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    path = Path(args.file)
+    if not path.is_file():
+        parser.error(f"FILE {args.file!r} {'is a folder' if path.is_dir() else 'does not exist'}: give a text file "
+                     "with one line to score per line.")
+    try:  # text mode splits lines as the `text` builder of `datasets` does: on \n, \r\n and \r
+        with path.open(encoding="utf-8") as f:
+            lines = [line.removesuffix("\n") for line in f]
+    except UnicodeDecodeError as err:
+        parser.error(f"FILE {args.file!r} is not valid UTF-8 (byte offset {err.start}). {reencode_hint(path)}")
+    check_ckpt_path(args.ckpt_path, LanguageModel)
+    model = LanguageModel.load_from_checkpoint(args.ckpt_path, map_location=args.device)
+    scores = model.score(lines, carry_state=args.carry_state, batch_size=args.batch_size)
+    records = "".join(json_line({"text": text, **dataclasses.asdict(s)}) for text, s in zip(lines, scores))
+    if args.output is None:
+        sys.stdout.write(records)
+    else:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(records, encoding="utf-8")
+    return scores
+
+
 def check_ckpt_path(ckpt_path: str, task: type | None, *, weights_only: bool | None = None) -> None:
     """Refuse a ``--ckpt_path`` that names no checkpoint, or one of another task than ``task`` (the rules and messages
     of :mod:`rnn_lightning.tasks.checkpoints`, naming the command's argument and advice)."""
@@ -150,9 +187,10 @@ def bad_input(err: BaseException) -> BaseException | None:
 def main(args: list[str] | None = None) -> None:
     """Entry point of the ``rnn-lightning`` console script."""
     argv = sys.argv[1:] if args is None else args
+    commands = {"generate": generate, "score": score}  # on a checkpoint alone, beside LightningCLI's subcommands
     try:
-        if argv and argv[0] == "generate":
-            generate(argv[1:])
+        if argv and argv[0] in commands:
+            commands[argv[0]](argv[1:])
             return
         RNNLightningCLI(
             RecurrentTask,  # any rnn_lightning task, or a subclass of one

@@ -17,3 +17,17 @@ def check_token_id(name: str, value: int | None, vocab_size: int) -> None:
             f"`{name}` must be a token id in [0, vocab_size={vocab_size}) or None, got {value!r}. Pass the "
             f"DataModule's `{name}` (the CLI links it), or None where there is no such token."
         )
+
+
+def check_top_k(top_k: int | None) -> None:
+    """Raise a ``ValueError`` unless ``top_k`` (the number of best tag paths asked for) is ``None`` or an int >= 1."""
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"`top_k` must be a positive integer (the number of best tag paths) or None, got {top_k!r}. "
+                         "Pass e.g. top_k=3, or None for the best path alone.")
+
+
+def check_flag(name: str, value: bool) -> bool:
+    """``value``, or a ``TypeError`` naming ``name`` unless it is True or False (``"false"`` would count as True)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"`{name}` must be True or False, got {type(value).__name__} {value!r:.60}.")
+    return value

@@ -9,10 +9,12 @@ from torch import Tensor
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from rnn_lightning.nn.checks import check_flag
 from rnn_lightning.nn.classifier import SequenceClassifierNet
 from rnn_lightning.nn.config import EncoderConfig
 from rnn_lightning.nn.encoder import Cell, Connection
 from rnn_lightning.nn.pooling import Pooling
+from rnn_lightning.tasks.confidences import Classification
 from rnn_lightning.tasks.labeled import LabeledSequenceTask
 from rnn_lightning.tasks.optimizers import default_optimizer
 from rnn_lightning.tasks.words import split_texts
@@ -118,11 +120,26 @@ class SequenceClassifier(LabeledSequenceTask):
         for metric in metrics.values():
             metric.reset()
 
-    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> list[str]:
-        """The predicted class name of each text of the batch."""
-        ids = self(batch["tokens"], batch["lengths"]).argmax(-1).tolist()
-        return [self.labels[i] if self.labels is not None else str(i) for i in ids]
+    def predict_batch(
+        self, batch: dict[str, Tensor], *, scores: bool = False, top_k: int | None = None
+    ) -> list[str] | list[Classification]:
+        """The predicted class name of each text of the batch; with ``scores`` each text's
+        :class:`~rnn_lightning.tasks.confidences.Classification`: its class and every class's softmax probability."""
+        if top_k is not None:
+            raise ValueError(
+                f"`top_k={top_k}` asks for the k best tag paths of a SequenceTagger with a CRF; a SequenceClassifier "
+                "gives every class's probability instead: drop `top_k` and pass `scores=True`."
+            )
+        logits = self(batch["tokens"], batch["lengths"])  # (B, C)
+        names = [self.labels[i] if self.labels is not None else str(i) for i in range(logits.shape[-1])]
+        predicted = [names[i] for i in logits.argmax(-1).tolist()]
+        if not scores:
+            return predicted
+        probs = torch.softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1).tolist()  # (B, C)
+        return [Classification(label, dict(zip(names, row))) for label, row in zip(predicted, probs)]
 
-    def classify(self, texts: list[str]) -> list[str]:
-        """Classify whitespace-tokenized texts; returns one class name per text."""
-        return self.predict_words(split_texts(texts, "texts"), "texts")
+    def classify(self, texts: list[str], *, return_probabilities: bool = False) -> list[str] | list[Classification]:
+        """Classify whitespace-tokenized texts; returns one class name per text, or with ``return_probabilities`` a
+        :class:`~rnn_lightning.tasks.confidences.Classification` (class and ``{label: probability}``) per text."""
+        scores = check_flag("return_probabilities", return_probabilities)
+        return self.predict_words(split_texts(texts, "texts"), "texts", scores=scores)

@@ -23,11 +23,14 @@ from rnn_lightning.functional.activation_regularization import (
 from rnn_lightning.functional.cache_pointer import PointerCache, cache_pointer_log_probs
 from rnn_lightning.metrics import Perplexity
 from rnn_lightning.nn import EncoderConfig, RNNLanguageModelNet, detach_state
+from rnn_lightning.nn.checks import check_flag
 from rnn_lightning.nn.encoder import Cell, Connection, State
 from rnn_lightning.nn.sampling import check_sampling, sample_tokens
 from rnn_lightning.nn.stack import map_state
 from rnn_lightning.tasks.common import RecurrentTask
 from rnn_lightning.tasks.optimizers import default_optimizer
+from rnn_lightning.tasks.scoring import TextScore, score_lines
+from rnn_lightning.tasks.words import check_texts
 
 
 def _move_state(state: State | None, device: torch.device | str) -> State | None:
@@ -345,6 +348,47 @@ class LanguageModel(RecurrentTask):
             "checkpoint), or start a fresh fit from its weights."
         )
 
+    # -- scoring given text --
+    def score(self, texts: list[str], *, carry_state: bool = False, batch_size: int = 16) -> list[TextScore]:
+        """How likely each line of ``texts`` is: per-token and total log-probability, perplexity (n-best reranking,
+        spotting odd sentences).
+
+        Lines are tokenized as :class:`~rnn_lightning.LanguageModelingDataModule` tokenizes a corpus's lines
+        (``<bos> tokens <eos>``; ``<eos>`` is predicted and counted, ``<bos>`` only read); an empty line scores its
+        ``<eos>``. The network alone scores (no cache pointer), in eval mode.
+
+        Args:
+            texts: the lines (a list, even of one).
+            carry_state: read the lines as one text in order, each from the state the previous one left, as the
+                DataModule's stream does: then the lines of a split with ``eval_batch_size=1`` give, over all their
+                tokens, the perplexity ``trainer.test`` reports. ``False``: every line from a zero state.
+            batch_size: lines per forward pass (padded together, or run as one sequence with ``carry_state``).
+
+        Returns:
+            A :class:`~rnn_lightning.tasks.scoring.TextScore` per line.
+
+        Example:
+            >>> from rnn_lightning.data.tokenization import train_word_tokenizer
+            >>> lm = LanguageModel(vocab_size=7, embedding_dim=4, hidden_size=4, num_layers=1)
+            >>> lm.tokenizer = train_word_tokenizer(["the cat sat"])
+            >>> (line,) = lm.score(["the dog sat"])
+            >>> line.tokens, line.num_tokens, len(line.log_probs)
+            (['the', '<unk>', 'sat', '<eos>'], 4, 4)
+        """
+        self._require_tokenizer()
+        texts = check_texts(texts, "texts")
+        check_flag("carry_state", carry_state)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"`batch_size` must be a positive integer (lines per forward pass), got {batch_size!r}. "
+                             "Pass e.g. 16.")
+        was_training = self.training
+        self.eval()
+        try:
+            return score_lines(self.net, self.tokenizer, texts, carry_state=carry_state, batch_size=batch_size,
+                               device=self.device)
+        finally:
+            self.train(was_training)
+
     # -- generation --
     def generate(
         self,
@@ -373,11 +417,7 @@ class LanguageModel(RecurrentTask):
         Returns:
             The generated text (the prompt excluded, special tokens removed, lines joined by newlines).
         """
-        if self.tokenizer is None:
-            raise RuntimeError(
-                "this LanguageModel has no tokenizer: train it with a LanguageModelingDataModule or load it from "
-                "a checkpoint saved by one, or set `model.tokenizer` to a tokenizers.Tokenizer."
-            )
+        self._require_tokenizer()
         ids = self.generate_ids(
             self.encode_prompt(prompt), max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
             top_p=top_p, greedy=greedy, seed=seed, stop_at_eos=stop_at_eos,
@@ -392,6 +432,13 @@ class LanguageModel(RecurrentTask):
                 line.append(i)
         text = "\n".join(self.tokenizer.decode(chunk) for chunk in [*lines, line])
         return text.removesuffix("\n") if stop_at_eos else text
+
+    def _require_tokenizer(self) -> None:
+        if self.tokenizer is None:
+            raise RuntimeError(
+                "this LanguageModel has no tokenizer: train it with a LanguageModelingDataModule or load it from "
+                "a checkpoint saved by one, or set `model.tokenizer` to a tokenizers.Tokenizer."
+            )
 
     def _special_ids(self) -> set[int]:
         return {self.tokenizer.token_to_id(t) for t in (PAD, BOS, EOS)}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
@@ -11,14 +13,16 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from rnn_lightning.constants import IGNORE_INDEX
 from rnn_lightning.data.batching import RIGHT_PADDED
-from rnn_lightning.functional import allowed_transitions
+from rnn_lightning.functional import allowed_transitions, extract_spans, label_table
 from rnn_lightning.functional.tag_schemes import SCHEMES
 from rnn_lightning.metrics import SpanF1
+from rnn_lightning.nn.checks import check_flag, check_top_k
 from rnn_lightning.nn.config import EncoderConfig
 from rnn_lightning.nn.crf import CRF
 from rnn_lightning.nn.encoder import Cell, Connection
 from rnn_lightning.nn.packing import to_device
 from rnn_lightning.nn.tagger import SequenceTaggerNet
+from rnn_lightning.tasks.confidences import ScoredPath, ScoredSpan, TaggedSentence
 from rnn_lightning.tasks.labeled import LabeledSequenceTask
 from rnn_lightning.tasks.optimizers import default_optimizer
 from rnn_lightning.tasks.words import split_texts
@@ -180,16 +184,85 @@ class SequenceTagger(LabeledSequenceTask):
         for metric in metrics.values():
             metric.reset()
 
-    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> list[list[str]]:
-        """The predicted tag names of each sentence of the batch."""
+    def tag_probabilities(self, scores: Tensor, mask: Tensor) -> Tensor:
+        """(B, T, C) each token's tag probabilities: the CRF's marginals (forward-backward over all allowed paths),
+        else the softmax of the label scores (B, T, C); float32 (float64 for a double model)."""
+        if self.crf is not None:
+            return self.crf.marginals(scores, mask)
+        return torch.softmax(scores.to(torch.promote_types(scores.dtype, torch.float32)), dim=-1)
+
+    def predict_batch(
+        self, batch: dict[str, Tensor], *, scores: bool = False, top_k: int | None = None
+    ) -> list[list[str]] | list[TaggedSentence]:
+        """The predicted tag names of each sentence of the batch; with ``scores`` (or ``top_k``) each sentence's
+        :class:`~rnn_lightning.tasks.confidences.TaggedSentence`: tags, token and span probabilities, k best paths."""
+        check_top_k(top_k)
+        if top_k is not None and self.crf is None:
+            raise ValueError(
+                f"`top_k={top_k}` asks for the k best tag paths, which a tagger without a CRF does not rank: its "
+                "tokens' tags are independent. Train the tagger with `crf=True`, or drop `top_k` and pass "
+                "`return_scores=True` (WritePredictions: `scores=True`) for each token's probabilities."
+            )
         lengths, tokens = batch["lengths"], batch["tokens"]
         mask = torch.arange(tokens.shape[1], device=tokens.device) < to_device(lengths, tokens.device)[:, None]
-        preds = self.decode(self._scores(batch), mask)
-        return [[self._label(i) for i in row[:n]] for row, n in zip(preds.tolist(), lengths.tolist())]
+        emissions = self._scores(batch)  # (B, T, C)
+        preds = self.decode(emissions, mask)  # (B, T)
+        sizes = lengths.tolist()
+        tags = [[self._label(i) for i in row[:n]] for row, n in zip(preds.tolist(), sizes)]
+        if not scores and top_k is None:
+            return tags
+        chosen = self.tag_probabilities(emissions, mask).gather(2, preds.unsqueeze(2)).squeeze(2)  # (B, T)
+        probabilities = [row[:n] for row, n in zip(chosen.tolist(), sizes)]
+        spans = self._scored_spans(emissions, preds, mask, probabilities) if self.span_scheme else None
+        paths = self._best_paths(emissions, mask, top_k, sizes) if top_k is not None else None
+        return [
+            TaggedSentence(tags[b], probabilities[b], None if spans is None else spans[b],
+                           None if paths is None else paths[b])
+            for b in range(len(tags))
+        ]
+
+    def _scored_spans(
+        self, emissions: Tensor, preds: Tensor, mask: Tensor, probabilities: list[list[float]]
+    ) -> list[list[ScoredSpan]]:
+        """Each sentence's predicted spans (conlleval's rules, as span F1 reads them) with their probabilities."""
+        prefixes, types, type_names = label_table(self.labels)
+        found = extract_spans(preds, mask, prefixes.to(preds.device), types.to(preds.device))  # (N, 4)
+        if self.crf is not None:
+            span_probs = self.crf.span_probabilities(emissions, preds, found, mask).tolist()  # (N,)
+        else:  # independent tokens: the probability of the span's tags is the product of its tokens'
+            span_probs = [math.prod(probabilities[b][s : e + 1]) for b, s, e, _ in found.tolist()]
+        spans: list[list[ScoredSpan]] = [[] for _ in probabilities]
+        for (b, s, e, t), p in zip(found.tolist(), span_probs):
+            spans[b].append(ScoredSpan(s, e, type_names[t], p))
+        return spans
+
+    def _best_paths(self, emissions: Tensor, mask: Tensor, k: int, sizes: list[int]) -> list[list[ScoredPath]]:
+        """Each sentence's ``k`` best allowed tag paths (fewer if it has fewer), best first, with probabilities."""
+        paths, log_probs = self.crf.decode_top_k(emissions, mask, k=k)  # (B, k, T), (B, k)
+        return [
+            [ScoredPath([self._label(i) for i in path[:n]], math.exp(lp)) for path, lp in zip(rows, lps)
+             if lp != -math.inf]
+            for rows, lps, n in zip(paths.tolist(), log_probs.tolist(), sizes)
+        ]
 
     def _label(self, i: int) -> str:
         return self.labels[i] if self.labels is not None else str(i)
 
-    def tag(self, sentences: list[str] | list[list[str]]) -> list[list[str]]:
-        """Tag sentences given as whitespace-separated strings or token lists; returns tag names per token."""
-        return self.predict_words(split_texts(sentences, "sentences", token_lists=True), "sentences")
+    def tag(
+        self, sentences: list[str] | list[list[str]], *, return_scores: bool = False, top_k: int | None = None
+    ) -> list[list[str]] | list[TaggedSentence]:
+        """Tag sentences given as whitespace-separated strings or token lists.
+
+        Args:
+            sentences: the sentences (a list, even of one).
+            return_scores: return a :class:`~rnn_lightning.tasks.confidences.TaggedSentence` per sentence: the
+                tags, each token's probability of its tag and, with a span scheme, each span's probability.
+            top_k: also the ``top_k`` best tag paths with their probabilities (a CRF tagger only; implies
+                ``return_scores``).
+
+        Returns:
+            The tag names of each sentence, or with ``return_scores`` / ``top_k`` a ``TaggedSentence`` each.
+        """
+        options = {"scores": check_flag("return_scores", return_scores), "top_k": top_k}
+        return self.predict_words(split_texts(sentences, "sentences", token_lists=True), "sentences", **options)
+

@@ -15,12 +15,7 @@ def split_texts(texts: Any, arg: str, token_lists: bool = False) -> list[list[st
     """Each text of the list ``texts`` split on whitespace (taken as is if already a token list, where
     ``token_lists``); a TypeError naming ``arg`` for a bare string (which would be read one character per text) or
     for items of another type."""
-    kinds = "strings (or lists of string tokens)" if token_lists else "strings"
-    if isinstance(texts, (str, bytes, dict)) or not isinstance(texts, Iterable):  # a list, a datasets Column...
-        raise TypeError(
-            f"`{arg}` must be a list of {kinds}, got {type(texts).__name__} {texts!r:.60}. Wrap a single text in a "
-            f"list: [text]."
-        )
+    _check_list(texts, arg, "strings (or lists of string tokens)" if token_lists else "strings")
     words = []
     for i, text in enumerate(texts):
         if isinstance(text, str):
@@ -33,9 +28,44 @@ def split_texts(texts: Any, arg: str, token_lists: bool = False) -> list[list[st
     return words
 
 
+def check_texts(texts: Any, arg: str) -> list[str]:
+    """The list ``texts`` of strings, taken as they are (a language model scores whole lines); a TypeError naming
+    ``arg`` as :func:`split_texts` raises."""
+    _check_list(texts, arg, "strings")
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"`{arg}[{i}]` must be a string, got {type(text).__name__} {text!r:.60}.")
+    return texts
+
+
+def _check_list(texts: Any, arg: str, kinds: str) -> None:
+    if isinstance(texts, (str, bytes, dict)) or not isinstance(texts, Iterable):  # a list, a datasets Column...
+        raise TypeError(
+            f"`{arg}` must be a list of {kinds}, got {type(texts).__name__} {texts!r:.60}. Wrap a single text in a "
+            f"list: [text]."
+        )
+
+
 class PredictsFromWords:
     """Mixin for a task with a ``tokenizer`` (:class:`~rnn_lightning.tasks.tokenizer.TokenizerInCheckpoint`) and a
-    ``predict_step``: runs the step on word lists, with the vocabularies the model was trained with."""
+    ``predict_batch``: runs it on word lists, with the vocabularies the model was trained with, and as the
+    ``predict_step`` of ``Trainer.predict``.
+
+    ``prediction_options`` holds the keyword arguments ``predict_step`` passes to ``predict_batch`` (``scores``,
+    ``top_k``); :class:`~rnn_lightning.callbacks.WritePredictions` sets them for a predict run, so the file holds
+    what ``tag()`` / ``classify()`` return with the same options.
+    """
+
+    prediction_options: dict[str, Any] = {}  # never mutated: replaced as a whole
+
+    def predict_batch(self, batch: dict[str, torch.Tensor], *, scores: bool = False, top_k: int | None = None) -> list:
+        """Hook: one prediction per sequence of ``batch``; with ``scores`` (or ``top_k``) a record with confidences."""
+        raise NotImplementedError
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> list:
+        """:meth:`predict_batch` with ``prediction_options``."""
+        return self.predict_batch(batch, **self.prediction_options)
 
     def char_vocabulary(self) -> list[str] | None:
         """Hook: the character vocabulary when the model reads each word's characters (``None``: words only)."""
@@ -64,14 +94,15 @@ class PredictsFromWords:
         return {key: value if key in HOST_KEYS else value.to(self.device) for key, value in batch.items()}
 
     @torch.no_grad()
-    def predict_words(self, token_lists: list[list[str]], arg: str) -> Any:
-        """``predict_step`` on word lists, in eval mode (restored afterwards): what ``tag``/``classify`` return."""
+    def predict_words(self, token_lists: list[list[str]], arg: str, **options: Any) -> list:
+        """:meth:`predict_batch` on word lists with ``options``, in eval mode (restored afterwards): what
+        ``tag``/``classify`` return."""
         if not token_lists:
             return []  # no text, no prediction
         batch = self.encode_words(token_lists, arg)
         was_training = self.training
         self.eval()
         try:
-            return self.predict_step(batch, 0)
+            return self.predict_batch(batch, **options)
         finally:
             self.train(was_training)
