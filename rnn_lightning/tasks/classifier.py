@@ -53,6 +53,8 @@ class SequenceClassifier(LabeledSequenceTask):
         (3, 2)
     """
 
+    pipeline_tag = "text-classification"
+
     def __init__(
         self,
         vocab_size: int,
