@@ -117,6 +117,17 @@ def test_from_pretrained_gives_the_saved_model_bit_for_bit(tmp_path, name):
         assert loaded.net.decoder.weight is loaded.net.embedding.weight
 
 
+@pytest.mark.parametrize("name", ["lm_tied", "tagger_char_crf", "classifier_mean"])
+def test_a_double_precision_model_comes_back_in_double_precision(tmp_path, name):
+    model = MODELS[name]().double()
+    with torch.no_grad():
+        next(model.parameters()).add_(1e-12)  # a change float32 cannot hold
+    model.save_pretrained(tmp_path)
+    loaded = type(model).from_pretrained(tmp_path)
+    assert {p.dtype for p in loaded.parameters()} == {torch.float64}
+    assert_same_model(loaded, model)
+
+
 @pytest.mark.parametrize("name", ["lm_awd", "tagger_char_crf"])
 def test_the_weights_file_holds_exactly_the_state_dict(tmp_path, name):
     model = MODELS[name]()

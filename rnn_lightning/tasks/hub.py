@@ -157,6 +157,9 @@ class HubMixin:
         except SafetensorError as error:
             raise ValueError(f"{where}: {WEIGHTS} is not a readable safetensors file ({error}): it is damaged or "
                              "cut short. Download or copy it again, or save the model again.") from error
+        floats = {tensor.dtype for tensor in state.values() if tensor.is_floating_point()}
+        if len(floats) == 1:
+            model.to(floats.pop())  # a model saved in double or half precision comes back in it
         try:
             model.load_state_dict(state)  # strict: every tensor of the network, nothing else
         except RuntimeError as error:
