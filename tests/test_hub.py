@@ -276,6 +276,8 @@ def test_a_path_that_is_no_folder_is_tried_as_a_hub_repo_and_the_error_says_both
         load_pretrained("nobody/no-such-model", local_files_only=True, cache_dir=tmp_path)  # the cache only
     with pytest.raises(ValueError, match=r"is no local folder.*HFValidationError"):
         load_pretrained(str(tmp_path / "missing" / "model"))  # no valid repo id either: no request is made
+    with pytest.raises(ValueError, match=r"'.*missing' does not exist: expected a folder written by `save_pretrained`"):
+        load_pretrained(tmp_path / "missing")  # a Path is never a repo id
     with pytest.raises(ValueError, match=r"is a file; expected a folder written by `save_pretrained`.*"
                                          r"load_from_checkpoint"):
         load_pretrained(FIXTURES / "tagger.ckpt")
@@ -311,6 +313,7 @@ def test_the_model_card_describes_task_architecture_data_recipe_and_metrics(tmp_
         model.save_pretrained(tmp_path / "again", metrics={"f1": "high"})
     with pytest.raises(ValueError, match="`recipe` must be the config file"):
         model.save_pretrained(tmp_path / "again", recipe=tmp_path / "missing.yaml")
+    assert not (tmp_path / "again").exists()  # nothing half-written
 
 
 def test_the_card_takes_the_metrics_the_trainer_logged(tmp_path, tiny_markov, tiny_lm):

@@ -11,6 +11,7 @@ functions underneath (``snapshot_download``, ``HfApi.create_repo`` / ``upload_fo
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -81,9 +82,11 @@ class HubMixin:
             license: the card's license (e.g. ``"apache-2.0"``).
             repo_id: the name the card's usage example loads it by (default: ``save_directory``).
         """
+        hparams = self._config_hparams()
+        card = model_card(self, hparams, where=repo_id or str(save_directory), metrics=metrics, dataset=dataset,
+                          recipe=recipe, license=license)  # first: bad card arguments leave the folder as it was
         folder = Path(save_directory)
         folder.mkdir(parents=True, exist_ok=True)
-        hparams = self._config_hparams()
         config = {"format": FORMAT, "format_version": FORMAT_VERSION, "library_version": _version(),
                   "task": f"{type(self).__module__}.{type(self).__qualname__}", "hparams": hparams,
                   "tokenizer": TOKENIZER if self.tokenizer is not None else None}
@@ -92,8 +95,6 @@ class HubMixin:
         (folder / TOKENIZER).unlink(missing_ok=True)  # never leave another model's tokenizer beside these weights
         if self.tokenizer is not None:
             self.tokenizer.save(str(folder / TOKENIZER))
-        card = model_card(self, hparams, where=repo_id or str(save_directory), metrics=metrics, dataset=dataset,
-                          recipe=recipe, license=license)
         card.save(folder / CARD)
         return folder
 
@@ -150,7 +151,7 @@ class HubMixin:
             )
         model = task(**{**saved, **hparams})
         if config.get("tokenizer"):
-            model.tokenizer = Tokenizer.from_file(str(_need(folder, config["tokenizer"], where, "the tokenizer")))
+            model.tokenizer = Tokenizer.from_file(str(_need(folder, TOKENIZER, where, "the tokenizer")))
         weights = _need(folder, WEIGHTS, where, "the weights")
         try:
             state = load_file(weights, device="cpu")
@@ -224,10 +225,14 @@ def _separate_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
 
 
 def _resolve(name: str | Path, **download: Any) -> Path:
-    """The local folder ``name``, or the snapshot of the Hub repository ``name`` (its four files only)."""
+    """The local folder ``name``, or the snapshot of the Hub repository ``name`` (its four files only; a ``Path``
+    is always local)."""
     path = Path(name).expanduser()
     if path.is_dir():
         return path
+    if isinstance(name, os.PathLike) and not path.exists():
+        raise ValueError(f"{_ARG} {str(name)!r} does not exist: expected a folder written by `save_pretrained`. "
+                         "Check the path (a Hub repo id is given as a string, 'user/name').")
     if path.is_file():
         raise ValueError(f"{_ARG} {str(name)!r} is a file; expected a folder written by `save_pretrained` (or a Hub "
                          "repo id). A Lightning checkpoint (.ckpt) loads with `Task.load_from_checkpoint(path)`, and "
