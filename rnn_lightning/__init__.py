@@ -11,7 +11,7 @@ from rnn_lightning.data import (
     TextClassificationDataModule,
 )
 from rnn_lightning.metrics import Perplexity, SpanF1
-from rnn_lightning.tasks import LanguageModel, SequenceClassifier, SequenceTagger
+from rnn_lightning.tasks import LanguageModel, SequenceClassifier, SequenceTagger, load_pretrained
 
 __version__ = "0.1.0"
 __all__ = [
@@ -30,4 +30,5 @@ __all__ = [
     "TextClassificationDataModule",
     "TokensPerSecond",
     "WritePredictions",
+    "load_pretrained",  # the model hub (issue 16)
 ]

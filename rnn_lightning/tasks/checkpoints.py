@@ -77,10 +77,10 @@ def check_task(cls: type, path: Any, *, base: type, arg: str = "`checkpoint_path
         return
     saved = imported_class(hparams.get("_class_path", ""))
     other_class = saved is not None and not (issubclass(saved, cls) or issubclass(cls, saved))
-    foreign = _foreign(cls, hparams)
+    foreign = foreign_hyperparameters(cls, hparams)
     if not (other_class or foreign):
         return
-    fits = [task for task in _subclasses(base) if not _foreign(task, hparams)]
+    fits = [task for task in _subclasses(base) if not foreign_hyperparameters(task, hparams)]
     # the most general fitting classes only: a subclass (a user's own task) loads through its parent too
     general = [task for task in fits if not any(task is not other and issubclass(task, other) for other in fits)]
     owners = [saved] if saved is not None else general
@@ -128,7 +128,7 @@ def _reason(error: BaseException) -> str:
     return first.split(". ")[0] or type(error).__name__
 
 
-def _foreign(cls: type, hparams: dict[str, Any]) -> set[str]:
+def foreign_hyperparameters(cls: type, hparams: dict[str, Any]) -> set[str]:
     """The hyper-parameters ``cls`` does not take. One whose value is ``None`` says nothing of the task: the CLI's
     links record ``None`` for a DataModule attribute the model has no use for (a classifier's ``char_vocab``)."""
     params = inspect.signature(cls.__init__).parameters

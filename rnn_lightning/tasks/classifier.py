@@ -55,6 +55,8 @@ class SequenceClassifier(LabeledSequenceTask):
         (3, 2)
     """
 
+    pipeline_tag = "text-classification"
+
     def __init__(
         self,
         vocab_size: int,

@@ -1,5 +1,5 @@
 """RecurrentTask: the base of the tasks (training-loss and gradient-norm logs, the NaN stop, evaluation hooks,
-optimizer wiring, the tokenizer and exact resume in checkpoints)."""
+optimizer wiring, the tokenizer and exact resume in checkpoints, the model hub)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 from rnn_lightning.compat import logging_step
 from rnn_lightning.tasks.checkpoints import check_task, unreadable
 from rnn_lightning.tasks.finite_guard import FiniteGradientGuard
+from rnn_lightning.tasks.hub import HubMixin
 from rnn_lightning.tasks.optimizers import configure
 from rnn_lightning.tasks.resume import ExactResume
 from rnn_lightning.tasks.tokenizer import TokenizerInCheckpoint
@@ -25,9 +26,9 @@ def host_reads_are_free(tensor: torch.Tensor) -> bool:
     return tensor.device.type == "cpu"
 
 
-class RecurrentTask(ExactResume, TokenizerInCheckpoint, L.LightningModule):
+class RecurrentTask(HubMixin, ExactResume, TokenizerInCheckpoint, L.LightningModule):
     """Base of the tasks: optimizer factories, gradient-norm log and divergence stop, tokenizer in the checkpoint, exact
-    resume.
+    resume, ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` (see :mod:`rnn_lightning.tasks.hub`).
 
     Args:
         optimizer: the task's optimizer factory (``configure_optimizers`` calls it on the parameters).

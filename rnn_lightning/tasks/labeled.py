@@ -56,6 +56,9 @@ class LabeledSequenceTask(PredictsFromWords, RecurrentTask):
         """The words of the batch's sequences."""
         return batch["lengths"].sum()
 
+    def _weights_loaded(self) -> None:
+        self.pretrained.loaded = True  # the saved embeddings are trained: a fit must not overwrite them with vectors
+
     def on_fit_start(self) -> None:
         resumed = self.trainer.ckpt_path is not None  # the checkpoint holds the trained embeddings
         self.pretrained.fill(self.word_embedding(), tokenizer=self.tokenizer, resumed=resumed)

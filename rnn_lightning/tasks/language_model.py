@@ -117,6 +117,8 @@ class LanguageModel(RecurrentTask):
         (2, 5, 12)
     """
 
+    pipeline_tag = "text-generation"
+
     def __init__(
         self,
         vocab_size: int,

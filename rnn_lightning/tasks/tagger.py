@@ -71,6 +71,8 @@ class SequenceTagger(LabeledSequenceTask):
         (2, 5, 3)
     """
 
+    pipeline_tag = "token-classification"
+
     def __init__(
         self,
         vocab_size: int,
