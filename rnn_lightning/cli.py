@@ -134,6 +134,9 @@ def export_checkpoint(argv: list[str] | None = None) -> dict:
     parser.add_argument("--format", choices=FORMATS, default=None, help="one format only (default: both)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset")
     args = parser.parse_args(argv)
+    if Path(args.output).is_file():
+        raise ValueError(f"`--output` {args.output!r} is a file: expected a folder to write the exported model into. "
+                         "Pass a new or existing folder.")
     model = checkpoint_task(args.ckpt_path).load_from_checkpoint(args.ckpt_path, map_location="cpu")
     manifest = export(model, args.output, formats=args.format or FORMATS, opset=args.opset)
     print(f"wrote {', '.join(sorted(manifest['files'].values()))} and export.json to {args.output}")

@@ -5,6 +5,7 @@ the recipes' shapes, run on batches of other sizes and lengths than the traced e
 """
 
 import json
+import re
 from importlib import metadata
 
 import pytest
@@ -241,3 +242,72 @@ def test_an_output_that_is_a_file_or_a_model_that_is_no_task(tmp_path):
     connected = SequenceTagger(vocab_size=V, num_labels=5, num_layers=2, connection="residual", **SMALL)
     with pytest.raises(ValueError, match=r"export runs fused recurrent stacks only .* got ConnectedStack"):
         export(connected, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def tagger_checkpoint(tmp_path_factory):
+    """A char BiLSTM-CRF tagger fitted for two steps by the real Trainer on a TaggingDataModule, and its checkpoint."""
+    from conftest import trainer
+    from datasets import Dataset, DatasetDict
+
+    from rnn_lightning import TaggingDataModule
+
+    rows = Dataset.from_dict({"tokens": [["John", "lives", "in", "Paris"], ["Mary", "ran"]] * 4,
+                              "tags": [["B-PER", "O", "O", "B-LOC"], ["B-PER", "O"]] * 4})
+    dm = TaggingDataModule(dataset=DatasetDict(train=rows, validation=rows), batch_size=4, tag_scheme="IOB2",
+                           char_features=True)
+    dm.setup("fit")
+    model = SequenceTagger(vocab_size=dm.vocab_size, num_labels=dm.num_labels, pad_id=dm.pad_id, labels=dm.labels,
+                           span_scheme=dm.scheme, char_vocab=dm.char_vocab, crf=True, **SMALL)
+    tmp_path = tmp_path_factory.mktemp("ckpt")
+    fit = trainer(tmp_path, max_steps=2, limit_val_batches=0)
+    fit.fit(model, dm)
+    fit.save_checkpoint(tmp_path / "tagger.ckpt")
+    return tmp_path / "tagger.ckpt"
+
+
+@pytest.mark.slow
+def test_export_command_writes_what_the_checkpoint_computes(tagger_checkpoint, tmp_path, capsys):
+    from rnn_lightning.cli import main
+
+    main(["export", "--ckpt_path", str(tagger_checkpoint), "--output", str(tmp_path / "out"), "--format", "onnx"])
+    assert "model.onnx" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "char_vocab.json", "export.json", "labels.json", "model.onnx", "tokenizer.json"]
+    model = SequenceTagger.load_from_checkpoint(tagger_checkpoint).eval()
+    sentences = [["John", "lives", "in", "Paris"], ["Mary"], ["unseen", "words", "ran"]]
+    batch = model.encode_words(sentences, "sentences")  # encoded as a user of the files would encode them
+    inputs = {"tokens": batch["tokens"], "lengths": batch["lengths"], "chars": batch["chars"].long()}
+    session = ort.InferenceSession(str(tmp_path / "out" / "model.onnx"))
+    tags = session.run(["tags"], {k: v.numpy() for k, v in inputs.items()})[0]
+    labels = json.loads((tmp_path / "out" / "labels.json").read_text())
+    assert [[labels[i] for i in row[:n]] for row, n in zip(tags.tolist(), [4, 1, 3])] == model.tag(sentences)
+
+
+@pytest.mark.parametrize("case, match", [
+    ("format", r"argument --format: invalid choice: 'tflite'"),
+    ("output is a file", r"^error: `--output` '.*file' is a file: expected a folder"),
+    ("not a task", r"^error: `--ckpt_path` '.*other\.ckpt' is a Lightning checkpoint of no rnn_lightning task .*"
+                   r"its class: my\.Module"),
+    ("missing", r"^error: `--ckpt_path` '.*nope\.ckpt' does not exist"),
+])
+def test_export_command_refuses_bad_input_with_status_2(tagger_checkpoint, tmp_path, capsys, case, match):
+    from rnn_lightning.cli import main
+
+    args = ["--ckpt_path", str(tagger_checkpoint), "--output", str(tmp_path / "out")]
+    if case == "format":
+        args += ["--format", "tflite"]
+    elif case == "output is a file":
+        (tmp_path / "file").write_text("x")
+        args[3] = str(tmp_path / "file")
+    elif case == "not a task":
+        torch.save({"state_dict": {}, "hyper_parameters": {"lr": 0.1, "_class_path": "my.Module"}},
+                   tmp_path / "other.ckpt")
+        args[1] = str(tmp_path / "other.ckpt")
+    else:
+        args[1] = str(tmp_path / "nope.ckpt")
+    with pytest.raises(SystemExit) as info:
+        main(["export", *args])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert re.search(match, err.strip().splitlines()[-1]) and "Traceback" not in err
