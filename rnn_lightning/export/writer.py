@@ -11,6 +11,7 @@ so in a warning at each export.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import warnings
 from importlib import metadata
@@ -59,10 +60,20 @@ def export(
 
     Returns:
         The manifest written to ``export.json``.
+
+    Example:
+        >>> import tempfile
+        >>> model = SequenceClassifier(vocab_size=20, num_labels=2, embedding_dim=4, hidden_size=3)
+        >>> manifest = export(model, tempfile.mkdtemp(), formats="torchscript")
+        >>> [(spec["name"], spec["shape"]) for spec in manifest["outputs"]]
+        [('logits', ['batch', 'labels']), ('probabilities', ['batch', 'labels'])]
     """
     formats = _check_formats(formats)
     if isinstance(opset, bool) or not isinstance(opset, int) or opset < MIN_OPSET:
         raise ValueError(f"`opset` must be an integer >= {MIN_OPSET}, got {opset!r}. Pass e.g. {DEFAULT_OPSET}.")
+    if "onnx" in formats and importlib.util.find_spec("onnx") is None:
+        raise ModuleNotFoundError("ONNX export needs the `onnx` package: `pip install \"rnn-lightning[export]\"`, or "
+                                  "export TorchScript alone with formats=\"torchscript\".")
     graph = export_graph(model)
     out = Path(directory)
     if out.exists() and not out.is_dir():
