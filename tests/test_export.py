@@ -37,6 +37,11 @@ MODELS = {  # the recipes' shapes, small
     "bilstm-crf tagger, 2 GRU layers": lambda: _tagger(span_scheme="IOBES", crf=True, cell="gru", num_layers=2),
     "char bilstm-crf tagger": lambda: _tagger(span_scheme="IOBES", crf=True, char_vocab=CHARS, char_embedding_dim=4,
                                               char_hidden_size=3),  # conll2003_ner_char_bilstm_crf
+    "dense bilstm tagger, 3 layers": lambda: _tagger(num_layers=3, connection="dense"),
+    "highway bigru classifier, mean": lambda: SequenceClassifier(vocab_size=V, num_labels=2, cell="gru", num_layers=2,
+                                                                 connection="highway", pooling="mean", **SMALL),
+    "residual bilstm classifier, final": lambda: SequenceClassifier(vocab_size=V, num_labels=2, num_layers=2,
+                                                                    connection="residual", **SMALL),
     "bilstm classifier, max": lambda: SequenceClassifier(vocab_size=V, num_labels=2, labels=["neg", "pos"],
                                                          pooling="max", **SMALL),  # sst2_bilstm
     "bigru classifier, final, 2 layers": lambda: SequenceClassifier(vocab_size=V, num_labels=3, cell="gru",
@@ -239,9 +244,6 @@ def test_an_output_that_is_a_file_or_a_model_that_is_no_task(tmp_path):
     with pytest.raises(TypeError, match=r"`model` must be a SequenceTagger, SequenceClassifier or LanguageModel, got "
                                         r"Linear"):
         export(torch.nn.Linear(2, 2), tmp_path)
-    connected = SequenceTagger(vocab_size=V, num_labels=5, num_layers=2, connection="residual", **SMALL)
-    with pytest.raises(ValueError, match=r"export runs fused recurrent stacks only .* got ConnectedStack"):
-        export(connected, tmp_path)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from rnn_lightning.export.unpacked import UnpackedCharEncoder, UnpackedRNN
+from rnn_lightning.export.unpacked import UnpackedCharEncoder, unpacked
 from rnn_lightning.export.viterbi import viterbi
 from rnn_lightning.nn.embedder import EmbedEncode
 from rnn_lightning.nn.pooling import pool_states
@@ -23,7 +23,7 @@ class _Body(nn.Module):
 
     def __init__(self, body: EmbedEncode) -> None:
         super().__init__()
-        self.embedding, self.rnn = body.embedding, UnpackedRNN(body.encoder.rnn)
+        self.embedding, self.rnn = body.embedding, unpacked(body.encoder.rnn)
         self.chars = UnpackedCharEncoder(body.chars) if body.chars is not None else None
 
     def forward(self, tokens: Tensor, lengths: Tensor, chars: Tensor | None = None) -> Tensor:

@@ -24,6 +24,12 @@ def reverse_within_lengths(lengths: Tensor, steps: Tensor) -> Tensor:
     return torch.where(flipped >= 0, flipped, steps.expand_as(flipped))
 
 
+def unpacked(rnn: nn.Module) -> nn.Module:
+    """The unpacked run of a :class:`~rnn_lightning.nn.RecurrentEncoder`'s ``rnn``: a fused ``torch.nn`` stack or a
+    :class:`~rnn_lightning.nn.stack.ConnectedStack`."""
+    return UnpackedStack(rnn) if isinstance(rnn, ConnectedStack) else UnpackedRNN(rnn)
+
+
 class UnpackedRNN(nn.Module):
     """A fused ``torch.nn`` LSTM / GRU / RNN (batch first, any layers, one or two directions) run on a right-padded
     batch as the packed run computes it, with no packing: inputs (B, T, D), lengths (B,) -> outputs (B, T, H * dirs),
@@ -35,15 +41,9 @@ class UnpackedRNN(nn.Module):
 
     def __init__(self, rnn: nn.Module) -> None:
         super().__init__()
-        if isinstance(rnn, ConnectedStack) or not isinstance(rnn, nn.RNNBase):
-            raise ValueError(
-                f"export runs fused recurrent stacks only (connection='none', one hidden size), got "
-                f"{type(rnn).__name__}: a tagger or classifier with a `connection` or `last_hidden_size` cannot be "
-                "exported yet. Train it with connection='none'."
-            )
-        if rnn.proj_size or not rnn.batch_first:
-            raise ValueError("export expects a batch-first recurrent module without `proj_size`, as rnn_lightning "
-                             "builds them.")
+        if not isinstance(rnn, nn.RNNBase) or rnn.proj_size or not rnn.batch_first:
+            raise ValueError(f"export runs batch-first torch.nn LSTM / GRU / RNN modules without `proj_size`, as "
+                             f"rnn_lightning builds them, got {rnn!r}.")
         directions = 2 if rnn.bidirectional else 1
         names = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if rnn.bias else ())
         # one single-layer, one-direction module per (layer, direction), sharing the fused module's parameters
@@ -73,6 +73,27 @@ class UnpackedRNN(nn.Module):
             x = torch.cat(outputs, dim=2)  # (B, T, H * directions)
         real = steps < lengths.unsqueeze(1)  # (B, T)
         return x * real.unsqueeze(2).to(x.dtype)
+
+
+class UnpackedStack(nn.Module):
+    """A :class:`~rnn_lightning.nn.stack.ConnectedStack` run on a right-padded batch without packing, layer by layer
+    through :class:`UnpackedRNN` and joined by the stack's own ``connect`` (eval: no dropout between layers):
+    inputs (B, T, D), lengths (B,) -> outputs (B, T, last H * directions), zeros past each length. A padded step
+    never reaches a real one (the left-to-right pass runs after them, the right-to-left one keeps padding in place,
+    and the connections join step by step), so the padding is zeroed once, at the end."""
+
+    def __init__(self, stack: ConnectedStack) -> None:
+        super().__init__()
+        self.stack, self.layers = stack, nn.ModuleList(UnpackedRNN(layer) for layer in stack.layers)
+
+    def forward(self, inputs: Tensor, lengths: Tensor) -> Tensor:
+        seen, below = [inputs], inputs  # dense: the input and every layer's output so far
+        for index, layer in enumerate(self.layers):
+            dense = self.stack.connection == "dense" and index > 0
+            below = self.stack.connect(index, [layer(torch.cat(seen, dim=-1) if dense else below, lengths), below])
+            seen.append(below)
+        real = torch.arange(inputs.shape[1], device=inputs.device) < lengths.unsqueeze(1)  # (B, T)
+        return below * real.unsqueeze(2).to(below.dtype)
 
 
 def _single(rnn: nn.RNNBase, input_size: int) -> nn.RNNBase:
