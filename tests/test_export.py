@@ -111,7 +111,14 @@ def _check(outputs, expected, names):
             assert torch.equal(got, want), name
 
 
-@pytest.fixture(scope="module", params=list(MODELS))
+SLOW = {"dense bilstm tagger, 3 layers", "residual bilstm classifier, final", "rnn_tanh lm"}  # paths the others cover
+
+
+def _params(names):
+    return [pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name for name in names]
+
+
+@pytest.fixture(scope="module", params=_params(MODELS))
 def exported(request, tmp_path_factory):
     model = _build(MODELS[request.param]).eval()
     directory = tmp_path_factory.mktemp("export")
@@ -176,7 +183,7 @@ def _greedy(step, context, *, max_new_tokens, eos, bos, state):
             logits, *state = step(token, state)
 
 
-@pytest.mark.parametrize("name", list(LMS))
+@pytest.mark.parametrize("name", _params(LMS))
 def test_generation_through_the_exported_step_equals_generate(name, tmp_path):
     model = _build(LMS[name]).eval()
     context = model.encode_prompt("the cat sat")
