@@ -21,8 +21,7 @@ import lightning as L
 from lightning.pytorch.cli import LightningCLI
 
 from rnn_lightning.data.corpus import exception_chain
-from rnn_lightning.export import FORMATS, export
-from rnn_lightning.export.writer import DEFAULT_OPSET
+from rnn_lightning.export import DEFAULT_OPSET, FORMATS, export
 from rnn_lightning.tasks import LanguageModel, SequenceClassifier, SequenceTagger
 from rnn_lightning.tasks.checkpoints import check_task, imported_class, read_hyperparameters
 from rnn_lightning.tasks.common import RecurrentTask
