@@ -1,8 +1,10 @@
-"""The ``rnn-lightning`` command: LightningCLI (fit / validate / test / predict) plus ``generate`` and ``score``.
+"""The ``rnn-lightning`` command: LightningCLI (fit / validate / test / predict) plus ``generate``, ``score`` and
+``export``.
 
     rnn-lightning fit -c recipes/quickstart.yaml
     rnn-lightning generate --ckpt_path last.ckpt --prompt "the" --max_new_tokens 40
     rnn-lightning score --ckpt_path last.ckpt sentences.txt --output scores.jsonl
+    rnn-lightning export --ckpt_path last.ckpt --output exported/
 
 Bad input (a ``ValueError``/``TypeError`` that rnn_lightning raises itself, such as a malformed CoNLL line) ends
 the command with ``error: <message>`` on stderr and exit status 2, without a traceback; set the environment
@@ -23,7 +25,8 @@ from lightning.pytorch.cli import LightningCLI
 
 from rnn_lightning.callbacks.predictions import json_line
 from rnn_lightning.data.corpus import exception_chain, reencode_hint
-from rnn_lightning.tasks import LanguageModel
+from rnn_lightning.export import DEFAULT_OPSET, FORMATS, export
+from rnn_lightning.tasks import LanguageModel, SequenceClassifier, SequenceTagger
 from rnn_lightning.tasks.checkpoints import check_task, imported_class, read_hyperparameters
 from rnn_lightning.tasks.common import RecurrentTask
 from rnn_lightning.tasks.scoring import TextScore
@@ -159,6 +162,43 @@ def score(argv: list[str] | None = None) -> list[TextScore]:
     return scores
 
 
+def export_checkpoint(argv: list[str] | None = None) -> dict:
+    """``rnn-lightning export``: write a checkpoint's model as TorchScript and ONNX, with its tokenizer, labels and a
+    manifest (``export.json``) beside them (see :func:`rnn_lightning.export.export`)."""
+    parser = argparse.ArgumentParser(prog="rnn-lightning export", description=export_checkpoint.__doc__)
+    parser.add_argument("--ckpt_path", required=True, help="checkpoint written by `rnn-lightning fit`")
+    parser.add_argument("--output", required=True, help="folder to write the exported files into")
+    parser.add_argument("--format", choices=FORMATS, default=None, help="one format only (default: both)")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset")
+    args = parser.parse_args(argv)
+    if Path(args.output).is_file():
+        raise ValueError(f"`--output` {args.output!r} is a file: expected a folder to write the exported model into. "
+                         "Pass a new or existing folder.")
+    model = checkpoint_task(args.ckpt_path).load_from_checkpoint(args.ckpt_path, map_location="cpu")
+    manifest = export(model, args.output, formats=args.format or FORMATS, opset=args.opset)
+    print(f"wrote {', '.join(sorted(manifest['files'].values()))} and export.json to {args.output}")
+    return manifest
+
+
+def checkpoint_task(ckpt_path: str) -> type[RecurrentTask]:
+    """The task (tagger, classifier or language model) whose checkpoint ``ckpt_path`` is; a ``ValueError`` naming
+    ``--ckpt_path`` for a file that is no checkpoint or one of no rnn_lightning task."""
+    tasks = (SequenceTagger, SequenceClassifier, LanguageModel)
+    hparams = read_hyperparameters(ckpt_path, arg="`--ckpt_path`") or {}
+    for task in tasks:
+        try:
+            check_task(task, ckpt_path, base=RecurrentTask, arg="`--ckpt_path`")
+        except ValueError:
+            continue
+        if "vocab_size" in hparams:
+            return task
+    raise ValueError(
+        f"`--ckpt_path` {ckpt_path!r} is a Lightning checkpoint of no rnn_lightning task (a SequenceTagger, "
+        f"SequenceClassifier or LanguageModel; its class: {hparams.get('_class_path') or 'not recorded'}). Point "
+        "`--ckpt_path` at a checkpoint written by `rnn-lightning fit` with one of those tasks."
+    )
+
+
 def check_ckpt_path(ckpt_path: str, task: type | None, *, weights_only: bool | None = None) -> None:
     """Refuse a ``--ckpt_path`` that names no checkpoint, or one of another task than ``task`` (the rules and messages
     of :mod:`rnn_lightning.tasks.checkpoints`, naming the command's argument and advice)."""
@@ -187,7 +227,8 @@ def bad_input(err: BaseException) -> BaseException | None:
 def main(args: list[str] | None = None) -> None:
     """Entry point of the ``rnn-lightning`` console script."""
     argv = sys.argv[1:] if args is None else args
-    commands = {"generate": generate, "score": score}  # on a checkpoint alone, beside LightningCLI's subcommands
+    # on a checkpoint alone, beside LightningCLI's subcommands
+    commands = {"generate": generate, "score": score, "export": export_checkpoint}
     try:
         if argv and argv[0] in commands:
             commands[argv[0]](argv[1:])

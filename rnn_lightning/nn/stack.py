@@ -135,13 +135,20 @@ class ConnectedStack(nn.Module):
             layer_input = _map(_concat, seen) if self.connection == "dense" and index > 0 else below
             out, final = rnn(layer_input, per_layer[index])
             finals.append(final)
-            if index > 0 and self.connection == "residual":
-                out = _map(lambda data: data[0] + data[1], [out, below])
-            elif index > 0 and self.connection == "highway":
-                out = _map(partial(_highway, self.gates[index - 1]), [out, below])
+            out = _map(partial(self.connect, index), [out, below])
             below = out if index == len(self.layers) - 1 else _map(lambda data: self.dropout(data[0]), [out])
             seen.append(below)
         return below, _join_states(finals, max(self.hidden_sizes))
+
+    def connect(self, index: int, data: list[Tensor]) -> Tensor:
+        """Layer ``index``'s output joined with its input by the connection: ``data`` = [output, input] step features
+        (..., F) -> (..., F). (The dense connection joins at the next layer's input instead.)"""
+        out, below = data
+        if index > 0 and self.connection == "residual":
+            return out + below
+        if index > 0 and self.connection == "highway":
+            return _highway(self.gates[index - 1], data)
+        return out
 
 
 def _highway(gate: nn.Linear, data: list[Tensor]) -> Tensor:
