@@ -162,3 +162,65 @@ def test_bad_cutoffs_or_div_value_name_the_argument(cutoffs, div_value, match):
     with pytest.raises(ValueError, match=match):
         LanguageModel(vocab_size=34, embedding_dim=8, hidden_size=12, adaptive_softmax_cutoffs=cutoffs,
                       adaptive_softmax_div_value=div_value)
+
+
+def test_every_parameter_gets_a_gradient_when_no_target_is_in_a_tail_cluster():
+    """DDP (without ``find_unused_parameters``) reduces every parameter's gradient at every step: a rank whose
+    window holds no rare word must still give its tail clusters a (zero) gradient."""
+    net = RNNLanguageModelNet(40, encoder=EncoderConfig(embedding_dim=8, hidden_size=8),
+                              adaptive_softmax_cutoffs=[5, 15], adaptive_softmax_div_value=2.0)
+    tokens, head_targets = torch.randint(0, 40, (2, 6)), torch.randint(0, 5, (2, 6))
+    before = net.nll(net.features(tokens)[0], head_targets).detach()
+    net.nll(net.features(tokens)[0], head_targets).sum().backward()
+    assert all(p.grad is not None for p in net.parameters())
+    assert all(p.grad.abs().sum() == 0 for p in net.decoder.tail.parameters())
+    with torch.no_grad():  # the values are the layer's own
+        log_p = net.decode(net.features(tokens)[0])
+    torch.testing.assert_close(before, -log_p.gather(-1, head_targets[..., None])[..., 0], rtol=1e-5, atol=1e-6)
+
+
+class _WindowLoss(torch.nn.Module):
+    """The task's training loss of a window, as one module for DDP to wrap."""
+
+    def __init__(self, net: RNNLanguageModelNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, tokens: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.net.nll(self.net.features(tokens)[0], targets).mean()
+
+
+def _ddp_rank(rank: int, port: int, out: str) -> None:
+    """Two SGD steps of the network under DDP (gloo); rank 1's targets are all head words."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    torch.manual_seed(0)
+    net = RNNLanguageModelNet(40, encoder=EncoderConfig(embedding_dim=8, hidden_size=8),
+                              adaptive_softmax_cutoffs=[5, 15], adaptive_softmax_div_value=2.0)
+    model, optimizer = DistributedDataParallel(_WindowLoss(net)), torch.optim.SGD(net.parameters(), lr=0.5)
+    generator = torch.Generator().manual_seed(rank)
+    for _ in range(2):
+        tokens = torch.randint(0, 40, (2, 6), generator=generator)
+        targets = torch.randint(0, 5 if rank else 40, (2, 6), generator=generator)
+        optimizer.zero_grad()
+        model(tokens, targets).backward()
+        optimizer.step()
+    torch.save(net.state_dict(), f"{out}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow  # two processes
+def test_ddp_steps_where_one_rank_has_no_tail_target_keep_the_ranks_equal(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_rank, args=(port, str(tmp_path)), nprocs=2, join=True)
+    first, second = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    for name in first:
+        torch.testing.assert_close(first[name], second[name], rtol=0, atol=0, msg=name)

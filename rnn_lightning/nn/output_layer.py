@@ -128,4 +128,7 @@ class AdaptiveSoftmax(nn.AdaptiveLogSoftmaxWithLoss):
         scored = targets != IGNORE_INDEX  # (B, T)
         flat_targets = targets.masked_fill(~scored, 0).flatten()  # ignored rows score id 0 (a head word), dropped
         log_p = self(_promote(h).flatten(0, -2), flat_targets).output  # (B*T,)
-        return (-log_p).view(targets.shape).masked_fill(~scored, 0.0)
+        # Every tail cluster joins the graph (zero gradient where no target is in it): DDP reduces a gradient for
+        # every parameter at every step, and a rank's window may hold no word of a rare cluster.
+        untouched = sum(weight.flatten()[0] for weight in self.tail.parameters()) * 0.0
+        return (untouched - log_p).view(targets.shape).masked_fill(~scored, 0.0)
