@@ -36,8 +36,9 @@ class SoftmaxOutput(nn.Linear):
         """(B, T, in_features), (B, T) ids -> (B, T) float32 NLL (float64 for float64 ``h``), 0 where ignored."""
         logits = self(h)  # (B, T, V)
         dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
-        return F.cross_entropy(logits.transpose(1, 2).to(dtype), targets, ignore_index=IGNORE_INDEX,
-                               reduction="none")
+        nll = F.cross_entropy(logits.flatten(0, -2).to(dtype), targets.flatten(), ignore_index=IGNORE_INDEX,
+                              reduction="none")  # (B*T,): rows of contiguous scores, the fast layout
+        return nll.view(targets.shape)
 
 
 def check_adaptive_softmax(cutoffs: list[int], div_value: float, *, vocab_size: int, in_features: int) -> None:
