@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks and benchmarks in one go: the CUDA tests, then training throughput (language model in fp32 and
-# bf16-mixed, taggers), perplexity, generation and CRF benchmarks, and with PROFILE=1 a torch.profiler view of
-# the language model's steps. Tables and a log to stdout and OUT_DIR/run.log, JSON in OUT_DIR (SpanF1 vs seqeval
-# is a CPU comparison, see README).
+# bf16-mixed, taggers), perplexity, generation, CRF and adaptive-softmax benchmarks, and with PROFILE=1 a
+# torch.profiler view of the language model's steps. Tables and a log to stdout and OUT_DIR/run.log, JSON in
+# OUT_DIR (SpanF1 vs seqeval is a CPU comparison, see README).
 # Each part has its own time limit and a failing part does not stop the others; the exit status is 1 if any part
 # failed.
 #   bash benchmarks/run_gpu.sh OUT_DIR                          # on a machine with a CUDA GPU
@@ -44,5 +44,6 @@ part() {  # part NAME SECONDS COMMAND...: run COMMAND under a time limit, log it
     part perplexity 60 "$py" benchmarks/bench_perplexity.py --device "$device" --out "$out" --large "$@"
     part generation 60 "$py" benchmarks/bench_generation.py --device "$device" --out "$out" "$@"
     part crf 60 "$py" benchmarks/bench_crf.py --device "$device" --out "$out" "$@"
+    part adaptive_softmax 90 "$py" benchmarks/bench_adaptive_softmax.py --device "$device" --out "$out" "$@"
     exit $failed
 } 2>&1 | tee "$out/run.log"

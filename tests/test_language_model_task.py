@@ -55,7 +55,7 @@ def test_training_loss_is_token_mean_and_state_is_carried_detached_and_reset(tin
     carried = model._state["train"]
     assert all(s.grad_fn is None for s in carried)  # detached: no gradient into the previous window
     window = model._step((x1, y1), "train")
-    nll_sum, count = window.nll_sum, window.count
+    nll_sum, count = model._nll_sum(window), window.count
     torch.testing.assert_close(nll_sum / count, expected, rtol=1e-5, atol=1e-6)
     model.on_train_epoch_start()
     assert model._state["train"] is None  # reset at each epoch

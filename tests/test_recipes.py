@@ -30,6 +30,7 @@ LOCAL_DATA = {  # recipe -> the fragment that reads its corpus from data/ (the R
     "lm/awd_lstm_wikitext2_finetune.yaml": "wikitext2_local.yaml",
     "lm/awd_lstm_ptb.yaml": "ptb_local.yaml",
     "lm/awd_lstm_ptb_budget.yaml": "ptb_local.yaml",
+    "lm/wikitext103_lstm_adaptive.yaml": "wikitext103_local.yaml",
     "tagging/ud_ewt_upos_bilstm.yaml": "ud_ewt_local.yaml",
     "tagging/ud_ewt_upos_char_bilstm.yaml": "ud_ewt_local.yaml",
     "tagging/conll2003_ner_bilstm.yaml": "conll2003_local.yaml",
@@ -45,6 +46,9 @@ AWD_SMALL = ["--model.init_args.hidden_size", "32", "--model.init_args.embedding
              "--model.init_args.last_hidden_size", "16", "--data.init_args.batch_size", "4",
              "--data.init_args.eval_batch_size", "4"]  # the AWD network's shape at a size a CPU test affords
 PTB_LINES = " no it was n't black monday \n but while the new york stock exchange did n't fall apart \n"
+WT103_SMALL = ["--model.init_args.hidden_size", "64", "--model.init_args.embedding_dim", "16",
+               "--model.init_args.adaptive_softmax_cutoffs", "[6, 10, 16]",  # the PTB lines' 21 ids, not 267,737
+               "--trainer.val_check_interval", "1.0"]  # the recipe validates every 20k steps of its long epochs
 
 
 @pytest.mark.parametrize("recipe", ["quickstart.yaml", *TASK_RECIPES])
@@ -111,6 +115,11 @@ def test_recipe_trains_two_steps_on_local_data_and_its_checkpoint_predicts(recip
             (user_checkout / "data" / "ptb").mkdir()
             for split in ("train", "valid", "test"):
                 (user_checkout / "data" / "ptb" / f"ptb.{split}.txt").write_text(PTB_LINES * 40)
+        if fragment == "wikitext103_local.yaml" and not (user_checkout / "data" / "wikitext-103").exists():
+            (user_checkout / "data" / "wikitext-103").mkdir()  # not in the shared data: lines in its format
+            for split in ("train", "valid", "test"):
+                (user_checkout / "data" / "wikitext-103" / f"wiki.{split}.tokens").write_text(PTB_LINES * 40)
+            args += WT103_SMALL
         missing = [str(f) for f in data_files(fragment) if not f.is_file()]
         if missing:
             pytest.skip(f"corpus not in data/ (see the README's 'Local files'): {missing}")

@@ -6,6 +6,7 @@ from rnn_lightning.nn.config import EncoderConfig
 from rnn_lightning.nn.crf import CRF
 from rnn_lightning.nn.encoder import RecurrentEncoder, detach_state
 from rnn_lightning.nn.language_model import RNNLanguageModelNet
+from rnn_lightning.nn.output_layer import AdaptiveSoftmax
 from rnn_lightning.nn.pooling import pool_states
 from rnn_lightning.nn.sampling import filter_logits
 from rnn_lightning.nn.stack import ConnectedStack
@@ -13,6 +14,7 @@ from rnn_lightning.nn.tagger import SequenceTaggerNet
 from rnn_lightning.nn.unroll import unrolled
 
 __all__ = [
+    "AdaptiveSoftmax",
     "CRF",
     "CharacterEncoder",
     "ConnectedStack",

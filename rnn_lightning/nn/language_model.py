@@ -1,4 +1,5 @@
-"""RNN language-model network: embedding -> recurrent encoder -> (projection) -> vocabulary logits."""
+"""RNN language-model network: embedding -> recurrent encoder -> (projection) -> vocabulary logits (full or
+adaptive softmax)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from rnn_lightning.nn.config import EncoderConfig
 from rnn_lightning.nn.embedding_dropout import EmbeddingDropout
 from rnn_lightning.nn.encoder import State
 from rnn_lightning.nn.locked_dropout import LockedDropout
+from rnn_lightning.nn.output_layer import AdaptiveSoftmax, SoftmaxOutput
 
 
 class RNNLanguageModelNet(nn.Module):
@@ -22,7 +24,14 @@ class RNNLanguageModelNet(nn.Module):
             ``dropout_words`` and ``last_hidden_size`` give AWD-LSTM's network; ``bidirectional`` is refused (see the
             error); ``word_dropout`` and the character settings are not used.
         tie_weights: share the embedding matrix with the output layer (Press & Wolf 2017, Inan et al. 2017);
-            when the last layer's size differs from ``embedding_dim`` a linear projection H -> E comes first.
+            when the last layer's size differs from ``embedding_dim`` a linear projection H -> E comes first. With
+            the adaptive softmax only the head's rows of the ``cutoffs[0]`` most frequent words are shared (the
+            tail clusters read narrower projections, whose sizes differ from the embedding's).
+        adaptive_softmax_cutoffs: ``None``: the full softmax. Otherwise the adaptive softmax (Grave et al. 2017)
+            with these cluster boundaries, e.g. ``[20000, 40000, 200000]`` for WikiText-103: the ids below the first
+            form the head, so ids must be ordered by decreasing frequency (the word tokenizer's are). Exact: its
+            log-probabilities sum to one over the vocabulary (see :mod:`~rnn_lightning.nn.output_layer`).
+        adaptive_softmax_div_value: each tail cluster's projection is the previous one's size divided by this.
 
     Example:
         >>> import torch
@@ -32,7 +41,8 @@ class RNNLanguageModelNet(nn.Module):
         (2, 7, 50)
     """
 
-    def __init__(self, vocab_size: int, *, encoder: EncoderConfig, tie_weights: bool = False) -> None:
+    def __init__(self, vocab_size: int, *, encoder: EncoderConfig, tie_weights: bool = False,
+                 adaptive_softmax_cutoffs: list[int] | None = None, adaptive_softmax_div_value: float = 4.0) -> None:
         super().__init__()
         if encoder.bidirectional:
             raise ValueError(
@@ -52,9 +62,15 @@ class RNNLanguageModelNet(nn.Module):
         self.dropout_out = dropout(encoder.output_dropout)
         needs_projection = tie_weights and hidden_size != embedding_dim
         self.projection = nn.Linear(hidden_size, embedding_dim, bias=False) if needs_projection else nn.Identity()
-        self.decoder = nn.Linear(embedding_dim if tie_weights else hidden_size, vocab_size)
-        if tie_weights:
-            self.decoder.weight = self.embedding.weight  # (V, E), one parameter
+        in_features = embedding_dim if tie_weights else hidden_size
+        if adaptive_softmax_cutoffs is None:
+            self.decoder = SoftmaxOutput(in_features, vocab_size)
+            if tie_weights:
+                self.decoder.weight = self.embedding.weight  # (V, E), one parameter
+        else:
+            self.decoder = AdaptiveSoftmax(in_features, vocab_size, cutoffs=adaptive_softmax_cutoffs,
+                                           div_value=adaptive_softmax_div_value,
+                                           tied_embedding=self.embedding.weight if tie_weights else None)
         self.vocab_size, self.config = vocab_size, encoder
         self._init_weights()
 
@@ -63,9 +79,10 @@ class RNNLanguageModelNet(nn.Module):
         nn.init.uniform_(self.embedding.weight, -scale, scale)
         if self.embedding.padding_idx is not None:
             self.embedding.weight.data[self.embedding.padding_idx].zero_()
-        nn.init.zeros_(self.decoder.bias)
-        if self.decoder.weight is not self.embedding.weight:
-            nn.init.uniform_(self.decoder.weight, -scale, scale)
+        if isinstance(self.decoder, SoftmaxOutput):  # the adaptive softmax keeps torch's initialisation
+            nn.init.zeros_(self.decoder.bias)
+            if self.decoder.weight is not self.embedding.weight:
+                nn.init.uniform_(self.decoder.weight, -scale, scale)
 
     def forward(self, tokens: Tensor, state: State | None = None, last_only: bool = False) -> tuple[Tensor, State]:
         """Args: tokens (B, T) ids; state from the previous window or ``None``; ``last_only``: decode only the
@@ -87,5 +104,11 @@ class RNNLanguageModelNet(nn.Module):
         return self.encoder(self.dropout_in(self.embedding(tokens)), state)  # (B, T, H)
 
     def decode(self, h: Tensor) -> Tensor:
-        """(B, T, H) last-layer outputs, after the output dropout -> logits (B, T, V)."""
-        return self.decoder(self.projection(h))
+        """(B, T, H) last-layer outputs, after the output dropout -> logits (B, T, V) (the adaptive softmax's are
+        normalised log-probabilities)."""
+        return self.decoder.logits(self.projection(h))
+
+    def nll(self, h: Tensor, targets: Tensor) -> Tensor:
+        """(B, T, H) last-layer outputs after the output dropout, (B, T) next ids -> (B, T) negative
+        log-likelihoods (float32, float64 for a float64 network; 0 where a target is ``IGNORE_INDEX``)."""
+        return self.decoder.nll(self.projection(h), targets)

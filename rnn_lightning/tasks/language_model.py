@@ -52,9 +52,8 @@ def _check_context_and_seed(context: list[int], seed: int | None, vocab_size: in
 class _Window(NamedTuple):
     """What one window of streams gives (see ``LanguageModel._step``)."""
 
-    nll_sum: Tensor  # () summed cross-entropy of the scored targets
+    targets: Tensor  # (B, T) next ids, IGNORE_INDEX where not scored
     count: Tensor  # () scored targets
-    logits: Tensor  # (B, T, V)
     hidden: Tensor  # (B, T, H) last-layer outputs before the output dropout
     dropped: Tensor  # (B, T, H) the same after it
 
@@ -82,7 +81,13 @@ class LanguageModel(RecurrentTask):
         dropout_embedding: dropout on embedded inputs.
         dropout_between: dropout between stacked layers.
         dropout_output: dropout before the decoder.
-        tie_weights: share input embedding and output weights.
+        tie_weights: share input embedding and output weights (with the adaptive softmax: the head's rows of the
+            ``adaptive_softmax_cutoffs[0]`` most frequent words).
+        adaptive_softmax_cutoffs: ``None`` (default): the full softmax. A list: the adaptive softmax (Grave et al.
+            2017) for large vocabularies, with these cluster boundaries (WikiText-103: ``[20000, 40000, 200000]``);
+            ids must be ordered by decreasing frequency, as the word tokenizer's are. Its log-probabilities sum to
+            one, so the loss and perplexity are exact; ``forward`` returns them in place of logits.
+        adaptive_softmax_div_value: each tail cluster's projection is the previous one's size divided by this.
         bidirectional: refused with an explanation (a language model must not see the future).
         connection: how stacked layers join: ``"none"``, ``"residual"``, ``"dense"`` or ``"highway"``.
         last_hidden_size: the last layer's state size (``None``: ``hidden_size``; AWD-LSTM: ``embedding_dim``).
@@ -132,6 +137,8 @@ class LanguageModel(RecurrentTask):
         dropout_between: float = 0.2,
         dropout_output: float = 0.2,
         tie_weights: bool = False,
+        adaptive_softmax_cutoffs: list[int] | None = None,
+        adaptive_softmax_div_value: float = 4.0,
         bidirectional: bool = False,
         connection: Connection = "none",
         last_hidden_size: int | None = None,
@@ -158,7 +165,9 @@ class LanguageModel(RecurrentTask):
         if not 0.0 <= cache_lambda <= 1.0:
             raise ValueError(f"`cache_lambda` must be in [0, 1], got {cache_lambda!r}. AWD-LSTM uses 0.1279.")
         encoder = EncoderConfig.from_settings(self.hparams, dropout=dropout_between)
-        self.net = RNNLanguageModelNet(vocab_size, encoder=encoder, tie_weights=tie_weights)
+        self.net = RNNLanguageModelNet(vocab_size, encoder=encoder, tie_weights=tie_weights,
+                                       adaptive_softmax_cutoffs=adaptive_softmax_cutoffs,
+                                       adaptive_softmax_div_value=adaptive_softmax_div_value)
         self.val_ppl = Perplexity()
         self.test_ppl = Perplexity()
         self.tokenizer: Tokenizer | None = None
@@ -168,21 +177,20 @@ class LanguageModel(RecurrentTask):
         self._lr_scale = 1.0
 
     def forward(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        """tokens (B, T) -> logits (B, T, V), final state."""
+        """tokens (B, T) -> logits (B, T, V) (the adaptive softmax's log-probabilities), final state."""
         return self.net(tokens, state)
 
     # -- training and evaluation over streams --
     def _step(self, batch: tuple[Tensor, ...], stage: str) -> _Window:
-        """Run one window with the carried state: summed NLL, number of target tokens, and what it came from."""
+        """Run the encoder over one window with the carried state; the output layer is the caller's."""
         inputs, targets = batch[0], batch[1]  # (B, T) each; a variable-length window also carries its lr scale
         hidden, state = self.net.features(inputs, self._state.get(stage))  # (B, T, H)
         self._state[stage] = detach_state(state)  # truncated BPTT: no gradient into earlier windows
-        dropped = self.net.dropout_out(hidden)
-        logits = self.net.decode(dropped)  # (B, T, V)
-        nll_sum = F.cross_entropy(
-            logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
-        )
-        return _Window(nll_sum, (targets != IGNORE_INDEX).sum(), logits, hidden, dropped)
+        return _Window(targets, (targets != IGNORE_INDEX).sum(), hidden, self.net.dropout_out(hidden))
+
+    def _nll_sum(self, window: _Window) -> Tensor:
+        """() the window's summed NLL (the adaptive softmax computes only the targets' clusters)."""
+        return self.net.nll(window.dropped, window.targets).sum()
 
     def count_tokens(self, batch: tuple[Tensor, Tensor]) -> Tensor:
         """The window's targets (every position but the ignored ones)."""
@@ -210,7 +218,7 @@ class LanguageModel(RecurrentTask):
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         window = self._step(batch, "train")
-        nll_sum, count = window.nll_sum, window.count
+        nll_sum, count = self._nll_sum(window), window.count
         # Mean over every target token of the *global* window. DDP averages gradients over the W ranks and the
         # ranks' token counts differ (ignored <bos> targets), so divide by the summed count / W.
         world = self.trainer.world_size
@@ -276,13 +284,14 @@ class LanguageModel(RecurrentTask):
 
     def _eval_step(self, batch: tuple[Tensor, ...], stage: str) -> None:
         window = self._step(batch, stage)
-        nll_sum = window.nll_sum
-        if self._uses_cache():
+        if self._uses_cache():  # the pointer mixes full distributions (the adaptive softmax's log_prob gives them)
             log_p, self._cache[stage] = cache_pointer_log_probs(
-                window.logits, window.hidden, batch[1], self._cache[stage], window=self.hparams.cache_window,
-                theta=self.hparams.cache_theta, lambdah=self.hparams.cache_lambda,
+                self.net.decode(window.dropped), window.hidden, window.targets, self._cache[stage],
+                window=self.hparams.cache_window, theta=self.hparams.cache_theta, lambdah=self.hparams.cache_lambda,
             )  # (B, T), 0 at ignored targets
             nll_sum = -log_p.sum()
+        else:
+            nll_sum = self._nll_sum(window)
         self._metric(stage).update(nll_sum=nll_sum, count=window.count)
 
     def _uses_cache(self) -> bool:
@@ -317,11 +326,8 @@ class LanguageModel(RecurrentTask):
     def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         """Per-token negative log-likelihood of the targets (B, T); NaN where there is no target."""
         inputs, targets = batch
-        logits, state = self(inputs, self._state.get("predict"))
-        self._state["predict"] = state
-        nll = F.cross_entropy(
-            logits.transpose(1, 2).float(), targets, ignore_index=IGNORE_INDEX, reduction="none"
-        )  # (B, T)
+        hidden, self._state["predict"] = self.net.features(inputs, self._state.get("predict"))  # (B, T, H)
+        nll = self.net.nll(self.net.dropout_out(hidden), targets)  # (B, T)
         return {"targets": targets, "nll": nll.masked_fill(targets == IGNORE_INDEX, float("nan"))}
 
     # -- exact resume: each rank's carried TBPTT state travels with its RNG state --
