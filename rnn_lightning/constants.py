@@ -2,3 +2,4 @@
 
 IGNORE_INDEX = -100
 """Target id that losses and metrics skip: padding, and positions with nothing to predict (torch's default)."""
+DIRECTIONS = ("forward", "backward")  # the reading direction of a language model and its data

@@ -1,6 +1,8 @@
-"""Argument checks shared by the building blocks of ``rnn_lightning.nn`` (no imports of its own modules)."""
+"""Argument checks shared by the building blocks of ``rnn_lightning.nn`` (no imports of its other modules)."""
 
 from __future__ import annotations
+
+from rnn_lightning.constants import DIRECTIONS
 
 
 def check_dropout(name: str, value: float) -> None:
@@ -17,3 +19,10 @@ def check_token_id(name: str, value: int | None, vocab_size: int) -> None:
             f"`{name}` must be a token id in [0, vocab_size={vocab_size}) or None, got {value!r}. Pass the "
             f"DataModule's `{name}` (the CLI links it), or None where there is no such token."
         )
+
+
+def check_direction(value: str, name: str = "direction") -> None:
+    """Raise a ``ValueError`` naming ``name`` unless ``value`` is one of :data:`~rnn_lightning.constants.DIRECTIONS`."""
+    if value not in DIRECTIONS:
+        raise ValueError(f"`{name}` must be one of {DIRECTIONS}, got {value!r}: 'forward' reads the text as written, "
+                         "'backward' from its end (a backward language model).")
