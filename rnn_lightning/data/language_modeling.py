@@ -17,7 +17,6 @@ from tokenizers import Tokenizer
 from rnn_lightning.compat import dataset_fingerprint
 from rnn_lightning.data.base import CorpusDataModule, arrow_column
 from rnn_lightning.data.streams import StreamLoader, StreamWindows, split_streams
-from rnn_lightning.nn.checks import check_direction
 from rnn_lightning.data.tokenization import (
     BOS,
     encode_lines,
@@ -27,6 +26,7 @@ from rnn_lightning.data.tokenization import (
     train_word_tokenizer,
     vocabulary_by_id,
 )
+from rnn_lightning.nn.checks import check_direction
 
 _ENCODER_VERSION = "lines-bos-eos-v2"  # bump when `encode_lines` changes output, to invalidate caches
 
