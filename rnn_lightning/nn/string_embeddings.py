@@ -23,23 +23,24 @@ from rnn_lightning.nn.language_model import RNNLanguageModelNet
 SPECIAL = (PAD, UNK, BOS, EOS)
 
 
-def _char_index(vocab: Sequence[str], lm: RNNLanguageModelNet, arg: str) -> dict[str, int]:
-    """``vocab`` (the tokens by id) as a lookup table, refused unless it is a character vocabulary of ``lm``'s size."""
+def char_index(vocab: Sequence[str], lm: RNNLanguageModelNet, what: str) -> dict[str, int]:
+    """``vocab`` (the tokens by id) as a lookup table, refused unless it is a character vocabulary of ``lm``'s size;
+    errors call it ``what`` (e.g. the argument's name)."""
     if isinstance(vocab, str) or not all(isinstance(token, str) for token in vocab):
-        raise TypeError(f"`{arg}` must be a list of tokens (strings) in id order, got {vocab!r:.80}.")
+        raise TypeError(f"{what} must be a list of tokens (strings) in id order, got {vocab!r:.80}.")
     if len(vocab) != lm.vocab_size:
-        raise ValueError(f"`{arg}` has {len(vocab)} tokens but its language model predicts {lm.vocab_size}: give the "
+        raise ValueError(f"{what} has {len(vocab)} tokens but its language model predicts {lm.vocab_size}: give the "
                          "vocabulary the model was trained with (its tokenizer's, in id order).")
     words = [token for token in vocab if token not in SPECIAL and len(token) != 1]
     if words:
         raise ValueError(
-            f"`{arg}` is not a character vocabulary: it holds {words[:3]} ({len(words)} entries longer than one "
+            f"{what} is not a character vocabulary: it holds {words[:3]} ({len(words)} entries longer than one "
             "character), a word-level language model's. String embeddings read each sentence character by character: "
             "give language models trained with `tokenizer: char`."
         )
     missing = [token for token in (PAD, UNK, BOS, " ") if token not in vocab]
     if missing:
-        raise ValueError(f"`{arg}` lacks {missing}: a character language model of rnn_lightning has <pad>, <unk>, "
+        raise ValueError(f"{what} lacks {missing}: a character language model of rnn_lightning has <pad>, <unk>, "
                          "<bos>, and the space its words are joined with. Train it on text with spaces.")
     return {token: i for i, token in enumerate(vocab)}
 
@@ -85,8 +86,8 @@ class ContextualStringEmbeddings(nn.Module):
         if not isinstance(trainable, bool):
             raise TypeError(f"`trainable` must be True or False, got {trainable!r}.")
         self.forward_lm, self.backward_lm, self.trainable = forward_lm, backward_lm, trainable
-        self.indexes = (_char_index(forward_vocab, forward_lm, "forward_vocab"),
-                        _char_index(backward_vocab, backward_lm, "backward_vocab"))
+        self.indexes = (char_index(forward_vocab, forward_lm, "`forward_vocab`"),
+                        char_index(backward_vocab, backward_lm, "`backward_vocab`"))
         self.output_dim = forward_lm.config.output_dim + backward_lm.config.output_dim
         if not trainable:
             self.requires_grad_(False)
