@@ -118,8 +118,8 @@ class SequenceTagger(LabeledSequenceTask):
         strings = None
         if lm_checkpoints is not None or lm_settings is not None:
             weights = None
-            if lm_settings is None:  # a new tagger: read the LMs (a saved one carries them: settings here, weights in
-                lm_settings, weights = read_language_models(lm_checkpoints)  # its state)
+            if lm_settings is None:  # a new tagger; a saved one carries the LMs (settings here, weights in its state)
+                lm_settings, weights = read_language_models(lm_checkpoints)
                 self.hparams["lm_settings"] = lm_settings
             strings = string_embeddings(lm_settings, trainable=string_embeddings_trainable, weights=weights)
         self.net = SequenceTaggerNet(vocab_size, num_labels, encoder=encoder, strings=strings)
