@@ -112,3 +112,16 @@ def test_bad_language_models_and_data_get_clear_errors(tmp_path, lms):
     tagger = _tagger(without_words, [lms["forward-char"], lms["backward-char"]])
     with pytest.raises(ValueError, match="needs the words themselves.*`serve_words: true`"):
         trainer(tmp_path, max_steps=1, limit_val_batches=0).fit(tagger, without_words)
+
+
+def test_served_words_are_each_batchs_sentences_and_pieces():
+    dm = _data(max_length=3)
+    dm.setup("fit")
+    (batch,) = list(dm.val_dataloader())[:1]
+    assert batch["words"] == [words for words, _ in SENTENCES[:8]]  # whole sentences, in order
+    for batch in dm.train_dataloader():  # training pieces of at most 3 words, each with its own words
+        assert [len(words) for words in batch["words"]] == batch["lengths"].tolist()
+        vocab = dm.tokenizer.get_vocab()
+        assert [[vocab[w] for w in words] for words in batch["words"]] == [
+            row[:n].tolist() for row, n in zip(batch["tokens"], batch["lengths"], strict=True)]
+    assert "words" not in next(iter(_data(serve_words=False).val_dataloader()))
