@@ -1,5 +1,6 @@
-"""A SequenceTagger reading contextual string embeddings from two LanguageModel checkpoints: trained by the real
-Trainer with the LMs frozen (bit-identical afterwards) or fine-tuned, and tagging from its own checkpoint alone."""
+"""A SequenceTagger (and a SequenceClassifier) reading contextual string embeddings from two LanguageModel
+checkpoints: trained by the real Trainer with the LMs frozen (bit-identical afterwards) or fine-tuned, and predicting
+from its own checkpoint alone."""
 
 import shutil
 
@@ -125,3 +126,29 @@ def test_served_words_are_each_batchs_sentences_and_pieces():
         assert [[vocab[w] for w in words] for words in batch["words"]] == [
             row[:n].tolist() for row, n in zip(batch["tokens"], batch["lengths"], strict=True)]
     assert "words" not in next(iter(_data(serve_words=False).val_dataloader()))
+
+
+def test_a_classifier_reads_string_embeddings_too_and_classifies_from_its_checkpoint_alone(tmp_path, lms):
+    from rnn_lightning import SequenceClassifier, TextClassificationDataModule
+
+    texts = [" ".join(words) for words, _ in SENTENCES]
+    rows = Dataset.from_dict({"sentence": texts, "label": ["places" if "Rome" in t else "other" for t in texts]})
+    dm = TextClassificationDataModule(dataset=DatasetDict(train=rows, validation=rows), serve_words=True,
+                                      batch_size=4)
+    folder = tmp_path / "lms"
+    folder.mkdir()
+    paths = [shutil.copy(lms[name], folder) for name in ("forward-char", "backward-char")]
+    model = SequenceClassifier(dm.vocab_size, dm.num_labels, pad_id=dm.pad_id, labels=dm.labels, embedding_dim=8,
+                               hidden_size=8, pooling="max", lm_checkpoints=paths)
+    assert model.net.body.strings.output_dim == 20
+    t = trainer(tmp_path, max_steps=3, limit_val_batches=0)
+    t.fit(model, dm)
+    t.save_checkpoint(tmp_path / "classifier.ckpt")
+    expected = model.classify(["Ann met Bob in Rome .", "the man saw Dana"])
+    shutil.rmtree(folder)
+    loaded = SequenceClassifier.load_from_checkpoint(tmp_path / "classifier.ckpt", map_location="cpu")
+    assert loaded.classify(["Ann met Bob in Rome .", "the man saw Dana"]) == expected
+    strings = loaded.net.body.strings
+    for direction, lm in (("forward", strings.forward_lm), ("backward", strings.backward_lm)):
+        saved = _lm_weights(lms[f"{direction}-char"])
+        assert all(torch.equal(lm.state_dict()[k], saved[k]) for k in saved), direction  # frozen through training

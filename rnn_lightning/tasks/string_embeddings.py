@@ -4,6 +4,7 @@ checkpoint works with no language-model files."""
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
 import torch
@@ -58,3 +59,16 @@ def string_embeddings(settings: dict[str, Any], *, trainable: bool = False,
             nets[direction].load_state_dict(weights[direction])  # strict: the same network
     return ContextualStringEmbeddings(nets["forward"], nets["backward"], forward_vocab=settings["forward"]["vocab"],
                                       backward_vocab=settings["backward"]["vocab"], trainable=trainable)
+
+
+def task_string_embeddings(hparams: MutableMapping[str, Any]) -> ContextualStringEmbeddings | None:
+    """The string embeddings a task's hyperparameters ask for (``lm_checkpoints``, ``string_embeddings_trainable``,
+    ``lm_settings``): none without LMs; a new model's read from the checkpoints, whose settings it records as
+    ``hparams["lm_settings"]``; a saved model's built from its ``lm_settings`` (its state dict holds the weights)."""
+    settings, weights = hparams.get("lm_settings"), None
+    if settings is None and hparams.get("lm_checkpoints") is None:
+        return None
+    if settings is None:
+        settings, weights = read_language_models(hparams["lm_checkpoints"])
+        hparams["lm_settings"] = settings
+    return string_embeddings(settings, trainable=hparams.get("string_embeddings_trainable", False), weights=weights)

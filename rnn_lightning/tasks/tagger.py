@@ -23,7 +23,7 @@ from rnn_lightning.nn.packing import to_device
 from rnn_lightning.nn.tagger import SequenceTaggerNet
 from rnn_lightning.tasks.labeled import LabeledSequenceTask
 from rnn_lightning.tasks.optimizers import default_optimizer
-from rnn_lightning.tasks.string_embeddings import read_language_models, string_embeddings
+from rnn_lightning.tasks.string_embeddings import task_string_embeddings
 from rnn_lightning.tasks.words import split_texts
 
 
@@ -115,13 +115,7 @@ class SequenceTagger(LabeledSequenceTask):
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         num_chars = len(char_vocab) if char_vocab is not None else None
         encoder = EncoderConfig.from_settings(self.hparams, num_chars=num_chars)
-        strings = None
-        if lm_checkpoints is not None or lm_settings is not None:
-            weights = None
-            if lm_settings is None:  # a new tagger; a saved one carries the LMs (settings here, weights in its state)
-                lm_settings, weights = read_language_models(lm_checkpoints)
-                self.hparams["lm_settings"] = lm_settings
-            strings = string_embeddings(lm_settings, trainable=string_embeddings_trainable, weights=weights)
+        strings = task_string_embeddings(self.hparams)
         self.net = SequenceTaggerNet(vocab_size, num_labels, encoder=encoder, strings=strings)
         self.crf = None
         if crf:
@@ -148,9 +142,6 @@ class SequenceTagger(LabeledSequenceTask):
         (B lists of strings) with ``lm_checkpoints`` -> label scores (B, T, C). Lengths belong on the CPU: on a GPU,
         packing first copies them back (a wait)."""
         return self.net(tokens, lengths, chars, char_lengths, words)
-
-    def reads_words(self) -> bool:
-        return self.net.body.strings is not None
 
     def _scores(self, batch: dict[str, Tensor]) -> Tensor:
         return self(batch["tokens"], batch["lengths"], batch.get("chars"), batch.get("char_lengths"),
