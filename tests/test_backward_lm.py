@@ -11,7 +11,7 @@ from conftest import trainer
 from datasets import Dataset, DatasetDict
 
 from rnn_lightning import LanguageModel, LanguageModelingDataModule
-from rnn_lightning.cli import main
+from rnn_lightning.cli import generate, main
 from rnn_lightning.data.language_modeling import reverse_lines
 
 LINES = ["the cat sat on the mat", "a dog ran", "", "the mat was red and the dog sat", "cats and dogs"] * 6
@@ -88,7 +88,7 @@ def test_a_model_and_data_of_other_directions_are_refused(tmp_path):
         _datamodule(LINES, "char", "backwards")
 
 
-def test_cli_links_the_datamodules_direction_to_the_model_and_the_checkpoint_keeps_it(tmp_path, monkeypatch):
+def test_cli_links_the_datamodules_direction_to_the_model_and_the_checkpoint_keeps_it(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     args = ["fit", "--model", "rnn_lightning.LanguageModel", "--model.init_args.hidden_size", "8",
             "--model.init_args.embedding_dim", "8", "--model.init_args.num_layers", "1",
@@ -102,3 +102,7 @@ def test_cli_links_the_datamodules_direction_to_the_model_and_the_checkpoint_kee
     (ckpt,) = tmp_path.rglob("*.ckpt")
     model = LanguageModel.load_from_checkpoint(ckpt, map_location="cpu")
     assert model.hparams.direction == "backward"
+    capsys.readouterr()
+    (text,) = generate(["--ckpt_path", str(ckpt), "--prompt", "w3 w1", "--greedy", "--max_new_tokens", "5"])
+    assert text == model.generate("w3 w1", max_new_tokens=5, greedy=True)
+    assert capsys.readouterr().out == f"{text} w3 w1\n"  # what precedes the prompt, printed before it
