@@ -62,7 +62,7 @@ class SequenceTagger(LabeledSequenceTask):
             they replace it). The DataModule must serve the words (``serve_words: true``). The models' settings,
             vocabularies and weights are copied into this tagger, whose checkpoint then needs no LM file.
         string_embeddings_trainable: fine-tune the language models with the tagger (``False``: frozen, in eval
-            mode, weights unchanged).
+            mode, weights unchanged; Lightning's note on modules in eval mode at the start of training means them).
         lm_settings: filled in from ``lm_checkpoints`` and saved in the checkpoint (leave it ``None``).
         crf: decode with a linear-chain CRF (trained by its likelihood; with ``span_scheme`` the moves the scheme
             forbids, such as ``O -> I-PER`` in IOB2, are never decoded).
