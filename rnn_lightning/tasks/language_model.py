@@ -268,17 +268,20 @@ class LanguageModel(RecurrentTask):
             for group, lr in zip(optimizer.param_groups, base, strict=True):
                 group["lr"] = lr
 
-    # -- fine-tuning: a fresh fit from another run's weights --
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        data = getattr(self.trainer, "datamodule", None)
-        theirs = getattr(data, "direction", "forward")
+    def _check_direction(self) -> None:
+        """The DataModule serves the text in the model's direction (one without ``direction`` serves it forward)."""
+        theirs = getattr(getattr(self.trainer, "datamodule", None), "direction", "forward")
         if theirs != self.hparams.direction:
             raise ValueError(
                 f"the model's `direction` is {self.hparams.direction!r} but the DataModule serves the text "
                 f"{theirs!r}: a model must read the text in the direction it was built for. Give both the same "
                 "`direction` (the CLI passes the DataModule's to the model)."
             )
+
+    # -- fine-tuning: a fresh fit from another run's weights --
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        self._check_direction()
         if stage == "fit" and self.init_from is not None and not self._initialised:
             # once: a second fit of this model goes on from its own weights; a resumed fit loads its checkpoint over
             path = Path(self.init_from)
