@@ -41,6 +41,7 @@ LINKS = (
     ("data.labels", "model.init_args.labels"),
     ("data.scheme", "model.init_args.span_scheme"),
     ("data.char_vocab", "model.init_args.char_vocab"),
+    ("data.direction", "model.init_args.direction"),
 )
 
 
@@ -125,7 +126,10 @@ def generate(argv: list[str] | None = None) -> list[str]:
                               top_k=args.top_k, top_p=args.top_p, greedy=args.greedy, seed=seed,
                               stop_at_eos=not args.multiline)
         samples.append(text)
-        print(f"{args.prompt} {text}" if args.prompt else text)
+        if not args.prompt:
+            print(text)
+        else:  # a backward model writes what precedes the prompt
+            print(f"{text} {args.prompt}" if model.hparams.direction == "backward" else f"{args.prompt} {text}")
     return samples
 
 

@@ -127,6 +127,18 @@ def test_tagging_benchmark_times_the_same_training_with_lengths_on_host_or_devic
 
 
 @pytest.mark.slow
+def test_string_embeddings_benchmark_times_the_tagger_with_and_without_the_lm_features(tmp_path):
+    run_benchmark("bench_string_embeddings", tmp_path, "--quick", "--device", "cpu", "--repeats", "1",
+                  "--lm-hidden", "64")
+    timed = {row["contender"]: row for row in rows(tmp_path, "bench_string_embeddings")}
+    assert list(timed) == ["no string embeddings", "string embeddings, frozen LMs",
+                           "string embeddings, fine-tuned LMs"]
+    assert timed["no string embeddings"]["ratio"] == 1.0
+    assert all(row["ms_per_step"] > 0 and within(row["ratio"], (0.5, 100.0)) for row in timed.values()), timed
+    assert record(tmp_path, "bench_string_embeddings")["lm_hidden"] == 64
+
+
+@pytest.mark.slow
 def test_recipe_runner_records_every_validation_and_the_test_of_the_kept_checkpoint(tmp_path):
     out = tmp_path / "runs.json"
     before = sorted((ROOT / "checkpoints").rglob("*")) if (ROOT / "checkpoints").exists() else []

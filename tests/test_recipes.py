@@ -31,14 +31,19 @@ LOCAL_DATA = {  # recipe -> the fragment that reads its corpus from data/ (the R
     "lm/awd_lstm_ptb.yaml": "ptb_local.yaml",
     "lm/awd_lstm_ptb_budget.yaml": "ptb_local.yaml",
     "lm/wikitext103_lstm_adaptive.yaml": "wikitext103_local.yaml",
+    "lm/wikitext2_char_lstm_forward.yaml": "wikitext2_local.yaml",
+    "lm/wikitext2_char_lstm_backward.yaml": "wikitext2_local.yaml",
     "tagging/ud_ewt_upos_bilstm.yaml": "ud_ewt_local.yaml",
     "tagging/ud_ewt_upos_char_bilstm.yaml": "ud_ewt_local.yaml",
     "tagging/conll2003_ner_bilstm.yaml": "conll2003_local.yaml",
     "tagging/conll2003_ner_bilstm_crf.yaml": "conll2003_local.yaml",
     "tagging/conll2003_ner_char_bilstm_crf.yaml": "conll2003_local.yaml",
+    "tagging/conll2003_ner_string_embeddings.yaml": "conll2003_local.yaml",
     "classification/sst2_bilstm.yaml": "sst2_local.yaml",
 }
-SLOW = {"lm/wikitext2_lstm_650x2_tied.yaml", "lm/tinyshakespeare_char_lstm.yaml"}  # full-size networks on a CPU
+SLOW = {"lm/wikitext2_lstm_650x2_tied.yaml", "lm/tinyshakespeare_char_lstm.yaml",  # full-size networks on a CPU
+        "lm/wikitext2_char_lstm_forward.yaml", "lm/wikitext2_char_lstm_backward.yaml",  # WikiText-2 by characters
+        "tagging/conll2003_ner_string_embeddings.yaml"}  # ... which it trains first
 TWO_STEPS = ["--trainer.accelerator", "cpu", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
              "--trainer.limit_val_batches", "2", "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
              "--trainer.logger.init_args.save_dir", "logs"]  # (a limit of "1" would parse as 1.0: the whole epoch)
@@ -134,6 +139,13 @@ def test_recipe_trains_two_steps_on_local_data_and_its_checkpoint_predicts(recip
         main(first + TWO_STEPS)
         assert (user_checkout / "checkpoints" / "awd_lstm_wikitext2" / "best.ckpt").is_file()
         shutil.rmtree(user_checkout / "logs")  # the checks below read the second stage's log
+    if recipe.endswith("_string_embeddings.yaml"):  # the tagger reads the two character LMs' best.ckpt: write them
+        if not all(f.is_file() for f in data_files("wikitext2_local.yaml")):
+            pytest.skip("WikiText-2 not in data/ (see the README's 'Local files'): the language models need it")
+        for direction in ("forward", "backward"):
+            main(["fit", "-c", f"recipes/lm/wikitext2_char_lstm_{direction}.yaml", "-c",
+                  "recipes/data/wikitext2_local.yaml", *args[-2:], *TWO_STEPS])  # (args[-2:]: the cache folder)
+        shutil.rmtree(user_checkout / "logs")
     main(args + TWO_STEPS)
 
     config = yaml.safe_load((RECIPES / recipe).read_text())

@@ -17,7 +17,8 @@ from rnn_lightning.nn.char_encoder import word_lengths
 RIGHT_PADDED = "right_padded"
 # Batch entries read on the host (cuDNN runs a packed batch by its lengths there): they stay on the CPU when a batch
 # moves to a GPU, so no step copies them back, a copy that would wait for all the GPU's queued work.
-HOST_KEYS = ("lengths", "char_lengths", RIGHT_PADDED)
+# The words themselves (``"words"``, lists of strings) are read on the host too, by a model that encodes them itself.
+HOST_KEYS = ("lengths", "char_lengths", RIGHT_PADDED, "words")
 
 
 class RaggedSequences(Dataset):
@@ -31,6 +32,7 @@ class RaggedSequences(Dataset):
         max_length: cut longer sequences into consecutive pieces of at most this many tokens (bounds the memory
             of a training step; ``None`` keeps them whole).
         chars: (N, L) character ids of each token (0-padded), or ``None``.
+        words: (N,) the tokens themselves (strings), or ``None``.
 
     Example:
         >>> seqs = RaggedSequences(np.arange(5), np.array([0, 3, 5]), tags=np.array([1, 0, 1, 1, 0]))
@@ -48,6 +50,7 @@ class RaggedSequences(Dataset):
         labels: np.ndarray | None = None,
         max_length: int | None = None,
         chars: np.ndarray | None = None,
+        words: list[str] | None = None,
     ) -> None:
         starts, ends = offsets[:-1], offsets[1:]
         self.sequence_of_piece = np.arange(len(starts))
@@ -58,6 +61,7 @@ class RaggedSequences(Dataset):
             starts = starts[self.sequence_of_piece] + (np.arange(pieces.sum()) - first) * max_length
             ends = np.minimum(starts + max_length, ends[self.sequence_of_piece])
         self.ids, self.starts, self.ends, self.tags, self.labels, self.chars = ids, starts, ends, tags, labels, chars
+        self.words = words
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -71,13 +75,16 @@ class RaggedSequences(Dataset):
             item["label"] = self.labels[self.sequence_of_piece[i]]
         if self.chars is not None:
             item["chars"] = self.chars[span]
+        if self.words is not None:
+            item["words"] = self.words[span]
         return item
 
 
 def pad_batch(items: list[dict[str, Any]], pad_id: int) -> dict[str, Tensor]:
     """Right-pad a list of sequences: ``tokens`` (B, T) with ``pad_id``, ``tags`` (B, T) with -100, ``lengths`` (B,),
-    and ``label`` (B,), and ``chars`` (B, T, L) with 0 (L: the batch's longest word) and their ``char_lengths``
-    (B, T) when present; ``right_padded`` (a bool, see ``RIGHT_PADDED``) says whether every sequence is non-empty."""
+    and ``label`` (B,), ``chars`` (B, T, L) with 0 (L: the batch's longest word) and their ``char_lengths``
+    (B, T), and ``words`` (B lists of strings, unpadded) when present; ``right_padded`` (a bool, see
+    ``RIGHT_PADDED``) says whether every sequence is non-empty."""
     lengths = torch.tensor([len(item["tokens"]) for item in items])
     width = int(lengths.max())
     tokens = torch.full((len(items), width), pad_id, dtype=torch.long)
@@ -94,6 +101,8 @@ def pad_batch(items: list[dict[str, Any]], pad_id: int) -> dict[str, Tensor]:
     if "chars" in items[0]:
         batch["chars"] = pad_chars([item["chars"] for item in items], width)
         batch["char_lengths"] = word_lengths(batch["chars"])
+    if "words" in items[0]:
+        batch["words"] = [list(item["words"]) for item in items]
     return batch
 
 

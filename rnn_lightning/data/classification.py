@@ -39,6 +39,9 @@ class TextClassificationDataModule(LabeledSequenceDataModule):
         vocab_from_vectors: a GloVe / word2vec / fastText text file: validation and test words that train lacks
             but the file lists (in their case or lower case) get vocabulary entries too, as Lample et al. 2016 did,
             so the model's ``pretrained_embeddings`` (pass the same file) reach them instead of ``<unk>``.
+        serve_words: also serve each text's words themselves as ``"words"`` (B lists of strings), for a classifier
+            that reads their characters through language models (:class:`~rnn_lightning.SequenceClassifier`'s
+            ``lm_checkpoints``).
 
     Example:
         >>> from datasets import Dataset, DatasetDict
@@ -74,12 +77,13 @@ class TextClassificationDataModule(LabeledSequenceDataModule):
         holdout: dict[str, float] | None = None,
         csv_delimiter: str | None = None,
         vocab_from_vectors: str | None = None,
+        serve_words: bool = False,
     ) -> None:
         super().__init__(
             path, name, data_files=data_files, dataset=dataset, text_column=text_column, label_column=label_column,
             labels=labels, tokenizer=tokenizer, min_frequency=min_frequency, max_vocab_size=max_vocab_size,
             batch_size=batch_size, eval_batch_size=eval_batch_size, max_length=max_length, num_workers=num_workers,
-            cache_dir=cache_dir, holdout=holdout, vocab_from_vectors=vocab_from_vectors,
+            cache_dir=cache_dir, holdout=holdout, vocab_from_vectors=vocab_from_vectors, serve_words=serve_words,
         )
         self.csv_delimiter = csv_delimiter
 

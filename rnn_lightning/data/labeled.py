@@ -2,7 +2,8 @@
 
 A subclass says where the words and the labels of a split are (:meth:`_words`, :meth:`_label_values`); this
 class builds the word vocabulary and the label list from ``train``, checks every split against them, and serves
-padded batches ``{"tokens", "lengths", "tags" | "label"}`` (and ``"chars"`` with character features).
+padded batches ``{"tokens", "lengths", "tags" | "label"}`` (and ``"chars"`` with character features, ``"words"``
+with ``serve_words``).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class LabeledSequenceDataModule(CorpusDataModule):
         max_length: int | None,
         vocab_from_vectors: str | None,
         char_features: bool = False,
+        serve_words: bool = False,
         **corpus: Any,
     ) -> None:
         super().__init__(path, name, **corpus)
@@ -70,7 +72,9 @@ class LabeledSequenceDataModule(CorpusDataModule):
         if labels is not None and len(set(labels)) != len(labels):
             raise ValueError(f"`labels` must not repeat a label, got {labels}.")
         self.label_column, self.max_length = label_column, max_length
-        self.char_features, self.vocab_from_vectors = char_features, vocab_from_vectors
+        if not isinstance(serve_words, bool):
+            raise ValueError(f"`serve_words` must be True or False, got {serve_words!r}.")
+        self.char_features, self.vocab_from_vectors, self.serve_words = char_features, vocab_from_vectors, serve_words
         self._char_vocab: list[str] | None = None
         self._label_cache: dict[str, pa.Array] = {}
         self._labels: list[str] | None = list(labels) if labels is not None else None
@@ -189,7 +193,8 @@ class LabeledSequenceDataModule(CorpusDataModule):
             chars = encode_chars(flat.to_pylist(), self.char_vocab) if self.char_features else None
             tags, per_row = (label_ids, None) if self.per_token else (None, label_ids)
             max_length = self.max_length if split == "train" else None  # evaluate whole sequences
-            self._sequences[split] = RaggedSequences(ids, offsets, tags, per_row, max_length, chars)
+            strings = flat.to_pylist() if self.serve_words else None
+            self._sequences[split] = RaggedSequences(ids, offsets, tags, per_row, max_length, chars, strings)
         return self._sequences[split]
 
     def _dataset(self, split: str) -> RaggedSequences:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pyarrow as pa
 import torch
 from datasets import Dataset, DatasetDict
@@ -25,6 +26,7 @@ from rnn_lightning.data.tokenization import (
     train_word_tokenizer,
     vocabulary_by_id,
 )
+from rnn_lightning.nn.checks import check_direction
 
 _ENCODER_VERSION = "lines-bos-eos-v2"  # bump when `encode_lines` changes output, to invalidate caches
 
@@ -37,6 +39,25 @@ def _encode_batch(
     ``by_id`` is called only when the map runs (a cache hit needs no vocabulary array).
     """
     return pa.table({"input_ids": encode_lines(tokenizer, batch.column(text_column), by_id())})
+
+
+def reverse_lines(ids: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """The text read backwards, each line keeping its frame: ``ids`` (M,) holds lines ``<bos> x1 .. xn <eos>`` starting
+    at ``offsets`` (L + 1,); returns the lines in reverse order, each as ``<bos> xn .. x1 <eos>``.
+
+    A backward model trained on this stream predicts each token from the text to its right, with the same targets
+    counted as the forward stream (every token and ``<eos>``), and generates from ``<bos>`` as a forward model does.
+
+    Example:
+        >>> reverse_lines(np.array([2, 7, 8, 3, 2, 9, 3]), np.array([0, 4, 7])).tolist()
+        [2, 9, 3, 2, 8, 7, 3]
+    """
+    flipped = ids[::-1].copy()  # lines in reverse order, each <eos> xn .. x1 <bos>
+    lengths = np.diff(offsets)[::-1]
+    ends = np.cumsum(lengths)  # (L,) one past each line of the flipped stream
+    starts = ends - lengths
+    flipped[starts], flipped[ends - 1] = flipped[ends - 1], flipped[starts].copy()  # the frame back in place
+    return flipped
 
 
 class LanguageModelingDataModule(CorpusDataModule):
@@ -69,6 +90,9 @@ class LanguageModelingDataModule(CorpusDataModule):
             ``length / bptt``, by which :class:`~rnn_lightning.LanguageModel` scales that step's learning rate.
             Evaluation keeps ``bptt``-long windows.
         bptt_seed: seed of the variable windows (with the epoch); the same on every rank, as it must be.
+        direction: ``"backward"`` serves the text read from its end: the lines in reverse order, each reversed
+            (its ``<bos>`` first and ``<eos>`` last, see :func:`reverse_lines`), for a backward language model (the
+            CLI passes it to :class:`~rnn_lightning.LanguageModel`'s ``direction``). ``"forward"``: as written.
 
     Example:
         >>> from datasets import Dataset, DatasetDict
@@ -101,6 +125,7 @@ class LanguageModelingDataModule(CorpusDataModule):
         holdout: dict[str, float] | None = None,
         variable_bptt: bool = False,
         bptt_seed: int = 0,
+        direction: Literal["forward", "backward"] = "forward",
     ) -> None:
         super().__init__(
             path, name, data_files=data_files, dataset=dataset, text_column=text_column, tokenizer=tokenizer,
@@ -111,7 +136,8 @@ class LanguageModelingDataModule(CorpusDataModule):
             raise ValueError(f"`bptt` must be a positive integer, got {bptt!r}.")
         if not isinstance(variable_bptt, bool):
             raise ValueError(f"`variable_bptt` must be True or False, got {variable_bptt!r}.")
-        self.bptt, self.variable_bptt, self.bptt_seed = bptt, variable_bptt, bptt_seed
+        check_direction(direction)
+        self.bptt, self.variable_bptt, self.bptt_seed, self.direction = bptt, variable_bptt, bptt_seed, direction
         self._streams: dict[str, StreamWindows] = {}
         self._vocab_by_id: pa.Array | None = None
 
@@ -150,7 +176,8 @@ class LanguageModelingDataModule(CorpusDataModule):
 
     # -- tokenization (cached by datasets) and streams --
     def token_ids(self, split: str) -> torch.Tensor:
-        """All ids of ``split`` concatenated, (M,): every line as ``<bos> ids <eos>``."""
+        """All ids of ``split`` concatenated, (M,): every line as ``<bos> ids <eos>`` (read backwards, lines and ids
+        reversed, for ``direction="backward"``)."""
         data = self._split(split)
         digest = hashlib.sha256(
             f"{dataset_fingerprint(data)}|{self.tokenizer.to_str()}|{self.text_column}|{_ENCODER_VERSION}".encode()
@@ -164,8 +191,12 @@ class LanguageModelingDataModule(CorpusDataModule):
             new_fingerprint=digest,
             desc=f"Tokenizing {split}",
         )
-        flat = encoded.data.column("input_ids").combine_chunks().flatten().to_numpy()
-        return torch.from_numpy(flat.astype("int64"))
+        lines = encoded.data.column("input_ids").combine_chunks()
+        flat = lines.flatten().to_numpy().astype("int64")
+        if self.direction == "backward":
+            offsets = lines.offsets.to_numpy()
+            flat = reverse_lines(flat, offsets - offsets[0])
+        return torch.from_numpy(flat)
 
     def _by_id(self) -> pa.Array | None:
         """The vocabulary array of the fast word-level encoder: built once, not once per split."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 from rnn_lightning.data.language_modeling import LanguageModelingDataModule
 from rnn_lightning.data.markov import MarkovSource, markov_corpus
@@ -28,6 +29,8 @@ class MarkovCorpusDataModule(LanguageModelingDataModule):
         bptt: window length for truncated BPTT.
         variable_bptt: training windows of AWD-LSTM's varying lengths (see
             :class:`~rnn_lightning.data.LanguageModelingDataModule`).
+        direction: ``"backward"``: the text read from its end, for a backward language model (see
+            :class:`~rnn_lightning.data.LanguageModelingDataModule`).
 
     Example:
         >>> dm = MarkovCorpusDataModule(num_words=30, train_tokens=2000, validation_tokens=500, test_tokens=500)
@@ -52,13 +55,14 @@ class MarkovCorpusDataModule(LanguageModelingDataModule):
         eval_batch_size: int = 16,
         bptt: int = 35,
         variable_bptt: bool = False,
+        direction: Literal["forward", "backward"] = "forward",
     ) -> None:
         source = MarkovSource.random(num_words, branching=branching, mean_line_length=mean_line_length,
                                      concentration=concentration, seed=seed)
         corpus = markov_corpus(source, train_tokens=train_tokens, validation_tokens=validation_tokens,
                                test_tokens=test_tokens, seed=seed)
         super().__init__(dataset=corpus, batch_size=batch_size, eval_batch_size=eval_batch_size, bptt=bptt,
-                         variable_bptt=variable_bptt)
+                         variable_bptt=variable_bptt, direction=direction)
         self.source = source
 
     def reference_perplexity(self, split: str = "validation") -> float:

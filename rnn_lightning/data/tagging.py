@@ -53,6 +53,9 @@ class TaggingDataModule(LabeledSequenceDataModule):
         char_features: also serve each token's characters as ``"chars"`` (B, T, L), with a character vocabulary
             from the train words (``char_vocab``, linked to the model by the CLI), for a tagger with character
             features (unseen words keep their spelling cues).
+        serve_words: also serve each sentence's words themselves as ``"words"`` (B lists of strings), for a tagger
+            that reads their characters through language models (:class:`~rnn_lightning.SequenceTagger`'s
+            ``lm_checkpoints``).
         vocab_from_vectors: a GloVe / word2vec / fastText text file: validation and test words that train lacks
             but the file lists (in their case or lower case) get vocabulary entries too, as Lample et al. 2016 did,
             so the model's ``pretrained_embeddings`` (pass the same file) reach them instead of ``<unk>``.
@@ -97,6 +100,7 @@ class TaggingDataModule(LabeledSequenceDataModule):
         cache_dir: str | None = None,
         holdout: dict[str, float] | None = None,
         char_features: bool = False,
+        serve_words: bool = False,
         vocab_from_vectors: str | None = None,
     ) -> None:
         for arg, scheme in (("tag_scheme", tag_scheme), ("train_scheme", train_scheme)):
@@ -112,6 +116,7 @@ class TaggingDataModule(LabeledSequenceDataModule):
             labels=labels, tokenizer=tokenizer, min_frequency=min_frequency, max_vocab_size=max_vocab_size,
             batch_size=batch_size, eval_batch_size=eval_batch_size, max_length=max_length, num_workers=num_workers,
             cache_dir=cache_dir, holdout=holdout, char_features=char_features, vocab_from_vectors=vocab_from_vectors,
+            serve_words=serve_words,
         )
         self.tag_field, self.tag_column = tag_field, tag_column
         self.tag_scheme, self.train_scheme = tag_scheme, train_scheme

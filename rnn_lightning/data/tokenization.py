@@ -12,7 +12,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 
-PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
+from rnn_lightning.constants import BOS, EOS, PAD, UNK
+
 SPECIAL_TOKENS = (PAD, UNK, BOS, EOS)
 
 

@@ -10,6 +10,7 @@ from rnn_lightning.nn.output_layer import AdaptiveSoftmax
 from rnn_lightning.nn.pooling import pool_states
 from rnn_lightning.nn.sampling import filter_logits
 from rnn_lightning.nn.stack import ConnectedStack
+from rnn_lightning.nn.string_embeddings import ContextualStringEmbeddings
 from rnn_lightning.nn.tagger import SequenceTaggerNet
 from rnn_lightning.nn.unroll import unrolled
 
@@ -18,6 +19,7 @@ __all__ = [
     "CRF",
     "CharacterEncoder",
     "ConnectedStack",
+    "ContextualStringEmbeddings",
     "EncoderConfig",
     "RNNLanguageModelNet",
     "RecurrentEncoder",

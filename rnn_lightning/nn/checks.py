@@ -1,6 +1,8 @@
-"""Argument checks shared by the building blocks of ``rnn_lightning.nn`` (no imports of its own modules)."""
+"""Argument checks shared by the building blocks of ``rnn_lightning.nn`` (no imports of its other modules)."""
 
 from __future__ import annotations
+
+from rnn_lightning.constants import DIRECTIONS
 
 
 def check_dropout(name: str, value: float) -> None:
@@ -31,3 +33,8 @@ def check_flag(name: str, value: bool) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"`{name}` must be True or False, got {type(value).__name__} {value!r:.60}.")
     return value
+def check_direction(value: str, name: str = "direction") -> None:
+    """Raise a ``ValueError`` naming ``name`` unless ``value`` is one of :data:`~rnn_lightning.constants.DIRECTIONS`."""
+    if value not in DIRECTIONS:
+        raise ValueError(f"`{name}` must be one of {DIRECTIONS}, got {value!r}: 'forward' reads the text as written, "
+                         "'backward' from its end (a backward language model).")

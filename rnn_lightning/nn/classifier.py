@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import Tensor, nn
 
 from rnn_lightning.nn.config import EncoderConfig
 from rnn_lightning.nn.embedder import EmbedEncode
 from rnn_lightning.nn.pooling import POOLINGS, Pooling, pool_states
+from rnn_lightning.nn.string_embeddings import ContextualStringEmbeddings
 
 
 class SequenceClassifierNet(nn.Module):
@@ -18,6 +21,7 @@ class SequenceClassifierNet(nn.Module):
         encoder: the embedding and recurrent settings (see :class:`EncoderConfig`; with ``bidirectional``,
             ``"final"`` pooling joins each direction's final state).
         pooling: ``"final"`` state, or ``"mean"`` / ``"max"`` over all states.
+        strings: contextual string embeddings read beside the word embeddings (see :class:`EmbedEncode`).
 
     Example:
         >>> import torch
@@ -27,21 +31,23 @@ class SequenceClassifierNet(nn.Module):
     """
 
     def __init__(
-        self, vocab_size: int, num_labels: int, *, encoder: EncoderConfig, pooling: Pooling = "final"
+        self, vocab_size: int, num_labels: int, *, encoder: EncoderConfig, pooling: Pooling = "final",
+        strings: ContextualStringEmbeddings | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(num_labels, int) or num_labels < 2:
             raise ValueError(f"`num_labels` must be an integer >= 2, got {num_labels!r}.")
         if pooling not in POOLINGS:
             raise ValueError(f"`pooling` must be one of {POOLINGS}, got {pooling!r}.")
-        self.body = EmbedEncode(vocab_size, encoder=encoder)
+        self.body = EmbedEncode(vocab_size, encoder=encoder, strings=strings)
         self.classifier = nn.Linear(self.body.output_dim, num_labels)
         self.pooling, self.bidirectional = pooling, encoder.bidirectional
 
     def forward(
-        self, tokens: Tensor, lengths: Tensor, chars: Tensor | None = None, char_lengths: Tensor | None = None
+        self, tokens: Tensor, lengths: Tensor, chars: Tensor | None = None, char_lengths: Tensor | None = None,
+        words: Sequence[Sequence[str]] | None = None,
     ) -> Tensor:
-        """tokens (B, T), lengths (B,), chars (B, T, L) with ``num_chars``, char_lengths (B, T) optional -> logits
-        (B, C). Lengths belong on the CPU (see :class:`EmbedEncode`)."""
-        states = self.body(tokens, lengths, chars, char_lengths)  # (B, T, H * directions)
+        """tokens (B, T), lengths (B,), chars (B, T, L) with ``num_chars``, char_lengths (B, T) optional, words (B
+        lists of strings) with ``strings`` -> logits (B, C). Lengths belong on the CPU (see :class:`EmbedEncode`)."""
+        states = self.body(tokens, lengths, chars, char_lengths, words)  # (B, T, H * directions)
         return self.classifier(pool_states(states, lengths, self.pooling, self.bidirectional))  # (B, C)

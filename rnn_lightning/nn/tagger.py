@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import Tensor, nn
 
 from rnn_lightning.nn.config import EncoderConfig
 from rnn_lightning.nn.embedder import EmbedEncode
+from rnn_lightning.nn.string_embeddings import ContextualStringEmbeddings
 
 
 class SequenceTaggerNet(nn.Module):
@@ -16,6 +19,8 @@ class SequenceTaggerNet(nn.Module):
         num_labels: number of tags (C).
         encoder: the embedding, recurrent and character settings (see :class:`EncoderConfig`; taggers want
             ``bidirectional=True``).
+        strings: contextual string embeddings read beside (or, with ``embedding_dim=0``, instead of) the word
+            embeddings (see :class:`EmbedEncode`).
 
     Example:
         >>> import torch
@@ -24,16 +29,19 @@ class SequenceTaggerNet(nn.Module):
         (2, 6, 5)
     """
 
-    def __init__(self, vocab_size: int, num_labels: int, *, encoder: EncoderConfig) -> None:
+    def __init__(self, vocab_size: int, num_labels: int, *, encoder: EncoderConfig,
+                 strings: ContextualStringEmbeddings | None = None) -> None:
         super().__init__()
         if not isinstance(num_labels, int) or num_labels < 2:
             raise ValueError(f"`num_labels` must be an integer >= 2 (a tagger chooses among tags), got {num_labels!r}.")
-        self.body = EmbedEncode(vocab_size, encoder=encoder)
+        self.body = EmbedEncode(vocab_size, encoder=encoder, strings=strings)
         self.scorer = nn.Linear(self.body.output_dim, num_labels)
 
     def forward(
-        self, tokens: Tensor, lengths: Tensor, chars: Tensor | None = None, char_lengths: Tensor | None = None
+        self, tokens: Tensor, lengths: Tensor, chars: Tensor | None = None, char_lengths: Tensor | None = None,
+        words: Sequence[Sequence[str]] | None = None,
     ) -> Tensor:
-        """tokens (B, T), lengths (B,), chars (B, T, L) with ``num_chars``, char_lengths (B, T) optional -> label
-        scores (B, T, C). Lengths belong on the CPU (see :class:`EmbedEncode`)."""
-        return self.scorer(self.body(tokens, lengths, chars, char_lengths))
+        """tokens (B, T), lengths (B,), chars (B, T, L) with ``num_chars``, char_lengths (B, T) optional, words (B
+        lists of strings) with ``strings`` -> label scores (B, T, C). Lengths belong on the CPU (see
+        :class:`EmbedEncode`)."""
+        return self.scorer(self.body(tokens, lengths, chars, char_lengths, words))

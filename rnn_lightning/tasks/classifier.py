@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
@@ -17,6 +19,7 @@ from rnn_lightning.nn.pooling import Pooling
 from rnn_lightning.tasks.confidences import Classification
 from rnn_lightning.tasks.labeled import LabeledSequenceTask
 from rnn_lightning.tasks.optimizers import default_optimizer
+from rnn_lightning.tasks.string_embeddings import task_string_embeddings
 from rnn_lightning.tasks.words import split_texts
 
 
@@ -43,6 +46,11 @@ class SequenceClassifier(LabeledSequenceTask):
             (see :class:`~rnn_lightning.tasks.pretrained.PretrainedEmbeddings`).
         word_dropout: in training, replace each token by ``<unk>`` with this probability.
         pooling: ``"final"`` state (each direction's), or ``"mean"`` / ``"max"`` over all steps' states.
+        lm_checkpoints: a forward and a backward character :class:`~rnn_lightning.LanguageModel` checkpoint: their
+            contextual string embeddings join each word's embedding, as :class:`~rnn_lightning.SequenceTagger`'s
+            (the DataModule's ``serve_words: true``; the checkpoint then carries the LMs).
+        string_embeddings_trainable: fine-tune the language models (``False``: frozen).
+        lm_settings: filled in from ``lm_checkpoints`` and saved in the checkpoint (leave it ``None``).
         optimizer: optimizer factory (YAML ``class_path`` + ``init_args``); default Adam lr 1e-3.
         lr_scheduler: optional LR scheduler factory; ``ReduceLROnPlateau`` watches ``val/loss``.
 
@@ -75,6 +83,9 @@ class SequenceClassifier(LabeledSequenceTask):
         pretrained_embeddings: str | None = None,
         word_dropout: float = 0.0,
         pooling: Pooling = "final",
+        lm_checkpoints: list[str] | None = None,
+        string_embeddings_trainable: bool = False,
+        lm_settings: dict[str, Any] | None = None,
         optimizer: OptimizerCallable = default_optimizer,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
@@ -82,7 +93,8 @@ class SequenceClassifier(LabeledSequenceTask):
                          pretrained_embeddings=pretrained_embeddings, optimizer=optimizer, lr_scheduler=lr_scheduler)
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         encoder = EncoderConfig.from_settings(self.hparams)
-        self.net = SequenceClassifierNet(vocab_size, num_labels, encoder=encoder, pooling=pooling)
+        self.net = SequenceClassifierNet(vocab_size, num_labels, encoder=encoder, pooling=pooling,
+                                         strings=task_string_embeddings(self.hparams))
         self.metrics = torch.nn.ModuleDict({
             stage: torch.nn.ModuleDict({
                 "loss": MeanMetric(),
@@ -92,9 +104,12 @@ class SequenceClassifier(LabeledSequenceTask):
             for stage in ("val", "test")
         })
 
-    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
-        """tokens (B, T), lengths (B,) -> logits (B, C)."""
-        return self.net(tokens, lengths)
+    def forward(self, tokens: Tensor, lengths: Tensor, words: list[list[str]] | None = None) -> Tensor:
+        """tokens (B, T), lengths (B,), words (B lists of strings) with ``lm_checkpoints`` -> logits (B, C)."""
+        return self.net(tokens, lengths, words=words)
+
+    def _logits(self, batch: dict[str, Tensor]) -> Tensor:
+        return self(batch["tokens"], batch["lengths"], batch.get("words"))
 
     def word_embedding(self) -> torch.nn.Embedding:
         return self.net.body.embedding
@@ -102,15 +117,15 @@ class SequenceClassifier(LabeledSequenceTask):
     def last_step_losses(self, batch: dict[str, Tensor]) -> Tensor:
         """(B,) each text's loss: it reads the last step with ``pooling="final"`` (and each direction's last step
         when bidirectional), every step with ``"mean"`` / ``"max"``."""
-        return F.cross_entropy(self(batch["tokens"], batch["lengths"]).float(), batch["label"], reduction="none")
+        return F.cross_entropy(self._logits(batch).float(), batch["label"], reduction="none")
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        loss = F.cross_entropy(self(batch["tokens"], batch["lengths"]).float(), batch["label"])
+        loss = F.cross_entropy(self._logits(batch).float(), batch["label"])
         self.log_train_loss(loss, batch_size=len(batch["label"]))
         return loss
 
     def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
-        logits, target = self(batch["tokens"], batch["lengths"]).float(), batch["label"]
+        logits, target = self._logits(batch).float(), batch["label"]
         metrics = self.metrics[stage]
         metrics["loss"].update(F.cross_entropy(logits, target), weight=len(target))
         metrics["acc"].update(logits, target)
@@ -132,7 +147,7 @@ class SequenceClassifier(LabeledSequenceTask):
                 f"`top_k={top_k}` asks for the k best tag paths of a SequenceTagger with a CRF; a SequenceClassifier "
                 "gives every class's probability instead: drop `top_k` and pass `scores=True`."
             )
-        logits = self(batch["tokens"], batch["lengths"])  # (B, C)
+        logits = self._logits(batch)  # (B, C)
         names = [self.labels[i] if self.labels is not None else str(i) for i in range(logits.shape[-1])]
         predicted = [names[i] for i in logits.argmax(-1).tolist()]
         if not scores:

@@ -52,6 +52,9 @@ class LabeledSequenceTask(PredictsFromWords, RecurrentTask):
     def char_vocabulary(self) -> list[str] | None:
         return self.char_vocab
 
+    def reads_words(self) -> bool:
+        return self.net.body.strings is not None
+
     def count_tokens(self, batch: dict[str, Tensor]) -> Tensor:
         """The words of the batch's sequences."""
         return batch["lengths"].sum()

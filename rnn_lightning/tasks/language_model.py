@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +24,7 @@ from rnn_lightning.functional.activation_regularization import (
 from rnn_lightning.functional.cache_pointer import PointerCache, cache_pointer_log_probs
 from rnn_lightning.metrics import Perplexity
 from rnn_lightning.nn import EncoderConfig, RNNLanguageModelNet, detach_state
-from rnn_lightning.nn.checks import check_flag
+from rnn_lightning.nn.checks import check_direction, check_flag
 from rnn_lightning.nn.encoder import Cell, Connection, State
 from rnn_lightning.nn.sampling import check_sampling, sample_tokens
 from rnn_lightning.nn.stack import map_state
@@ -47,6 +48,18 @@ def _check_context_and_seed(context: list[int], seed: int | None, vocab_size: in
             f"`context` must hold token ids in [0, vocab_size={vocab_size}), got {bad[0]!r}. Encode text with "
             "`encode_prompt(text)` (the model's tokenizer), or pass ids of the vocabulary the model was trained on."
         )
+
+
+def language_model_net(hparams: dict[str, Any]) -> RNNLanguageModelNet:
+    """The network of a :class:`LanguageModel` with these hyperparameters (its own, or a checkpoint's: a setting the
+    checkpoint lacks takes the task's default)."""
+    defaults = {name: p.default for name, p in inspect.signature(LanguageModel.__init__).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    settings = {**defaults, **hparams}
+    encoder = EncoderConfig.from_settings(settings, dropout=settings["dropout_between"])
+    return RNNLanguageModelNet(settings["vocab_size"], encoder=encoder, tie_weights=settings["tie_weights"],
+                               adaptive_softmax_cutoffs=settings["adaptive_softmax_cutoffs"],
+                               adaptive_softmax_div_value=settings["adaptive_softmax_div_value"])
 
 
 class _Window(NamedTuple):
@@ -104,6 +117,10 @@ class LanguageModel(RecurrentTask):
             gives one stream, as AWD's ``pointer.py``).
         cache_theta: flatness of the cache's attention (AWD-LSTM WikiText-2: 0.662; PTB: 1.0).
         cache_lambda: the cache's weight in the mixture (AWD-LSTM WikiText-2: 0.1279; PTB: 0.1).
+        direction: ``"forward"`` predicts each token from the text to its left; ``"backward"`` from the text to its
+            right, trained on the DataModule's reversed stream (its ``direction``, linked by the CLI; a mismatch is an
+            error at setup). Stored in the checkpoint: :meth:`generate` then takes a prompt in reading order and
+            returns the text that precedes it, in reading order; perplexity and ``predict`` read the reversed stream.
         init_from: a checkpoint whose weights a fresh ``fit`` starts from (AWD-LSTM's fine-tuning restarts from the
             best, averaged, model; a resumed fit takes the resumed checkpoint's). Not saved as a hyperparameter.
         optimizer: optimizer factory (from YAML: ``class_path`` + ``init_args``); default Adam lr 1e-3, which
@@ -150,6 +167,7 @@ class LanguageModel(RecurrentTask):
         cache_window: int = 0,
         cache_theta: float = 0.662,
         cache_lambda: float = 0.1279,
+        direction: Literal["forward", "backward"] = "forward",
         init_from: str | None = None,
         optimizer: OptimizerCallable = default_optimizer,
         lr_scheduler: LRSchedulerCallable | None = None,
@@ -164,10 +182,8 @@ class LanguageModel(RecurrentTask):
             raise ValueError(f"`cache_window` must be an integer >= 0 (0: no cache pointer), got {cache_window!r}.")
         if not 0.0 <= cache_lambda <= 1.0:
             raise ValueError(f"`cache_lambda` must be in [0, 1], got {cache_lambda!r}. AWD-LSTM uses 0.1279.")
-        encoder = EncoderConfig.from_settings(self.hparams, dropout=dropout_between)
-        self.net = RNNLanguageModelNet(vocab_size, encoder=encoder, tie_weights=tie_weights,
-                                       adaptive_softmax_cutoffs=adaptive_softmax_cutoffs,
-                                       adaptive_softmax_div_value=adaptive_softmax_div_value)
+        check_direction(direction)
+        self.net = language_model_net(self.hparams)
         self.val_ppl = Perplexity()
         self.test_ppl = Perplexity()
         self.tokenizer: Tokenizer | None = None
@@ -264,9 +280,20 @@ class LanguageModel(RecurrentTask):
             for group, lr in zip(optimizer.param_groups, base, strict=True):
                 group["lr"] = lr
 
+    def _check_direction(self) -> None:
+        """The DataModule serves the text in the model's direction (one without ``direction`` serves it forward)."""
+        theirs = getattr(getattr(self.trainer, "datamodule", None), "direction", "forward")
+        if theirs != self.hparams.direction:
+            raise ValueError(
+                f"the model's `direction` is {self.hparams.direction!r} but the DataModule serves the text "
+                f"{theirs!r}: a model must read the text in the direction it was built for. Give both the same "
+                "`direction` (the CLI passes the DataModule's to the model)."
+            )
+
     # -- fine-tuning: a fresh fit from another run's weights --
     def setup(self, stage: str) -> None:
         super().setup(stage)
+        self._check_direction()
         if stage == "fit" and self.init_from is not None and not self._initialised:
             # once: a second fit of this model goes on from its own weights; a resumed fit loads its checkpoint over
             path = Path(self.init_from)
@@ -423,7 +450,9 @@ class LanguageModel(RecurrentTask):
                 character models, where a line is short), up to ``max_new_tokens``.
 
         Returns:
-            The generated text (the prompt excluded, special tokens removed, lines joined by newlines).
+            The generated text (the prompt excluded, special tokens removed, lines joined by newlines). A backward
+            model (``direction="backward"``) writes leftwards: the text that precedes ``prompt``, in reading order
+            (``stop_at_eos`` stops at the start of the line).
         """
         self._require_tokenizer()
         ids = self.generate_ids(
@@ -438,8 +467,13 @@ class LanguageModel(RecurrentTask):
                 line = []
             elif i not in special:
                 line.append(i)
-        text = "\n".join(self.tokenizer.decode(chunk) for chunk in [*lines, line])
-        return text.removesuffix("\n") if stop_at_eos else text
+        lines.append(line)
+        if self.hparams.direction == "backward":  # generated leftwards: back to reading order
+            lines = [chunk[::-1] for chunk in reversed(lines)]
+        text = "\n".join(self.tokenizer.decode(chunk) for chunk in lines)
+        if not stop_at_eos:
+            return text
+        return text.removeprefix("\n") if self.hparams.direction == "backward" else text.removesuffix("\n")
 
     def _require_tokenizer(self) -> None:
         if self.tokenizer is None:
@@ -452,13 +486,16 @@ class LanguageModel(RecurrentTask):
         return {self.tokenizer.token_to_id(t) for t in (PAD, BOS, EOS)}
 
     def encode_prompt(self, prompt: str | None) -> list[int]:
-        """``<bos>`` followed by the prompt's ids (no ``<eos>``)."""
+        """``<bos>`` followed by the prompt's ids (no ``<eos>``), in the order the model reads them (reversed for a
+        backward model)."""
         if prompt is not None and not isinstance(prompt, str):
             raise TypeError(
                 f"`prompt` must be a string or None, got {type(prompt).__name__}: {prompt!r:.60}. Pass the text to "
                 "continue, e.g. 'the meaning of' (one prompt per call)."
             )
         ids = self.tokenizer.encode(prompt, add_special_tokens=False).ids if prompt else []
+        if self.hparams.direction == "backward":
+            ids = ids[::-1]
         return [self.tokenizer.token_to_id(BOS), *ids]
 
     def generate_ids(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,7 @@ from rnn_lightning.nn.tagger import SequenceTaggerNet
 from rnn_lightning.tasks.confidences import ScoredPath, ScoredSpan, TaggedSentence
 from rnn_lightning.tasks.labeled import LabeledSequenceTask
 from rnn_lightning.tasks.optimizers import default_optimizer
+from rnn_lightning.tasks.string_embeddings import task_string_embeddings
 from rnn_lightning.tasks.words import split_texts
 
 
@@ -57,6 +59,14 @@ class SequenceTagger(LabeledSequenceTask):
             BiRNN vector to each word's embedding; stored in the checkpoint.
         char_embedding_dim: character embedding size.
         char_hidden_size: character BiRNN state size per direction.
+        lm_checkpoints: a forward and a backward character :class:`~rnn_lightning.LanguageModel` checkpoint (either
+            order): their contextual string embeddings (Akbik et al. 2018, see
+            :class:`~rnn_lightning.nn.ContextualStringEmbeddings`) join each word's embedding (``embedding_dim: 0``:
+            they replace it). The DataModule must serve the words (``serve_words: true``). The models' settings,
+            vocabularies and weights are copied into this tagger, whose checkpoint then needs no LM file.
+        string_embeddings_trainable: fine-tune the language models with the tagger (``False``: frozen, in eval
+            mode, weights unchanged; Lightning's note on modules in eval mode at the start of training means them).
+        lm_settings: filled in from ``lm_checkpoints`` and saved in the checkpoint (leave it ``None``).
         crf: decode with a linear-chain CRF (trained by its likelihood; with ``span_scheme`` the moves the scheme
             forbids, such as ``O -> I-PER`` in IOB2, are never decoded).
         optimizer: optimizer factory (YAML ``class_path`` + ``init_args``); default Adam lr 1e-3.
@@ -94,6 +104,9 @@ class SequenceTagger(LabeledSequenceTask):
         char_vocab: list[str] | None = None,
         char_embedding_dim: int = 25,
         char_hidden_size: int = 25,
+        lm_checkpoints: list[str] | None = None,
+        string_embeddings_trainable: bool = False,
+        lm_settings: dict[str, Any] | None = None,
         crf: bool = False,
         optimizer: OptimizerCallable = default_optimizer,
         lr_scheduler: LRSchedulerCallable | None = None,
@@ -107,7 +120,8 @@ class SequenceTagger(LabeledSequenceTask):
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         num_chars = len(char_vocab) if char_vocab is not None else None
         encoder = EncoderConfig.from_settings(self.hparams, num_chars=num_chars)
-        self.net = SequenceTaggerNet(vocab_size, num_labels, encoder=encoder)
+        strings = task_string_embeddings(self.hparams)
+        self.net = SequenceTaggerNet(vocab_size, num_labels, encoder=encoder, strings=strings)
         self.crf = None
         if crf:
             masks = allowed_transitions(labels, span_scheme) if span_scheme else (None, None, None)
@@ -126,14 +140,17 @@ class SequenceTagger(LabeledSequenceTask):
         return self.net.body.embedding
 
     def forward(
-        self, tokens: Tensor, lengths: Tensor, chars: Tensor | None = None, char_lengths: Tensor | None = None
+        self, tokens: Tensor, lengths: Tensor, chars: Tensor | None = None, char_lengths: Tensor | None = None,
+        words: list[list[str]] | None = None,
     ) -> Tensor:
-        """tokens (B, T), lengths (B,), chars (B, T, L) with character features, char_lengths (B, T) optional ->
-        label scores (B, T, C). Lengths belong on the CPU: on a GPU, packing first copies them back (a wait)."""
-        return self.net(tokens, lengths, chars, char_lengths)
+        """tokens (B, T), lengths (B,), chars (B, T, L) with character features, char_lengths (B, T) optional, words
+        (B lists of strings) with ``lm_checkpoints`` -> label scores (B, T, C). Lengths belong on the CPU: on a GPU,
+        packing first copies them back (a wait)."""
+        return self.net(tokens, lengths, chars, char_lengths, words)
 
     def _scores(self, batch: dict[str, Tensor]) -> Tensor:
-        return self(batch["tokens"], batch["lengths"], batch.get("chars"), batch.get("char_lengths"))
+        return self(batch["tokens"], batch["lengths"], batch.get("chars"), batch.get("char_lengths"),
+                    batch.get("words"))
 
     def _loss(self, scores: Tensor, batch: dict[str, Tensor]) -> Tensor:
         """Mean negative log-likelihood per real token of ``batch["tags"]``.

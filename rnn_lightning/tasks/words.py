@@ -71,10 +71,14 @@ class PredictsFromWords:
         """Hook: the character vocabulary when the model reads each word's characters (``None``: words only)."""
         return None
 
+    def reads_words(self) -> bool:
+        """Hook: whether the model reads the words themselves (a batch's ``"words"``, e.g. for string embeddings)."""
+        return False
+
     def encode_words(self, token_lists: list[list[str]], arg: str) -> dict[str, torch.Tensor]:
-        """Word lists -> a batch on the model's device: ids ``tokens`` (B, T), ``lengths`` (B,, on the CPU), and
-        ``chars`` (B, T, L) with ``char_lengths`` (B, T, on the CPU) when the model reads characters. ``arg`` names
-        the argument the lists came from, for errors."""
+        """Word lists -> a batch on the model's device: ids ``tokens`` (B, T), ``lengths`` (B,, on the CPU),
+        ``chars`` (B, T, L) with ``char_lengths`` (B, T, on the CPU) when the model reads characters, and the
+        ``words`` when it reads them. ``arg`` names the argument the lists came from, for errors."""
         if self.tokenizer is None:
             raise RuntimeError(
                 f"this {type(self).__name__} has no tokenizer: train it with one of rnn_lightning's DataModules or "
@@ -87,7 +91,8 @@ class PredictsFromWords:
         char_vocab = self.char_vocabulary()
         items = [
             {"tokens": [vocab.get(w, unk) for w in words],
-             **({"chars": encode_chars(words, char_vocab)} if char_vocab is not None else {})}
+             **({"chars": encode_chars(words, char_vocab)} if char_vocab is not None else {}),
+             **({"words": words} if self.reads_words() else {})}
             for words in token_lists
         ]
         batch = pad_batch(items, self.tokenizer.token_to_id("<pad>"))  # as the DataModules' loaders pad
