@@ -156,3 +156,28 @@ def test_scores_on_a_gpu_equal_the_cpu_ones(carry_state, monkeypatch):
     on_gpu = model.cuda().score(texts, carry_state=carry_state, batch_size=3)
     for cpu, gpu in zip(on_cpu, on_gpu, strict=True):
         assert gpu.tokens == cpu.tokens and gpu.log_probs == pytest.approx(cpu.log_probs, abs=1e-5)
+
+
+@pytest.mark.parametrize("carry_state", [True, False])
+def test_backward_scores_give_the_backward_test_perplexity(tmp_path, carry_state):
+    """A backward model scores each line from its end (and, carrying the state, the last line first), as its
+    DataModule serves the split: with the carried state the total equals ``trainer.test`` on that stream; each
+    line's tokens come in that reading order either way."""
+    (tmp_path / "train.txt").write_text("\n".join(TRAIN) + "\n")
+    (tmp_path / "test.txt").write_bytes(TEST_FILE.encode())
+    files = {"train": str(tmp_path / "train.txt"), "test": str(tmp_path / "test.txt")}
+    data = LanguageModelingDataModule("text", data_files=files, eval_batch_size=1, bptt=4, direction="backward",
+                                      cache_dir=str(tmp_path / "cache"))
+    model = LanguageModel(data.vocab_size, pad_id=data.pad_id, embedding_dim=8, hidden_size=12, num_layers=2,
+                          dropout_embedding=0.0, dropout_between=0.0, dropout_output=0.0, direction="backward")
+    sharpen(model)
+    metrics = trainer(tmp_path).test(model, data)[0]
+    lines = datasets.load_dataset("text", data_files=files["test"], cache_dir=str(tmp_path / "cache"))["train"]["text"]
+    scores = model.score(lines, carry_state=carry_state, batch_size=2)
+    assert scores[2].tokens == ["mat", "the", "on", "sat", "<unk>", "a", "<eos>"]
+    total = math.fsum(s.total_log_prob for s in scores)
+    count = sum(s.num_tokens for s in scores)
+    if carry_state:
+        assert math.exp(-total / count) == pytest.approx(metrics["test/ppl"], rel=1e-5)
+    else:  # each line from a zero state: a different number, so the test tells the two apart
+        assert math.exp(-total / count) != pytest.approx(metrics["test/ppl"], rel=1e-3)

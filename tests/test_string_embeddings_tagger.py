@@ -10,6 +10,7 @@ from conftest import trainer
 from datasets import Dataset, DatasetDict
 
 from rnn_lightning import LanguageModel, LanguageModelingDataModule, SequenceTagger, TaggingDataModule
+from rnn_lightning.export import export
 
 SENTENCES = [(["Ann", "met", "Bob", "in", "Rome", "."], ["B-PER", "O", "B-PER", "O", "B-LOC", "O"]),
              (["Carl", "lives", "in", "Paris"], ["B-PER", "O", "O", "B-LOC"]),
@@ -113,6 +114,8 @@ def test_bad_language_models_and_data_get_clear_errors(tmp_path, lms):
     tagger = _tagger(without_words, [lms["forward-char"], lms["backward-char"]])
     with pytest.raises(ValueError, match="needs the words themselves.*`serve_words: true`"):
         trainer(tmp_path, max_steps=1, limit_val_batches=0).fit(tagger, without_words)
+    with pytest.raises(ValueError, match="reads contextual string embeddings.*Export a model without"):
+        export(tagger, tmp_path / "exported", formats="torchscript")
 
 
 def test_served_words_are_each_batchs_sentences_and_pieces():

@@ -23,6 +23,10 @@ class _Body(nn.Module):
 
     def __init__(self, body: EmbedEncode) -> None:
         super().__init__()
+        if body.strings is not None:
+            raise ValueError("`model` reads contextual string embeddings (`lm_checkpoints`): its language models read "
+                             "each sentence as a string, which the exported graphs (token ids in) do not take. Export "
+                             "a model without `lm_checkpoints`, or use it in Python (`tag()` / `classify()`).")
         self.embedding, self.rnn = body.embedding, unpacked(body.encoder.rnn)
         self.chars = UnpackedCharEncoder(body.chars) if body.chars is not None else None
 

@@ -390,7 +390,9 @@ class LanguageModel(RecurrentTask):
 
         Lines are tokenized as :class:`~rnn_lightning.LanguageModelingDataModule` tokenizes a corpus's lines
         (``<bos> tokens <eos>``; ``<eos>`` is predicted and counted, ``<bos>`` only read); an empty line scores its
-        ``<eos>``. The network alone scores (no cache pointer), in eval mode.
+        ``<eos>``. The network alone scores (no cache pointer), in eval mode. A backward model (``direction=
+        "backward"``) reads each line from its end, as its DataModule serves it: ``tokens`` and ``log_probs`` come in
+        that reading order, and with ``carry_state`` the last line is read first.
 
         Args:
             texts: the lines (a list, even of one).
@@ -420,7 +422,7 @@ class LanguageModel(RecurrentTask):
         self.eval()
         try:
             return score_lines(self.net, self.tokenizer, texts, carry_state=carry_state, batch_size=batch_size,
-                               device=self.device)
+                               device=self.device, backward=self.hparams.get("direction") == "backward")
         finally:
             self.train(was_training)
 

@@ -42,7 +42,7 @@ class TextScore:
 @torch.no_grad()
 def score_lines(
     net: nn.Module, tokenizer: Tokenizer, texts: list[str], *, carry_state: bool, batch_size: int,
-    device: torch.device,
+    device: torch.device, backward: bool = False,
 ) -> list[TextScore]:
     """Score ``texts`` with ``net`` (an :class:`~rnn_lightning.nn.RNNLanguageModelNet`, in eval mode).
 
@@ -50,9 +50,23 @@ def score_lines(
     ``carry_state`` every line starts from a zero state, ``batch_size`` lines padded into one batch. With it the
     lines form one stream in order, as the DataModule's stream with a single stream (``eval_batch_size=1``): each
     line starts from the state after the previous line's ``<eos>``, and ``batch_size`` consecutive lines run as one
-    sequence.
+    sequence. ``backward``: a backward model's reading, each line ``<bos> xn .. x1 <eos>`` and, with
+    ``carry_state``, the last line first (:func:`~rnn_lightning.data.language_modeling.reverse_lines`).
     """
     lines = encode_lines(tokenizer, pa.array(texts, pa.string())).to_pylist()  # each [<bos>, ids..., <eos>]
+    if not backward:
+        return _score(net, tokenizer, lines, carry_state=carry_state, batch_size=batch_size, device=device)
+    lines = [line[:1] + line[-2:0:-1] + line[-1:] for line in lines]  # each <bos> xn .. x1 <eos>
+    order = -1 if carry_state else 1  # a carried state runs from the last line to the first
+    scores = _score(net, tokenizer, lines[::order], carry_state=carry_state, batch_size=batch_size, device=device)
+    return scores[::order]
+
+
+def _score(
+    net: nn.Module, tokenizer: Tokenizer, lines: list[list[int]], *, carry_state: bool, batch_size: int,
+    device: torch.device,
+) -> list[TextScore]:
+    """The scores of encoded ``lines`` (each ``[<bos>, ids..., <eos>]``) read in the given order."""
     scores: list[TextScore] = []
     state: State | None = None
     for first in range(0, len(lines), batch_size):
