@@ -40,11 +40,12 @@ class SequenceClassifier(LabeledSequenceTask):
         pretrained_embeddings: a GloVe / word2vec / fastText text file whose vectors initialise the word embeddings
             (see :class:`~rnn_lightning.tasks.pretrained.PretrainedEmbeddings`).
         word_dropout: in training, replace each token by ``<unk>`` with this probability.
+        forget_bias: initial forget-gate bias of an LSTM (``None``: torch's); 1 or more for long-range memory.
         pooling: ``"final"`` state (each direction's), or ``"mean"`` / ``"max"`` over all steps' states.
         optimizer: optimizer factory (YAML ``class_path`` + ``init_args``); default Adam lr 1e-3.
         lr_scheduler: optional LR scheduler factory; ``ReduceLROnPlateau`` watches ``val/loss``.
 
-    The encoder settings (``embedding_dim`` to ``word_dropout``, ``pad_id``, ``unk_id``) are those of
+    The encoder settings (``embedding_dim`` to ``forget_bias``, ``pad_id``, ``unk_id``) are those of
     :class:`~rnn_lightning.nn.EncoderConfig`, documented there.
 
     Example:
@@ -70,6 +71,7 @@ class SequenceClassifier(LabeledSequenceTask):
         connection: Connection = "none",
         pretrained_embeddings: str | None = None,
         word_dropout: float = 0.0,
+        forget_bias: float | None = None,
         pooling: Pooling = "final",
         optimizer: OptimizerCallable = default_optimizer,
         lr_scheduler: LRSchedulerCallable | None = None,
