@@ -16,7 +16,7 @@ Writes ``gradient_flow.json`` to ``--out`` and, with matplotlib installed, three
 
 Usage:
     python benchmarks/gradient_flow.py [--out DIR] [--figures DIR] [--steps 1000] [--distances 5 10 20 50 100]
-        [--quick]
+        [--models lstm gru] [--forget-bias 3] [--quick]
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def recall_run(name: str, distance: int, args: argparse.Namespace) -> tuple[dict
 
 def vanishing(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     rows, curves = [], {}
-    for name in MODELS:
+    for name in args.models:
         for distance in args.distances:
             row, curves[f"{name} @ {distance}"] = recall_run(name, distance, args)
             rows.append(row)
@@ -171,10 +171,11 @@ def figures(rows: list[dict[str, Any]], curves: dict[str, Any], losses: dict[str
         return []
     folder.mkdir(parents=True, exist_ok=True)
     distances = sorted({row["distance"] for row in rows})
+    models = list(dict.fromkeys(row["model"] for row in rows))
     paths = [folder / "gradient_flow_curves.png", folder / "accuracy_vs_distance.png", folder / "exploding.png"]
 
-    figure = Figure(figsize=(3.2 * len(MODELS), 3.4))
-    for ax, name in zip(figure.subplots(1, len(MODELS), sharey=True), MODELS):
+    figure = Figure(figsize=(3.2 * len(models), 3.4))
+    for ax, name in zip(figure.subplots(1, len(models), sharey=True, squeeze=False)[0], models):
         for distance in distances:
             ax.semilogy(curves[f"{name} @ {distance}"]["trained"], label=f"trained, distance {distance}")
         ax.semilogy(curves[f"{name} @ {distances[-1]}"]["init"], "k--", label="at initialisation")
@@ -186,7 +187,7 @@ def figures(rows: list[dict[str, Any]], curves: dict[str, Any], losses: dict[str
 
     figure = Figure(figsize=(5, 3.5))
     ax = figure.subplots()
-    for name in MODELS:
+    for name in models:
         ax.plot(distances, [r["test_acc"] for r in rows if r["model"] == name], "o-", label=name)
     ax.axhline(rows[0]["chance"], color="gray", linestyle=":", label="chance")
     ax.set(xscale="log", xlabel="distance from the key to the last step", ylabel="test accuracy", ylim=(0, 1.05))
@@ -211,6 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="benchmarks/results", help="folder for gradient_flow.json")
     parser.add_argument("--figures", default="docs/figures", help="folder for the PNG figures")
     parser.add_argument("--distances", type=int, nargs="+", default=[5, 10, 20, 50, 100])
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
     parser.add_argument("--steps", type=int, default=1000, help="Adam steps per (model, distance)")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--clip", type=float, default=1.0, help="gradient norm clipping on the recall runs")
