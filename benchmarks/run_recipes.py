@@ -35,8 +35,8 @@ import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = {"quickstart": None, "wikitext2": "wikitext2", "ptb": "ptb", "tinyshakespeare": "tinyshakespeare",
-        "ud_ewt": "ud_ewt", "conll2003": "conll2003", "sst2": "sst2"}
+DATA = {"quickstart": None, "recall": None, "wikitext2": "wikitext2", "ptb": "ptb",
+        "tinyshakespeare": "tinyshakespeare", "ud_ewt": "ud_ewt", "conll2003": "conll2003", "sst2": "sst2"}
 
 
 def data_fragment(recipe: str) -> str | None:
