@@ -150,15 +150,15 @@ def test_tasks_wire_each_encoder_setting_by_name():
         LanguageModel(20, bidirectional=True)
 
 
-@pytest.mark.parametrize("connection", ["none", "residual"])
-def test_forget_bias_opens_the_forget_gate_of_every_layer_and_direction(connection):
+@pytest.mark.parametrize("connection, weight_drop", [("none", 0.0), ("residual", 0.0), ("none", 0.5)])
+def test_forget_bias_opens_the_forget_gate_of_every_layer_and_direction(connection, weight_drop):
     """With zero weights and every other bias zero, the cell keeps sigmoid(forget_bias) of itself per step (the
     input gate multiplies tanh(0) = 0), so T steps from c_0 = 1 leave sigmoid(forget_bias) ** T."""
     torch.manual_seed(0)
-    default = RecurrentEncoder(3, 4, num_layers=2, cell="lstm", bidirectional=True, connection=connection)
+    shape = dict(num_layers=2, cell="lstm", bidirectional=True, connection=connection, weight_drop=weight_drop)
+    default = RecurrentEncoder(3, 4, **shape)
     torch.manual_seed(0)
-    opened = RecurrentEncoder(3, 4, num_layers=2, cell="lstm", bidirectional=True, connection=connection,
-                              forget_bias=1.5)
+    opened = RecurrentEncoder(3, 4, **shape, forget_bias=1.5)
     for (name, before), after in zip(default.named_parameters(), opened.parameters(), strict=True):
         if name.rsplit(".", 1)[-1].startswith("bias"):  # only the forget block moved
             torch.testing.assert_close(after[:4], before[:4]), torch.testing.assert_close(after[8:], before[8:])
