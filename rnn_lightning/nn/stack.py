@@ -83,9 +83,9 @@ def init_forget_bias(rnn: nn.LSTM, value: float) -> None:
     """Start every forget gate of ``rnn`` at bias ``value`` (each ``bias_ih`` forget block; ``bias_hh``'s zero).
 
     torch draws the bias around 0, so each step keeps about half the cell state and the gradient to a state
-    ``d`` steps back shrinks like ``0.5 ** d``: an LSTM then learns no long-range dependency. A positive bias
-    keeps the cell state open from the start (Gers et al. 2000; Jozefowicz et al. 2015 recommend 1; the further
-    the dependency, the larger it needs to be). Gate order in torch: input, forget, cell, output.
+    ``d`` steps back shrinks like ``0.5 ** d``: long-range dependencies are learned slowly or not at all. A
+    positive bias keeps the cell state open from the start (Gers et al. 2000; Jozefowicz et al. 2015 recommend 1;
+    the further the dependency, the larger it needs to be). Gate order in torch: input, forget, cell, output.
     """
     hidden = rnn.hidden_size
     with torch.no_grad():
