@@ -35,7 +35,7 @@ import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = {"quickstart": None, "wikitext2": "wikitext2", "wikitext103": "wikitext103", "ptb": "ptb",
+DATA = {"quickstart": None, "recall": None, "wikitext2": "wikitext2", "wikitext103": "wikitext103", "ptb": "ptb",
         "tinyshakespeare": "tinyshakespeare", "ud_ewt": "ud_ewt", "conll2003": "conll2003", "sst2": "sst2"}
 
 

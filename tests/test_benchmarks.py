@@ -9,6 +9,7 @@ load, and at ``--quick`` sizes fixed costs dominate. Each script starts a Python
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -246,17 +247,26 @@ def test_ngram_benchmark_scores_the_language_models_targets(tmp_path):
 
 
 @pytest.mark.slow
-def test_gradient_flow_benchmark_measures_each_cell_and_the_clipping_keeps_the_loss_finite(tmp_path):
-    run_benchmark("gradient_flow", tmp_path, "--quick")
+def test_gradient_flow_benchmark_measures_each_model_at_each_distance_and_clipping_keeps_the_loss_finite(tmp_path):
+    run_benchmark("gradient_flow", tmp_path, "--quick", "--figures", str(tmp_path / "figures"))
     record = json.loads((tmp_path / "gradient_flow.json").read_text())
-    assert [(row["cell"], row["layer"]) for row in record["rows"]] == [
-        (cell, layer) for cell in ("rnn_tanh", "gru", "lstm") for layer in (0, 1)
-    ]
-    assert all(math.isfinite(row["decay_rate_init"]) and math.isfinite(row["decay_rate_trained"])
-               for row in record["rows"])
+    models = ["rnn_tanh", "gru", "lstm", "lstm, torch init"]
+    distances = record["settings"]["distances"]
+    assert [(row["model"], row["distance"]) for row in record["rows"]] == [(m, d) for m in models for d in distances]
+    for row in record["rows"]:
+        assert 0.0 <= row["test_acc"] <= 1.0 and row["chance"] == 1 / record["settings"]["classes"]
+        assert math.isfinite(row["decay_rate_init"]) and math.isfinite(row["decay_rate_trained"])
+        curves = record["curves"][f"{row['model']} @ {row['distance']}"]
+        assert len(curves["init"]) == len(curves["trained"]) == row["distance"] + 1  # key, distractors
+    assert [entry["model"] for entry in record["table"]] == models
+    assert {entry["model"]: entry[f"acc @ {distances[0]}"] for entry in record["table"]} == {
+        row["model"]: row["test_acc"] for row in record["rows"] if row["distance"] == distances[0]}
     unclipped, clipped = record["exploding"]
     assert unclipped["stopped"].startswith("the gradient is not finite")
     assert clipped["stopped"] == "-" and all(math.isfinite(x) for x in record["losses"]["clip 0.25"])
+    if importlib.util.find_spec("matplotlib"):
+        for name in ("gradient_flow_curves", "accuracy_vs_distance", "exploding"):
+            assert (tmp_path / "figures" / f"{name}.png").read_bytes().startswith(b"\x89PNG"), name
 
 
 @pytest.mark.slow

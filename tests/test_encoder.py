@@ -1,5 +1,7 @@
 """RecurrentEncoder against the lecture's recurrences written out by hand in float64."""
 
+import math
+
 import pytest
 import torch
 
@@ -135,9 +137,45 @@ def test_tasks_wire_each_encoder_setting_by_name():
                locked_dropout=True)
     assert LanguageModel(20, **awd, dropout_between=0.2, dropout_embedding=0.6, dropout_output=0.4).net.config == \
         EncoderConfig(**awd, dropout=0.2, dropout_embedding=0.6, dropout_output=0.4)
+    assert SequenceTagger(20, 3, forget_bias=2.0).net.body.config.forget_bias == 2.0
+    assert SequenceClassifier(20, 3, forget_bias=2.0).net.body.config.forget_bias == 2.0
+    assert LanguageModel(20, forget_bias=2.0).net.config.forget_bias == 2.0
     names = {field.name for field in fields(EncoderConfig)}
-    for task, given in ((SequenceTagger, {*labeled, *chars}), (SequenceClassifier, set(labeled)),
-                        (LanguageModel, {*shared, *awd, "dropout_embedding", "dropout_output", "bidirectional"})):
+    for task, given in ((SequenceTagger, {*labeled, *chars, "forget_bias"}),
+                        (SequenceClassifier, {*labeled, "forget_bias"}),
+                        (LanguageModel, {*shared, *awd, "dropout_embedding", "dropout_output", "bidirectional",
+                                         "forget_bias"})):
         assert names & set(inspect.signature(task).parameters) == given, task.__name__
     with pytest.raises(ValueError, match="`bidirectional=True` is not allowed"):
         LanguageModel(20, bidirectional=True)
+
+
+@pytest.mark.parametrize("connection, weight_drop", [("none", 0.0), ("residual", 0.0), ("none", 0.5)])
+def test_forget_bias_opens_the_forget_gate_of_every_layer_and_direction(connection, weight_drop):
+    """With zero weights and every other bias zero, the cell keeps sigmoid(forget_bias) of itself per step (the
+    input gate multiplies tanh(0) = 0), so T steps from c_0 = 1 leave sigmoid(forget_bias) ** T."""
+    torch.manual_seed(0)
+    shape = dict(num_layers=2, cell="lstm", bidirectional=True, connection=connection, weight_drop=weight_drop)
+    default = RecurrentEncoder(3, 4, **shape)
+    torch.manual_seed(0)
+    opened = RecurrentEncoder(3, 4, **shape, forget_bias=1.5)
+    for (name, before), after in zip(default.named_parameters(), opened.parameters(), strict=True):
+        if name.rsplit(".", 1)[-1].startswith("bias"):  # only the forget block moved
+            torch.testing.assert_close(after[:4], before[:4]), torch.testing.assert_close(after[8:], before[8:])
+            assert after[4:8].tolist() == ([1.5] * 4 if "bias_ih" in name else [0.0] * 4), name
+        else:
+            torch.testing.assert_close(after, before)
+    with torch.no_grad():
+        for name, param in opened.named_parameters():
+            param.copy_(torch.zeros_like(param) if "weight" in name or "bias_hh" in name else
+                        torch.cat([torch.zeros(4), torch.full((4,), 1.5), torch.zeros(8)]))
+    h0, c0 = torch.zeros(4, 1, 4), torch.ones(4, 1, 4)
+    _, (_, c) = opened(torch.randn(1, 6, 3), (h0, c0))
+    torch.testing.assert_close(c, torch.full_like(c, (1 / (1 + math.exp(-1.5))) ** 6))
+
+
+def test_forget_bias_is_refused_for_cells_without_a_forget_gate_and_for_non_numbers():
+    with pytest.raises(ValueError, match="`forget_bias`.*cell='gru' has no forget gate"):
+        RecurrentEncoder(3, 4, cell="gru", forget_bias=1.0)
+    with pytest.raises(ValueError, match="`forget_bias` must be a number or None, got '1'"):
+        EncoderConfig(forget_bias="1").recurrent_encoder(3)

@@ -50,6 +50,9 @@ class EncoderConfig:
         locked_dropout: the input, between-layer and output dropouts draw one mask per sequence, the same at every
             step (:class:`~rnn_lightning.nn.locked_dropout.LockedDropout`; AWD-LSTM). Language model only: the
             taggers and classifiers pack their padded batches.
+        forget_bias: start every LSTM forget gate at this bias (``None``: torch's initialisation, around 0, which
+            halves the cell state at each step). 1 is the usual fix (Jozefowicz et al. 2015); a dependency many steps
+            back needs more (``docs/gradient_flow.md``). LSTM only; changes the initialisation, never a checkpoint.
 
     Example:
         >>> config = EncoderConfig(embedding_dim=8, hidden_size=16, bidirectional=True, dropout=0.3, dropout_output=0)
@@ -76,6 +79,7 @@ class EncoderConfig:
     weight_drop: float = 0.0
     dropout_words: float = 0.0
     locked_dropout: bool = False
+    forget_bias: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("dropout", "dropout_embedding", "dropout_output", "word_dropout", "dropout_words"):
@@ -116,4 +120,4 @@ class EncoderConfig:
         return RecurrentEncoder(input_size, self.hidden_size, num_layers=self.num_layers, cell=self.cell,
                                 bidirectional=self.bidirectional, dropout=self.dropout, connection=self.connection,
                                 last_hidden_size=self.last_hidden_size, weight_drop=self.weight_drop,
-                                locked_dropout=self.locked_dropout)
+                                locked_dropout=self.locked_dropout, forget_bias=self.forget_bias)

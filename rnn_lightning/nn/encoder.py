@@ -29,6 +29,7 @@ class RecurrentEncoder(nn.Module):
         last_hidden_size: the last layer's state size (``None``: ``hidden_size``).
         weight_drop: DropConnect on the hidden-to-hidden weights in training.
         locked_dropout: between layers, one dropout mask per sequence instead of one per step.
+        forget_bias: the LSTM's initial forget-gate bias (``None``: torch's initialisation).
 
     ``num_layers``, ``cell``, ``bidirectional``, ``connection`` and the last three are the settings of the same names
     of :class:`~rnn_lightning.nn.EncoderConfig` (documented there), which builds one with ``recurrent_encoder``. The
@@ -56,6 +57,7 @@ class RecurrentEncoder(nn.Module):
         last_hidden_size: int | None = None,
         weight_drop: float = 0.0,
         locked_dropout: bool = False,
+        forget_bias: float | None = None,
     ) -> None:
         super().__init__()
         if cell not in CELLS:
@@ -72,11 +74,13 @@ class RecurrentEncoder(nn.Module):
         fused = connection == "none" and last == hidden_size and not (locked_dropout and num_layers > 1)
         if fused:
             self.rnn: nn.Module = make_rnn(cell, input_size, hidden_size, num_layers=num_layers,
-                                           bidirectional=bidirectional, dropout=dropout, weight_drop=weight_drop)
+                                           bidirectional=bidirectional, dropout=dropout, weight_drop=weight_drop,
+                                           forget_bias=forget_bias)
         else:
             self.rnn = ConnectedStack(input_size, hidden_size, num_layers=num_layers, cell=cell,
                                       bidirectional=bidirectional, dropout=dropout, connection=connection,
-                                      last_hidden_size=last, weight_drop=weight_drop, locked_dropout=locked_dropout)
+                                      last_hidden_size=last, weight_drop=weight_drop, locked_dropout=locked_dropout,
+                                      forget_bias=forget_bias)
         self.cell = cell
         self.connection = connection
         self.bidirectional = bidirectional

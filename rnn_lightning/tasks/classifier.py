@@ -45,6 +45,7 @@ class SequenceClassifier(LabeledSequenceTask):
         pretrained_embeddings: a GloVe / word2vec / fastText text file whose vectors initialise the word embeddings
             (see :class:`~rnn_lightning.tasks.pretrained.PretrainedEmbeddings`).
         word_dropout: in training, replace each token by ``<unk>`` with this probability.
+        forget_bias: initial forget-gate bias of an LSTM (``None``: torch's); 1 or more for long-range memory.
         pooling: ``"final"`` state (each direction's), or ``"mean"`` / ``"max"`` over all steps' states.
         lm_checkpoints: a forward and a backward character :class:`~rnn_lightning.LanguageModel` checkpoint: their
             contextual string embeddings join each word's embedding, as :class:`~rnn_lightning.SequenceTagger`'s
@@ -54,7 +55,7 @@ class SequenceClassifier(LabeledSequenceTask):
         optimizer: optimizer factory (YAML ``class_path`` + ``init_args``); default Adam lr 1e-3.
         lr_scheduler: optional LR scheduler factory; ``ReduceLROnPlateau`` watches ``val/loss``.
 
-    The encoder settings (``embedding_dim`` to ``word_dropout``, ``pad_id``, ``unk_id``) are those of
+    The encoder settings (``embedding_dim`` to ``forget_bias``, ``pad_id``, ``unk_id``) are those of
     :class:`~rnn_lightning.nn.EncoderConfig`, documented there.
 
     Example:
@@ -82,6 +83,7 @@ class SequenceClassifier(LabeledSequenceTask):
         connection: Connection = "none",
         pretrained_embeddings: str | None = None,
         word_dropout: float = 0.0,
+        forget_bias: float | None = None,
         pooling: Pooling = "final",
         lm_checkpoints: list[str] | None = None,
         string_embeddings_trainable: bool = False,

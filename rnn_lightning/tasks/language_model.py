@@ -107,6 +107,7 @@ class LanguageModel(RecurrentTask):
         weight_drop: DropConnect on the hidden-to-hidden weights in training (AWD-LSTM: 0.5).
         dropout_words: drop whole word types from the embedding in training (AWD-LSTM: 0.1).
         locked_dropout: one dropout mask per sequence on the embeddings, between layers and on the output.
+        forget_bias: initial forget-gate bias of an LSTM (``None``: torch's).
         ar_alpha: activation regularisation ``alpha * mean(dropped h^2)`` added to the loss (AWD-LSTM: 2); logged
             as ``train/ar``.
         tar_beta: temporal activation regularisation ``beta * mean((h_t - h_{t-1})^2)`` (AWD-LSTM: 1); logged as
@@ -129,7 +130,7 @@ class LanguageModel(RecurrentTask):
             gradient norm, e.g. ``gradient_clip_val: 0.25``).
         lr_scheduler: optional LR scheduler factory; ``ReduceLROnPlateau`` watches ``val/loss``.
 
-    The encoder settings (``pad_id`` to ``locked_dropout``; ``dropout_between`` is the config's ``dropout``) are
+    The encoder settings (``pad_id`` to ``forget_bias``; ``dropout_between`` is the config's ``dropout``) are
     those of :class:`~rnn_lightning.nn.EncoderConfig`, documented there.
 
     Example:
@@ -162,6 +163,7 @@ class LanguageModel(RecurrentTask):
         weight_drop: float = 0.0,
         dropout_words: float = 0.0,
         locked_dropout: bool = False,
+        forget_bias: float | None = None,
         ar_alpha: float = 0.0,
         tar_beta: float = 0.0,
         cache_window: int = 0,

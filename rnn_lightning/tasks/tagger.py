@@ -55,6 +55,7 @@ class SequenceTagger(LabeledSequenceTask):
         pretrained_embeddings: a GloVe / word2vec / fastText text file whose vectors initialise the word embeddings
             (see :class:`~rnn_lightning.tasks.pretrained.PretrainedEmbeddings`).
         word_dropout: in training, replace each token by ``<unk>`` with this probability.
+        forget_bias: initial forget-gate bias of an LSTM (``None``: torch's).
         char_vocab: the DataModule's character vocabulary (linked when it has ``char_features``): adds a character
             BiRNN vector to each word's embedding; stored in the checkpoint.
         char_embedding_dim: character embedding size.
@@ -72,7 +73,7 @@ class SequenceTagger(LabeledSequenceTask):
         optimizer: optimizer factory (YAML ``class_path`` + ``init_args``); default Adam lr 1e-3.
         lr_scheduler: optional LR scheduler factory; ``ReduceLROnPlateau`` watches ``val/loss``.
 
-    The encoder settings (``embedding_dim`` to ``word_dropout``, the character sizes, ``pad_id``, ``unk_id``) are
+    The encoder settings (``embedding_dim`` to ``forget_bias``, the character sizes, ``pad_id``, ``unk_id``) are
     those of :class:`~rnn_lightning.nn.EncoderConfig`, documented there.
 
     Example:
@@ -101,6 +102,7 @@ class SequenceTagger(LabeledSequenceTask):
         connection: Connection = "none",
         pretrained_embeddings: str | None = None,
         word_dropout: float = 0.0,
+        forget_bias: float | None = None,
         char_vocab: list[str] | None = None,
         char_embedding_dim: int = 25,
         char_hidden_size: int = 25,
