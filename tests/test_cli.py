@@ -230,3 +230,18 @@ def test_careless_command_lines_end_in_a_message_and_status_2(tmp_path, monkeypa
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert re.search(match, err, re.M) and "Traceback" not in err
+
+
+def test_test_command_from_a_classifier_checkpoint(tmp_path, monkeypatch, capsys):
+    """LightningCLI reads a checkpoint's hyperparameters back into the model's arguments: a classifier's must hold
+    only its own arguments (its base class's ``char_vocab`` was saved too and broke ``rnn-lightning test``)."""
+    monkeypatch.chdir(tmp_path)
+    recipe = str(ROOT / "recipes" / "long_range" / "recall.yaml")
+    small = ["--data.init_args.distance", "5", "--data.init_args.train_size", "64", "--data.init_args.validation_size",
+             "32", "--data.init_args.test_size", "32", "--model.init_args.hidden_size", "8",
+             "--trainer.enable_progress_bar", "false"]
+    main(["fit", "-c", recipe, "--trainer.max_steps", "2", *small])
+    ckpt = tmp_path / "checkpoints" / "recall" / "last.ckpt"
+    assert "char_vocab" not in torch.load(ckpt, weights_only=True)["hyper_parameters"]
+    main(["test", "-c", recipe, *small, "--ckpt_path", str(ckpt)])
+    assert re.search(r"test/acc\s+[0-9.]+", capsys.readouterr().out)

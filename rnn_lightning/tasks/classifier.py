@@ -93,7 +93,7 @@ class SequenceClassifier(LabeledSequenceTask):
     ) -> None:
         super().__init__(num_labels=num_labels, labels=labels, char_vocab=None,
                          pretrained_embeddings=pretrained_embeddings, optimizer=optimizer, lr_scheduler=lr_scheduler)
-        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "char_vocab"])  # the base's, not ours
         encoder = EncoderConfig.from_settings(self.hparams)
         self.net = SequenceClassifierNet(vocab_size, num_labels, encoder=encoder, pooling=pooling,
                                          strings=task_string_embeddings(self.hparams))
