@@ -75,7 +75,8 @@ class LanguageModelingDataModule(CorpusDataModule):
         dataset: an in-memory ``DatasetDict`` with ``train``/``validation``/``test`` splits (Python API only).
         text_column: the column holding the text lines.
         tokenizer: ``"word"`` (whitespace words, vocabulary from the train split), ``"char"``, or a path to a
-            ``tokenizer.json``.
+            ``tokenizer.json`` or to a checkpoint holding one (another model's vocabulary, e.g. to fine-tune its
+            ``init_from`` weights on new text).
         min_frequency: word tokenizer: words seen fewer times in train become ``<unk>``.
         max_vocab_size: word tokenizer: keep at most this many entries (``None``: the whole vocabulary).
         batch_size: streams per device for training.
@@ -93,6 +94,8 @@ class LanguageModelingDataModule(CorpusDataModule):
         direction: ``"backward"`` serves the text read from its end: the lines in reverse order, each reversed
             (its ``<bos>`` first and ``<eos>`` last, see :func:`reverse_lines`), for a backward language model (the
             CLI passes it to :class:`~rnn_lightning.LanguageModel`'s ``direction``). ``"forward"``: as written.
+        csv_delimiter: field separator for the ``csv`` builder (``"\\t"`` for GLUE's .tsv files, whose
+            ``text_column`` is ``sentence``: a classification corpus read as language-model text).
 
     Example:
         >>> from datasets import Dataset, DatasetDict
@@ -126,6 +129,7 @@ class LanguageModelingDataModule(CorpusDataModule):
         variable_bptt: bool = False,
         bptt_seed: int = 0,
         direction: Literal["forward", "backward"] = "forward",
+        csv_delimiter: str | None = None,
     ) -> None:
         super().__init__(
             path, name, data_files=data_files, dataset=dataset, text_column=text_column, tokenizer=tokenizer,
@@ -138,6 +142,7 @@ class LanguageModelingDataModule(CorpusDataModule):
             raise ValueError(f"`variable_bptt` must be True or False, got {variable_bptt!r}.")
         check_direction(direction)
         self.bptt, self.variable_bptt, self.bptt_seed, self.direction = bptt, variable_bptt, bptt_seed, direction
+        self.csv_delimiter = csv_delimiter
         self._streams: dict[str, StreamWindows] = {}
         self._vocab_by_id: pa.Array | None = None
 
