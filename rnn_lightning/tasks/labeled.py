@@ -53,7 +53,7 @@ class LabeledSequenceTask(PredictsFromWords, RecurrentTask):
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """ULMFiT's layer groups, bottom first: the input layer, each recurrent layer, the head (see
         :func:`~rnn_lightning.nn.transfer.layer_groups`)."""
-        return layer_groups(self.net, self.net.body, self.net.body.encoder)
+        return layer_groups(self, self.net.body, self.net.body.encoder)  # the task: a tagger keeps its CRF here
 
     def char_vocabulary(self) -> list[str] | None:
         return self.char_vocab
