@@ -52,7 +52,8 @@ ULMFIT_SMALL = ["--model.init_args.hidden_size", "16", "--model.init_args.embedd
 GENERATED = "long_range/"  # recipes whose data is generated: nothing to read from data/
 SLOW = {"lm/wikitext2_lstm_650x2_tied.yaml", "lm/tinyshakespeare_char_lstm.yaml",  # full-size networks on a CPU
         "lm/wikitext2_char_lstm_forward.yaml", "lm/wikitext2_char_lstm_backward.yaml",  # WikiText-2 by characters
-        "tagging/conll2003_ner_string_embeddings.yaml"}  # ... which it trains first
+        "tagging/conll2003_ner_string_embeddings.yaml",  # ... which it trains first
+        "lm/sst2_lm_finetune.yaml", "classification/sst2_ulmfit.yaml"}  # ... and a WikiText-2 word LM first
 TWO_STEPS = ["--trainer.accelerator", "cpu", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
              "--trainer.limit_val_batches", "2", "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
              "--trainer.logger.init_args.save_dir", "logs"]  # (a limit of "1" would parse as 1.0: the whole epoch)

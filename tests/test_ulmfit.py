@@ -26,11 +26,11 @@ LABELS = [1, 0, 1, 0, 1]
 SIZES = dict(embedding_dim=8, hidden_size=8, num_layers=2)
 
 
-def write_lm(tmp_path, *, name="lm.ckpt", direction="forward", **kwargs):
-    """A word LanguageModel trained two steps on LM_LINES, saved by the Trainer (tokenizer included)."""
+def write_lm(tmp_path, *, name="lm.ckpt", direction="forward", tokenizer="word", **kwargs):
+    """A LanguageModel trained two steps on LM_LINES, saved by the Trainer (tokenizer included)."""
     lines = Dataset.from_dict({"text": LM_LINES * 8})
     dm = LanguageModelingDataModule(dataset=DatasetDict(train=lines, validation=lines), batch_size=2, bptt=5,
-                                    direction=direction)
+                                    direction=direction, tokenizer=tokenizer)
     lm = LanguageModel(dm.vocab_size, pad_id=dm.pad_id, direction=direction, **{**SIZES, **kwargs})
     t = trainer(tmp_path, max_steps=2, limit_val_batches=1)
     t.fit(lm, dm)
@@ -109,9 +109,10 @@ def write_tagger(tmp_path):
     (lambda tmp: write_lm(tmp, cell="gru"), {}, r"cell='lstm' here\): set `cell: gru`"),
     (lambda tmp: write_lm(tmp, last_hidden_size=4), {}, r"`last_hidden_size`.*Train the LM without"),
     (lambda tmp: write_lm(tmp, direction="backward"), {}, r"is a backward language model"),
+    (lambda tmp: write_lm(tmp, tokenizer="char"), {}, r"is a character language model"),
     (write_tagger, {}, r"`init_from_lm` '.*tag.ckpt' holds a SequenceTagger, not a LanguageModel"),
     (write_lm, {"bidirectional": True}, r"has `bidirectional: true`. Set `bidirectional: false`"),
-], ids=["missing", "other-size", "other-cell", "last-hidden-size", "backward", "tagger", "bidirectional"])
+], ids=["missing", "other-size", "other-cell", "last-hidden-size", "backward", "char-lm", "tagger", "bidirectional"])
 def test_an_lm_that_does_not_fit_is_a_clear_error(tmp_path, lm, settings, error):
     dm = texts_dm()
     model = classifier(dm, init_from_lm=str(lm(tmp_path)), **settings)
@@ -151,11 +152,13 @@ def test_discriminative_rates_divide_the_lr_by_2_6_per_group_below_the_head(conn
 
 
 def test_the_taggers_layer_groups_hold_each_parameter_once_with_the_crf_in_the_head():
-    tagger = SequenceTagger(20, 3, **SIZES, crf=True)
+    tagger = SequenceTagger(20, 3, **SIZES, crf=True, discriminative_lr=2.0,
+                            optimizer=lambda params: torch.optim.SGD(params, lr=0.8))
     groups = tagger.layer_groups()
     assert sorted(id(p) for g in groups for p in g) == sorted(id(p) for p in tagger.parameters())
     assert {id(p) for p in tagger.crf.parameters()} <= {id(p) for p in groups[-1]}
     assert len(groups) == 1 + SIZES["num_layers"] + 1
+    assert [g["lr"] for g in tagger.configure_optimizers().param_groups] == pytest.approx([0.1, 0.2, 0.4, 0.8])
 
 
 class Snapshots(Callback):

@@ -50,12 +50,17 @@ def _check_context_and_seed(context: list[int], seed: int | None, vocab_size: in
         )
 
 
-def language_model_net(hparams: dict[str, Any]) -> RNNLanguageModelNet:
-    """The network of a :class:`LanguageModel` with these hyperparameters (its own, or a checkpoint's: a setting the
-    checkpoint lacks takes the task's default)."""
+def language_model_settings(hparams: dict[str, Any]) -> dict[str, Any]:
+    """A :class:`LanguageModel`'s hyperparameters (its own, or a checkpoint's), a setting they lack taking the task's
+    default."""
     defaults = {name: p.default for name, p in inspect.signature(LanguageModel.__init__).parameters.items()
                 if p.default is not inspect.Parameter.empty}
-    settings = {**defaults, **hparams}
+    return {**defaults, **hparams}
+
+
+def language_model_net(hparams: dict[str, Any]) -> RNNLanguageModelNet:
+    """The network of a :class:`LanguageModel` with these hyperparameters (see :func:`language_model_settings`)."""
+    settings = language_model_settings(hparams)
     encoder = EncoderConfig.from_settings(settings, dropout=settings["dropout_between"])
     return RNNLanguageModelNet(settings["vocab_size"], encoder=encoder, tie_weights=settings["tie_weights"],
                                adaptive_softmax_cutoffs=settings["adaptive_softmax_cutoffs"],

@@ -3,7 +3,6 @@ Howard & Ruder 2018), copied once when a fresh fit starts; afterwards the classi
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import torch
@@ -15,18 +14,11 @@ from rnn_lightning.nn.embedder import EmbedEncode
 from rnn_lightning.nn.transfer import copy_rows_by_word, load_encoder_weights
 from rnn_lightning.tasks.checkpoints import check_task
 from rnn_lightning.tasks.common import RecurrentTask
-from rnn_lightning.tasks.language_model import LanguageModel
+from rnn_lightning.tasks.language_model import LanguageModel, language_model_settings
 
 _ADVICE = ("Give `init_from_lm` the checkpoint of a forward word LanguageModel (`tokenizer: word`), e.g. "
            "checkpoints/sst2_lm_finetune/best.ckpt from recipes/lm/sst2_lm_finetune.yaml.")
 _SHARED = ("embedding_dim", "hidden_size", "num_layers", "cell", "connection")  # settings both must share
-
-
-def _lm_settings(hparams: dict[str, Any]) -> dict[str, Any]:
-    """A LanguageModel checkpoint's hyperparameters, a setting it lacks taking the task's default."""
-    defaults = {name: p.default for name, p in inspect.signature(LanguageModel.__init__).parameters.items()
-                if p.default is not inspect.Parameter.empty}
-    return {**defaults, **hparams}
 
 
 class LanguageModelInit:
@@ -52,7 +44,7 @@ class LanguageModelInit:
         where = f"`init_from_lm` {str(self.path)!r}"
         check_task(LanguageModel, self.path, base=RecurrentTask, arg="`init_from_lm`", advice=_ADVICE)
         checkpoint = torch.load(self.path, map_location="cpu", weights_only=True)
-        lm = _lm_settings(checkpoint["hyper_parameters"])
+        lm = language_model_settings(checkpoint["hyper_parameters"])
         self._check_fits(lm, body, where)
         if "tokenizer" not in checkpoint:
             raise ValueError(f"{where} carries no tokenizer, so its rows' words are unknown. Train the LM with a "
@@ -64,11 +56,14 @@ class LanguageModelInit:
                                                 if k.startswith("encoder.")})
         except ValueError as error:
             raise ValueError(f"{where}: {error} Give the classifier the LM's {_SHARED}.") from error
+        if all(len(token) == 1 for token in lm_vocab if token not in SPECIAL_TOKENS):
+            raise ValueError(f"{where} is a character language model (every entry of its vocabulary is one "
+                             f"character), whose rows cannot stand for words. {_ADVICE}")
         vocab = tokenizer.get_vocab()
         words = [w for w in vocab if w not in SPECIAL_TOKENS]
         if not any(w in lm_vocab for w in words):
             raise ValueError(f"{where} shares no word with the classifier's vocabulary ({len(words):,} words, e.g. "
-                             f"{words[:3]}): is it a character LM? {_ADVICE}")
+                             f"{words[:3]}): it was trained on another language or tokenization. {_ADVICE}")
         pad = body.embedding.padding_idx
         self.missing = copy_rows_by_word(body.embedding.weight, vocab, state["embedding.weight"], lm_vocab,
                                          skip=set() if pad is None else {pad})
