@@ -235,3 +235,32 @@ def test_slanted_triangular_lr_refuses_bad_settings():
     optimizer.step()
     with pytest.raises(RuntimeError, match="does not know the run's length"):
         unknown.step()
+
+
+class StopAfterFirstEpoch(Callback):
+    def on_train_epoch_end(self, trainer, pl_module):
+        trainer.should_stop = True
+
+
+def test_a_resumed_ulmfit_run_continues_its_schedule_and_unfreezing_exactly(tmp_path):
+    """Two epochs in one go, and a two-epoch run stopped after one then resumed from its checkpoint: the same rates
+    at every step and the same final weights."""
+    dm = texts_dm(repeat=8, batch_size=2)
+
+    def run(*callbacks, ckpt_path=None):
+        torch.manual_seed(0)
+        model = classifier(dm, discriminative_lr=2.6, optimizer=lambda params: torch.optim.Adam(params, lr=0.01),
+                           lr_scheduler=SlantedTriangularLR)
+        rates = LearningRates()
+        t = trainer(tmp_path, max_epochs=2, limit_val_batches=1, callbacks=[GradualUnfreezing(), rates, *callbacks])
+        t.fit(model, dm, ckpt_path=ckpt_path)
+        return t, model, rates.seen
+
+    _, whole, whole_rates = run()
+    first, _, first_rates = run(StopAfterFirstEpoch())
+    first.save_checkpoint(tmp_path / "epoch1.ckpt")
+    _, resumed, resumed_rates = run(ckpt_path=tmp_path / "epoch1.ckpt")
+    assert len(first_rates) == len(resumed_rates) == 20
+    assert first_rates + resumed_rates == whole_rates
+    for name, value in whole.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[name], value, rtol=0, atol=0, msg=name)
