@@ -76,6 +76,33 @@ def test_init_from_lm_copies_the_lm_rows_by_word_and_its_encoder(tmp_path, lm_se
     torch.testing.assert_close(model.net.body.encoder(x)[0], lm.net.encoder(x)[0], rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("tie_weights", [False, True])
+def test_an_lm_fine_tuned_on_other_words_starts_from_the_general_lms_rows_by_word(tmp_path, tie_weights):
+    """ULMFiT's second stage: the task's own vocabulary, the general LM's rows (embedding, decoder) by word."""
+    lm_path = write_lm(tmp_path, tie_weights=tie_weights)
+    lines = Dataset.from_dict({"text": TEXTS * 8})
+    dm = LanguageModelingDataModule(dataset=DatasetDict(train=lines, validation=lines), batch_size=2, bptt=5)
+    model = LanguageModel(dm.vocab_size, pad_id=dm.pad_id, init_from=str(lm_path), tie_weights=tie_weights,
+                          optimizer=sgd(0.0), **SIZES)
+    fresh = {name: value.clone() for name, value in model.state_dict().items()}
+    with pytest.warns(UserWarning, match=r"init_from: 4 of the DataModule's \d+ vocabulary words"):
+        trainer(tmp_path, max_steps=1, limit_val_batches=1).fit(model, dm)  # lr 0: the weights stay as copied
+
+    general = LanguageModel.load_from_checkpoint(lm_path, map_location="cpu")
+    ours, theirs = dm.tokenizer.get_vocab(), general.tokenizer.get_vocab()
+    missing = ["fine", "great", "terrible", "unseenword"]  # TEXTS' words that LM_LINES lack
+    assert sorted(model.init_missing_words) == missing
+    assert any(ours[w] != theirs[w] for w in ours if w in theirs)
+    for key in ("net.embedding.weight", "net.decoder.weight", "net.decoder.bias"):
+        for word in ours:
+            expected = fresh[key][ours[word]] if word in missing else general.state_dict()[key][theirs[word]]
+            if word != "<pad>":
+                assert torch.equal(model.state_dict()[key][ours[word]], expected), (key, word)
+    x = torch.randn(3, 5, SIZES["embedding_dim"])
+    general.eval(), model.eval()
+    torch.testing.assert_close(model.net.encoder(x)[0], general.net.encoder(x)[0], rtol=0, atol=0)
+
+
 def test_the_classifier_checkpoint_loads_and_trains_on_without_the_lm_file(tmp_path):
     lm_path = write_lm(tmp_path)
     dm = texts_dm()

@@ -75,8 +75,7 @@ class LanguageModelingDataModule(CorpusDataModule):
         dataset: an in-memory ``DatasetDict`` with ``train``/``validation``/``test`` splits (Python API only).
         text_column: the column holding the text lines.
         tokenizer: ``"word"`` (whitespace words, vocabulary from the train split), ``"char"``, or a path to a
-            ``tokenizer.json`` or to a checkpoint holding one (another model's vocabulary, e.g. to fine-tune its
-            ``init_from`` weights on new text).
+            ``tokenizer.json``.
         min_frequency: word tokenizer: words seen fewer times in train become ``<unk>``.
         max_vocab_size: word tokenizer: keep at most this many entries (``None``: the whole vocabulary).
         batch_size: streams per device for training.

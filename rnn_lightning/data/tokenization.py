@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 
 from rnn_lightning.constants import BOS, EOS, PAD, UNK
@@ -124,18 +123,11 @@ def train_char_tokenizer(texts: pa.ChunkedArray | pa.Array | list[str]) -> Token
 
 
 def load_tokenizer(path: str) -> Tokenizer:
-    """Load a ``tokenizer.json``, or the tokenizer a model's ``.ckpt`` checkpoint carries, and add any of
-    ``<pad> <unk> <bos> <eos>`` it lacks."""
-    if str(path).endswith(".ckpt"):
-        return _with_specials(_checkpoint_tokenizer(path))
+    """Load a ``tokenizer.json`` and add any of ``<pad> <unk> <bos> <eos>`` it lacks."""
     try:
         tokenizer = Tokenizer.from_file(path)
     except Exception as err:  # tokenizers raises a bare Exception for a missing or invalid file
         raise ValueError(f"`tokenizer` {path!r} is not a readable HF tokenizer.json file ({err}).") from err
-    return _with_specials(tokenizer)
-
-
-def _with_specials(tokenizer: Tokenizer) -> Tokenizer:
     missing = [t for t in SPECIAL_TOKENS if tokenizer.token_to_id(t) is None]
     if missing:
         tokenizer.add_special_tokens(missing)
@@ -189,16 +181,3 @@ def _wrap_lines(ids: np.ndarray, line_of_token: np.ndarray, num_lines: int, bos:
     out[new_offsets[1:] - 1] = eos
     out[np.arange(len(ids)) + 2 * line_of_token + 1] = ids
     return pa.ListArray.from_arrays(pa.array(new_offsets.astype(np.int32)), pa.array(out))
-
-
-def _checkpoint_tokenizer(path: str) -> Tokenizer:
-    """The tokenizer stored in the checkpoint at ``path`` (every rnn_lightning task trained on its DataModules)."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:  # noqa: BLE001 (torch raises several types for a missing or damaged file)
-        raise ValueError(f"`tokenizer` {path!r} is not a readable checkpoint ({type(err).__name__}: {err}). Give "
-                         "the .ckpt of a trained model, or a tokenizer.json.") from err
-    if not isinstance(checkpoint, dict) or "tokenizer" not in checkpoint:
-        raise ValueError(f"`tokenizer` {path!r} is a checkpoint without a tokenizer: its model was not trained on an "
-                         "rnn_lightning DataModule. Give a tokenizer.json, or 'word' to build one from train.")
-    return Tokenizer.from_str(checkpoint["tokenizer"])

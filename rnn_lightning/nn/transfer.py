@@ -49,9 +49,9 @@ def copy_rows_by_word(
     """Copy ``source``'s row of every word both vocabularies hold into ``target``'s row of that word.
 
     Args:
-        target: (V_t, D) the table to fill in place (e.g. a classifier's embedding weight).
+        target: (V_t, ...) the table to fill in place (e.g. a classifier's embedding weight).
         target_vocab: word -> row of ``target``.
-        source: (V_s, D) the rows to copy (e.g. a language model's embedding weight).
+        source: (V_s, ...) the rows to copy (e.g. a language model's embedding weight or decoder bias).
         source_vocab: word -> row of ``source``.
         skip: target rows left alone (the padding row).
 
@@ -65,8 +65,8 @@ def copy_rows_by_word(
         >>> target.tolist()
         [[2.0, 2.0], [1.0, 1.0], [0.0, 0.0]]
     """
-    if target.shape[1] != source.shape[1]:
-        raise ValueError(f"the rows differ in width: target {tuple(target.shape)}, source {tuple(source.shape)}.")
+    if target.shape[1:] != source.shape[1:]:
+        raise ValueError(f"the rows differ in shape: target {tuple(target.shape)}, source {tuple(source.shape)}.")
     shared = [(row, source_vocab[word]) for word, row in target_vocab.items()
               if word in source_vocab and row not in skip]
     if shared:
