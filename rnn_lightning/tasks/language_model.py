@@ -336,9 +336,9 @@ class LanguageModel(RecurrentTask):
         pad = self.hparams.pad_id
         for key in ("net.embedding.weight", "net.decoder.weight", "net.decoder.bias"):  # rows = vocabulary ids
             rows = own[key].detach().clone()
-            self.init_missing_words = copy_rows_by_word(rows, ours, state[key], theirs,
-                                                        skip=set() if pad is None else {pad})
+            missing = copy_rows_by_word(rows, ours, state[key], theirs, skip=set() if pad is None else {pad})
             state[key] = rows
+        self.init_missing_words = missing
         if self.init_missing_words:
             rank_zero_warn(f"init_from: {len(self.init_missing_words):,} of the DataModule's {len(ours):,} "
                            f"vocabulary words are not in {str(self.init_from)!r}'s vocabulary (e.g. "
