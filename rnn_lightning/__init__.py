@@ -1,6 +1,13 @@
 """rnn_lightning: recurrent networks (simple RNN, GRU, LSTM) as reusable PyTorch Lightning components."""
 
-from rnn_lightning.callbacks import NTASGD, GenerateSamples, GradientFlowMonitor, TokensPerSecond, WritePredictions
+from rnn_lightning.callbacks import (
+    NTASGD,
+    GenerateSamples,
+    GradientFlowMonitor,
+    GradualUnfreezing,
+    TokensPerSecond,
+    WritePredictions,
+)
 from rnn_lightning.data import (
     AddingDataModule,
     CopyDataModule,
@@ -12,12 +19,14 @@ from rnn_lightning.data import (
 )
 from rnn_lightning.metrics import Perplexity, SpanF1
 from rnn_lightning.tasks import LanguageModel, SequenceClassifier, SequenceTagger, load_pretrained
+from rnn_lightning.tasks.schedules import SlantedTriangularLR
 
 __version__ = "0.1.0"
 __all__ = [
     "AddingDataModule", "CopyDataModule", "RecallDataModule",  # long-range tasks (issue 17)
     "GenerateSamples",
     "GradientFlowMonitor",
+    "GradualUnfreezing", "SlantedTriangularLR",  # ULMFiT (issue 15)
     "LanguageModel",
     "LanguageModelingDataModule",
     "MarkovCorpusDataModule",

@@ -40,11 +40,20 @@ LOCAL_DATA = {  # recipe -> the fragment that reads its corpus from data/ (the R
     "tagging/conll2003_ner_char_bilstm_crf.yaml": "conll2003_local.yaml",
     "tagging/conll2003_ner_string_embeddings.yaml": "conll2003_local.yaml",
     "classification/sst2_bilstm.yaml": "sst2_local.yaml",
+    "classification/sst2_ulmfit.yaml": "sst2_local.yaml",
+    "lm/sst2_lm_finetune.yaml": "sst2_local.yaml",
 }
+FIRST_STAGES = {  # recipe -> the recipes whose checkpoints it starts from (with their data), run first in this order
+    "lm/awd_lstm_wikitext2_finetune.yaml": ["lm/awd_lstm_wikitext2.yaml"],
+    "lm/sst2_lm_finetune.yaml": ["lm/wikitext2_lstm_650x2_tied.yaml"],
+    "classification/sst2_ulmfit.yaml": ["lm/wikitext2_lstm_650x2_tied.yaml", "lm/sst2_lm_finetune.yaml"],
+}
+ULMFIT_SMALL = ["--model.init_args.hidden_size", "16", "--model.init_args.embedding_dim", "16"]  # each stage's
 GENERATED = "long_range/"  # recipes whose data is generated: nothing to read from data/
 SLOW = {"lm/wikitext2_lstm_650x2_tied.yaml", "lm/tinyshakespeare_char_lstm.yaml",  # full-size networks on a CPU
         "lm/wikitext2_char_lstm_forward.yaml", "lm/wikitext2_char_lstm_backward.yaml",  # WikiText-2 by characters
-        "tagging/conll2003_ner_string_embeddings.yaml"}  # ... which it trains first
+        "tagging/conll2003_ner_string_embeddings.yaml",  # ... which it trains first
+        "lm/sst2_lm_finetune.yaml", "classification/sst2_ulmfit.yaml"}  # ... and a WikiText-2 word LM first
 TWO_STEPS = ["--trainer.accelerator", "cpu", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
              "--trainer.limit_val_batches", "2", "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
              "--trainer.logger.init_args.save_dir", "logs"]  # (a limit of "1" would parse as 1.0: the whole epoch)
@@ -135,11 +144,18 @@ def test_recipe_trains_two_steps_on_local_data_and_its_checkpoint_predicts(recip
         args += ["--model.init_args.hidden_size", "64", "--model.init_args.embedding_dim", "64"]
     if "/awd_" in recipe:
         args += AWD_SMALL
-    if recipe.endswith("_finetune.yaml"):  # fine-tuning starts from the first stage's best.ckpt: write one
-        first = ["fit", "-c", "recipes/lm/awd_lstm_wikitext2.yaml", *args[3:]]
-        main(first + TWO_STEPS)
-        assert (user_checkout / "checkpoints" / "awd_lstm_wikitext2" / "best.ckpt").is_file()
-        shutil.rmtree(user_checkout / "logs")  # the checks below read the second stage's log
+    if recipe in FIRST_STAGES and "/awd_" not in recipe:
+        args += ULMFIT_SMALL
+    for stage in FIRST_STAGES.get(recipe, []):  # fine-tuning starts from the earlier stages' checkpoints: write them
+        fragment = LOCAL_DATA[stage]
+        if not all(f.is_file() for f in data_files(fragment)):
+            pytest.skip(f"the corpus of the first stage {stage} is not in data/ (see the README's 'Local files')")
+        cache = ["--data.init_args.cache_dir", str(user_checkout.parent / "datasets-cache")]
+        small = AWD_SMALL if "/awd_" in stage else ULMFIT_SMALL
+        main(["fit", "-c", f"recipes/{stage}", "-c", f"recipes/data/{fragment}", *cache, *small, *TWO_STEPS])
+        (stage_folder,) = {c["dirpath"] for c in checkpoint_callbacks(stage)}
+        assert list((user_checkout / stage_folder).glob("*.ckpt")), stage
+        shutil.rmtree(user_checkout / "logs")  # the checks below read the last stage's log
     if recipe.endswith("_string_embeddings.yaml"):  # the tagger reads the two character LMs' best.ckpt: write them
         if not all(f.is_file() for f in data_files("wikitext2_local.yaml")):
             pytest.skip("WikiText-2 not in data/ (see the README's 'Local files'): the language models need it")

@@ -39,6 +39,8 @@ class CorpusDataModule(L.LightningDataModule):
 
     # The attributes naming columns every split must have -> the constructor argument that sets each (for errors).
     column_args: dict[str, str] = {"text_column": "text_column"}
+    # The ``csv`` builder's field separator (a subclass's ``csv_delimiter`` argument; ``None``: the builder's default).
+    csv_delimiter: str | None = None
 
     def __init__(
         self,
@@ -87,6 +89,8 @@ class CorpusDataModule(L.LightningDataModule):
     # -- corpus (lazy: LightningCLI reads `vocab_size` right after __init__) --
     def _load(self, **kwargs: Any) -> DatasetDict:
         """Load the corpus with ``datasets`` (subclasses add builder options or local formats)."""
+        if self.csv_delimiter is not None:  # every field is text, quotes included
+            kwargs = {"delimiter": self.csv_delimiter, "quoting": 3, **kwargs}  # 3 = csv.QUOTE_NONE
         return load_dataset(self.path, self.name, data_files=self.data_files, cache_dir=self.cache_dir, **kwargs)
 
     @property

@@ -87,11 +87,6 @@ class TextClassificationDataModule(LabeledSequenceDataModule):
         )
         self.csv_delimiter = csv_delimiter
 
-    def _load(self) -> DatasetDict:
-        if self.csv_delimiter is None:
-            return super()._load()
-        return super()._load(delimiter=self.csv_delimiter, quoting=3)  # 3 = csv.QUOTE_NONE: quotes are text
-
     def _words(self, data: Dataset) -> pa.ListArray:
         texts = pc.fill_null(arrow_column(data, self.text_column), "")  # a missing text is empty (and refused later)
         words, row_of_word = _split_words(texts)  # (N,), (N,)

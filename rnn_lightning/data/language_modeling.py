@@ -93,6 +93,8 @@ class LanguageModelingDataModule(CorpusDataModule):
         direction: ``"backward"`` serves the text read from its end: the lines in reverse order, each reversed
             (its ``<bos>`` first and ``<eos>`` last, see :func:`reverse_lines`), for a backward language model (the
             CLI passes it to :class:`~rnn_lightning.LanguageModel`'s ``direction``). ``"forward"``: as written.
+        csv_delimiter: field separator for the ``csv`` builder (``"\\t"`` for GLUE's .tsv files, whose
+            ``text_column`` is ``sentence``: a classification corpus read as language-model text).
 
     Example:
         >>> from datasets import Dataset, DatasetDict
@@ -126,6 +128,7 @@ class LanguageModelingDataModule(CorpusDataModule):
         variable_bptt: bool = False,
         bptt_seed: int = 0,
         direction: Literal["forward", "backward"] = "forward",
+        csv_delimiter: str | None = None,
     ) -> None:
         super().__init__(
             path, name, data_files=data_files, dataset=dataset, text_column=text_column, tokenizer=tokenizer,
@@ -138,6 +141,7 @@ class LanguageModelingDataModule(CorpusDataModule):
             raise ValueError(f"`variable_bptt` must be True or False, got {variable_bptt!r}.")
         check_direction(direction)
         self.bptt, self.variable_bptt, self.bptt_seed, self.direction = bptt, variable_bptt, bptt_seed, direction
+        self.csv_delimiter = csv_delimiter
         self._streams: dict[str, StreamWindows] = {}
         self._vocab_by_id: pa.Array | None = None
 

@@ -18,6 +18,7 @@ from rnn_lightning.nn.encoder import Cell, Connection
 from rnn_lightning.nn.pooling import Pooling
 from rnn_lightning.tasks.confidences import Classification
 from rnn_lightning.tasks.labeled import LabeledSequenceTask
+from rnn_lightning.tasks.lm_init import LanguageModelInit
 from rnn_lightning.tasks.optimizers import default_optimizer
 from rnn_lightning.tasks.string_embeddings import task_string_embeddings
 from rnn_lightning.tasks.words import split_texts
@@ -52,6 +53,14 @@ class SequenceClassifier(LabeledSequenceTask):
             (the DataModule's ``serve_words: true``; the checkpoint then carries the LMs).
         string_embeddings_trainable: fine-tune the language models (``False``: frozen).
         lm_settings: filled in from ``lm_checkpoints`` and saved in the checkpoint (leave it ``None``).
+        init_from_lm: a word :class:`~rnn_lightning.LanguageModel` checkpoint whose embedding and recurrent weights a
+            fresh ``fit`` starts from (ULMFiT, Howard & Ruder 2018): the same ``cell``, sizes, ``num_layers`` and
+            ``connection``, ``bidirectional: false``. Embedding rows are copied by word; the words the LM lacks keep
+            their random rows and are reported (:attr:`lm_missing_words`). Copied once; the classifier's checkpoint
+            then holds the weights (no LM file needed to load it). Not saved as a hyperparameter.
+        discriminative_lr: train each layer group (embedding, each recurrent layer, the head) at the rate of the group
+            above divided by this (ULMFiT: 2.6): the head at the optimizer's lr, the layer below at lr / 2.6, ...
+            ``None``: one rate.
         optimizer: optimizer factory (YAML ``class_path`` + ``init_args``); default Adam lr 1e-3.
         lr_scheduler: optional LR scheduler factory; ``ReduceLROnPlateau`` watches ``val/loss``.
 
@@ -88,12 +97,18 @@ class SequenceClassifier(LabeledSequenceTask):
         lm_checkpoints: list[str] | None = None,
         string_embeddings_trainable: bool = False,
         lm_settings: dict[str, Any] | None = None,
+        init_from_lm: str | None = None,
+        discriminative_lr: float | None = None,
         optimizer: OptimizerCallable = default_optimizer,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
         super().__init__(num_labels=num_labels, labels=labels, char_vocab=None,
                          pretrained_embeddings=pretrained_embeddings, optimizer=optimizer, lr_scheduler=lr_scheduler)
-        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "char_vocab"])  # the base's, not ours
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "char_vocab", "init_from_lm"])  # char_vocab:
+        # the base's, not ours; init_from_lm: its weights are in the checkpoint, a loaded model needs no LM file
+        if init_from_lm is not None and pretrained_embeddings is not None:
+            raise ValueError("`init_from_lm` and `pretrained_embeddings` both fill the word embeddings: give one.")
+        self.lm_init = LanguageModelInit(init_from_lm)
         encoder = EncoderConfig.from_settings(self.hparams)
         self.net = SequenceClassifierNet(vocab_size, num_labels, encoder=encoder, pooling=pooling,
                                          strings=task_string_embeddings(self.hparams))
@@ -105,6 +120,24 @@ class SequenceClassifier(LabeledSequenceTask):
             })
             for stage in ("val", "test")
         })
+
+    @property
+    def lm_missing_words(self) -> list[str] | None:
+        """The vocabulary words ``init_from_lm``'s language model lacks (``None`` until it is copied)."""
+        return self.lm_init.missing
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        resumed = self.trainer.ckpt_path is not None  # the checkpoint holds the trained weights
+        self.lm_init.fill(self.net.body, tokenizer=self.tokenizer, resumed=resumed)
+
+    def _weights_loaded(self) -> None:
+        super()._weights_loaded()
+        self.lm_init.loaded = True  # saved weights are trained: a later fit must not overwrite them with the LM's
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.lm_init.loaded = True  # the checkpoint's weights are this classifier's: never the LM's again
 
     def forward(self, tokens: Tensor, lengths: Tensor, words: list[list[str]] | None = None) -> Tensor:
         """tokens (B, T), lengths (B,), words (B lists of strings) with ``lm_checkpoints`` -> logits (B, C)."""

@@ -88,6 +88,12 @@ class RecurrentTask(HubMixin, ExactResume, TokenizerInCheckpoint, L.LightningMod
         :class:`~rnn_lightning.callbacks.TokensPerSecond`)."""
         raise NotImplementedError
 
+    def layer_groups(self) -> list[list[torch.nn.Parameter]]:
+        """Hook: the parameters in layer groups, bottom first (the input layer ... the head), for discriminative
+        learning rates (``discriminative_lr``) and :class:`~rnn_lightning.callbacks.GradualUnfreezing`."""
+        raise NotImplementedError(f"{type(self).__name__} does not split its parameters into layer groups: "
+                                  "discriminative rates and gradual unfreezing are for the tagger and the classifier.")
+
     # -- hooks of GradientFlowMonitor --
     def recurrent_encoder(self) -> torch.nn.Module:
         """Hook: the task's word-level :class:`~rnn_lightning.nn.RecurrentEncoder`, whose layers are measured."""

@@ -7,6 +7,7 @@ from typing import Any
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
+from rnn_lightning.nn.transfer import layer_groups
 from rnn_lightning.tasks.common import RecurrentTask
 from rnn_lightning.tasks.pretrained import PretrainedEmbeddings
 from rnn_lightning.tasks.vocabularies import check_char_vocab, check_label_count, check_labels
@@ -48,6 +49,11 @@ class LabeledSequenceTask(PredictsFromWords, RecurrentTask):
 
     def recurrent_encoder(self) -> nn.Module:
         return self.net.body.encoder
+
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """ULMFiT's layer groups, bottom first: the input layer, each recurrent layer, the head (see
+        :func:`~rnn_lightning.nn.transfer.layer_groups`)."""
+        return layer_groups(self, self.net.body, self.net.body.encoder)  # the task: a tagger keeps its CRF here
 
     def char_vocabulary(self) -> list[str] | None:
         return self.char_vocab

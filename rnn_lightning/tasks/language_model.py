@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_warn
 from tokenizers import Tokenizer
 from torch import Tensor
 
@@ -28,6 +29,7 @@ from rnn_lightning.nn.checks import check_direction, check_flag
 from rnn_lightning.nn.encoder import Cell, Connection, State
 from rnn_lightning.nn.sampling import check_sampling, sample_tokens
 from rnn_lightning.nn.stack import map_state
+from rnn_lightning.nn.transfer import copy_rows_by_word
 from rnn_lightning.tasks.common import RecurrentTask
 from rnn_lightning.tasks.optimizers import default_optimizer
 from rnn_lightning.tasks.scoring import TextScore, score_lines
@@ -50,12 +52,17 @@ def _check_context_and_seed(context: list[int], seed: int | None, vocab_size: in
         )
 
 
-def language_model_net(hparams: dict[str, Any]) -> RNNLanguageModelNet:
-    """The network of a :class:`LanguageModel` with these hyperparameters (its own, or a checkpoint's: a setting the
-    checkpoint lacks takes the task's default)."""
+def language_model_settings(hparams: dict[str, Any]) -> dict[str, Any]:
+    """A :class:`LanguageModel`'s hyperparameters (its own, or a checkpoint's), a setting they lack taking the task's
+    default."""
     defaults = {name: p.default for name, p in inspect.signature(LanguageModel.__init__).parameters.items()
                 if p.default is not inspect.Parameter.empty}
-    settings = {**defaults, **hparams}
+    return {**defaults, **hparams}
+
+
+def language_model_net(hparams: dict[str, Any]) -> RNNLanguageModelNet:
+    """The network of a :class:`LanguageModel` with these hyperparameters (see :func:`language_model_settings`)."""
+    settings = language_model_settings(hparams)
     encoder = EncoderConfig.from_settings(settings, dropout=settings["dropout_between"])
     return RNNLanguageModelNet(settings["vocab_size"], encoder=encoder, tie_weights=settings["tie_weights"],
                                adaptive_softmax_cutoffs=settings["adaptive_softmax_cutoffs"],
@@ -124,6 +131,9 @@ class LanguageModel(RecurrentTask):
             returns the text that precedes it, in reading order; perplexity and ``predict`` read the reversed stream.
         init_from: a checkpoint whose weights a fresh ``fit`` starts from (AWD-LSTM's fine-tuning restarts from the
             best, averaged, model; a resumed fit takes the resumed checkpoint's). Not saved as a hyperparameter.
+            When the DataModule's vocabulary is another (ULMFiT: a general LM fine-tuned on the task's text, with the
+            task's words), the embedding and decoder rows are copied by word; the words the checkpoint lacks keep
+            their fresh rows and are warned about and listed in ``init_missing_words``.
         optimizer: optimizer factory (from YAML: ``class_path`` + ``init_args``); default Adam lr 1e-3, which
             trains without gradient clipping: its step is about ``lr`` per weight whatever the gradient's size, where
             plain SGD's grows with it (SGD lr 20, the classic setting, diverges unless the Trainer clips the
@@ -190,6 +200,7 @@ class LanguageModel(RecurrentTask):
         self.test_ppl = Perplexity()
         self.tokenizer: Tokenizer | None = None
         self.init_from, self._initialised = init_from, False
+        self.init_missing_words: list[str] | None = None  # see _state_for_our_vocabulary
         self._state: dict[str, State | None] = {}
         self._cache: dict[str, PointerCache | None] = {}
         self._lr_scale = 1.0
@@ -304,8 +315,35 @@ class LanguageModel(RecurrentTask):
                                  f"{'is a folder' if path.is_dir() else 'does not exist'}. Give the path of the "
                                  "run's best .ckpt (its ModelCheckpoint folder).")
             checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            self.load_state_dict(checkpoint["state_dict"])  # strict: the same network
+            self.load_state_dict(self._state_for_our_vocabulary(checkpoint))  # strict: the same network
             self._initialised = True
+
+    def _state_for_our_vocabulary(self, checkpoint: dict[str, Any]) -> dict[str, Tensor]:
+        """``init_from``'s weights with their vocabulary rows (embedding, decoder) moved to ours by word when the
+        DataModule's vocabulary differs from the checkpoint's (ULMFiT fine-tunes a general LM on the task's own
+        words); the words it lacks keep their fresh rows and are reported in :attr:`init_missing_words`."""
+        state = checkpoint["state_dict"]
+        if "tokenizer" not in checkpoint or self.tokenizer is None:
+            return state
+        theirs, ours = Tokenizer.from_str(checkpoint["tokenizer"]).get_vocab(), self.tokenizer.get_vocab()
+        if theirs == ours:
+            return state
+        if self.hparams.adaptive_softmax_cutoffs is not None:
+            raise ValueError(f"`init_from` {str(self.init_from)!r} has another vocabulary than the DataModule's, "
+                             "and the adaptive softmax's clusters follow the ids: give the DataModule the "
+                             "checkpoint's vocabulary (its tokenizer) or use the full softmax.")
+        own, state = self.state_dict(), dict(state)
+        pad = self.hparams.pad_id
+        for key in ("net.embedding.weight", "net.decoder.weight", "net.decoder.bias"):  # rows = vocabulary ids
+            rows = own[key].detach().clone()
+            missing = copy_rows_by_word(rows, ours, state[key], theirs, skip=set() if pad is None else {pad})
+            state[key] = rows
+        self.init_missing_words = missing
+        if self.init_missing_words:
+            rank_zero_warn(f"init_from: {len(self.init_missing_words):,} of the DataModule's {len(ours):,} "
+                           f"vocabulary words are not in {str(self.init_from)!r}'s vocabulary (e.g. "
+                           f"{self.init_missing_words[:5]}); their rows keep their fresh initialisation.")
+        return state
 
     def _eval_start(self, stage: str) -> None:
         self._state[stage] = None

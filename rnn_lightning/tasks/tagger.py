@@ -70,6 +70,8 @@ class SequenceTagger(LabeledSequenceTask):
         lm_settings: filled in from ``lm_checkpoints`` and saved in the checkpoint (leave it ``None``).
         crf: decode with a linear-chain CRF (trained by its likelihood; with ``span_scheme`` the moves the scheme
             forbids, such as ``O -> I-PER`` in IOB2, are never decoded).
+        discriminative_lr: train each layer group (input layer, each recurrent layer, the head with the CRF) at the
+            rate of the group above divided by this (ULMFiT: 2.6; ``None``: one rate).
         optimizer: optimizer factory (YAML ``class_path`` + ``init_args``); default Adam lr 1e-3.
         lr_scheduler: optional LR scheduler factory; ``ReduceLROnPlateau`` watches ``val/loss``.
 
@@ -110,6 +112,7 @@ class SequenceTagger(LabeledSequenceTask):
         string_embeddings_trainable: bool = False,
         lm_settings: dict[str, Any] | None = None,
         crf: bool = False,
+        discriminative_lr: float | None = None,
         optimizer: OptimizerCallable = default_optimizer,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
