@@ -108,7 +108,8 @@ class RNNLanguageModelNet(nn.Module):
         normalised log-probabilities)."""
         return self.decoder.logits(self.projection(h))
 
-    def nll(self, h: Tensor, targets: Tensor) -> Tensor:
+    def nll(self, h: Tensor, targets: Tensor, *, reduction: str = "none") -> Tensor:
         """(B, T, H) last-layer outputs after the output dropout, (B, T) next ids -> (B, T) negative
-        log-likelihoods (float32, float64 for a float64 network; 0 where a target is ``IGNORE_INDEX``)."""
-        return self.decoder.nll(self.projection(h), targets)
+        log-likelihoods (float32, float64 for a float64 network; 0 where a target is ``IGNORE_INDEX``), or their
+        () sum with ``reduction="sum"``."""
+        return self.decoder.nll(self.projection(h), targets, reduction=reduction)

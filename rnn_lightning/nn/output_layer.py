@@ -32,13 +32,14 @@ class SoftmaxOutput(nn.Linear):
         """(B, T, in_features) -> (B, T, V) logits."""
         return self(h)
 
-    def nll(self, h: Tensor, targets: Tensor) -> Tensor:
-        """(B, T, in_features), (B, T) ids -> (B, T) float32 NLL (float64 for float64 ``h``), 0 where ignored."""
+    def nll(self, h: Tensor, targets: Tensor, *, reduction: str = "none") -> Tensor:
+        """(B, T, in_features), (B, T) ids -> (B, T) float32 NLL (float64 for float64 ``h``), 0 where ignored;
+        ``reduction="sum"``: their () sum, summed inside the cross-entropy as a plain training loop does."""
         logits = self(h)  # (B, T, V)
         dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
         nll = F.cross_entropy(logits.flatten(0, -2).to(dtype), targets.flatten(), ignore_index=IGNORE_INDEX,
-                              reduction="none")  # (B*T,): rows of contiguous scores, the fast layout
-        return nll.view(targets.shape)
+                              reduction=reduction)  # (B*T,) or (): rows of contiguous scores, the fast layout
+        return nll.view(targets.shape) if reduction == "none" else nll
 
 
 def check_adaptive_softmax(cutoffs: list[int], div_value: float, *, vocab_size: int, in_features: int) -> None:
@@ -124,12 +125,14 @@ class AdaptiveSoftmax(nn.AdaptiveLogSoftmaxWithLoss):
         """(B, T, in_features) -> (B, T, V) log-probabilities (each row's exp sums to one)."""
         return self.log_prob(_promote(h).flatten(0, -2)).view(*h.shape[:-1], self.n_classes)
 
-    def nll(self, h: Tensor, targets: Tensor) -> Tensor:
-        """(B, T, in_features), (B, T) ids -> (B, T) NLL, 0 where ignored; only each target's clusters run."""
+    def nll(self, h: Tensor, targets: Tensor, *, reduction: str = "none") -> Tensor:
+        """(B, T, in_features), (B, T) ids -> (B, T) NLL, 0 where ignored (``reduction="sum"``: their () sum); only
+        each target's clusters run."""
         scored = targets != IGNORE_INDEX  # (B, T)
         flat_targets = targets.masked_fill(~scored, 0).flatten()  # ignored rows score id 0 (a head word), dropped
         log_p = self(_promote(h).flatten(0, -2), flat_targets).output  # (B*T,)
         # Every tail cluster joins the graph (zero gradient where no target is in it): DDP reduces a gradient for
         # every parameter at every step, and a rank's window may hold no word of a rare cluster.
         untouched = sum(weight.flatten()[0] for weight in self.tail.parameters()) * 0.0
-        return (untouched - log_p).view(targets.shape).masked_fill(~scored, 0.0)
+        nll = (untouched - log_p).view(targets.shape).masked_fill(~scored, 0.0)
+        return nll.sum() if reduction == "sum" else nll

@@ -219,7 +219,7 @@ class LanguageModel(RecurrentTask):
 
     def _nll_sum(self, window: _Window) -> Tensor:
         """() the window's summed NLL (the adaptive softmax computes only the targets' clusters)."""
-        return self.net.nll(window.dropped, window.targets).sum()
+        return self.net.nll(window.dropped, window.targets, reduction="sum")
 
     def count_tokens(self, batch: tuple[Tensor, Tensor]) -> Tensor:
         """The window's targets (every position but the ignored ones)."""
