@@ -1,42 +1,42 @@
-"""LightningDataModule for language modeling over HF ``datasets``: load -> tokenize (cached) -> streams."""
+"""LightningDataModule for language modeling over HF ``datasets``: load -> token store (on disk) -> streams."""
 
 from __future__ import annotations
 
 import hashlib
-import os
-from collections.abc import Callable
+import json
+import shutil
+import tempfile
+import weakref
 from pathlib import Path
 from typing import Literal
 
-import pyarrow as pa
+import numpy as np
 import torch
-from datasets import Dataset, DatasetDict
+from datasets import DatasetDict
 from tokenizers import Tokenizer
 
 from rnn_lightning.compat import dataset_fingerprint
-from rnn_lightning.data.base import CorpusDataModule, arrow_column
-from rnn_lightning.data.streams import StreamLoader, StreamWindows, split_streams
+from rnn_lightning.data.base import CorpusDataModule
+from rnn_lightning.data.streams import StreamLoader, StreamWindows, TokenStreams
+from rnn_lightning.data.token_store import (
+    FORMAT_VERSION,
+    TOKENIZER,
+    TokenStore,
+    build_store,
+    count_chunks,
+    write_atomic,
+)
 from rnn_lightning.data.tokenization import (
     BOS,
-    encode_lines,
-    is_whitespace_word_level,
+    char_tokenizer_from_chars,
+    line_chars,
+    line_word_counts,
     load_tokenizer,
-    train_char_tokenizer,
-    train_word_tokenizer,
-    vocabulary_by_id,
+    word_tokenizer_from_counts,
 )
 
-_ENCODER_VERSION = "lines-bos-eos-v2"  # bump when `encode_lines` changes output, to invalidate caches
-
-
-def _encode_batch(
-    batch: pa.Table, tokenizer: Tokenizer, text_column: str, by_id: Callable[[], pa.Array | None]
-) -> pa.Table:
-    """``datasets.map`` function: one row per line, ``input_ids`` = ``<bos> ids... <eos>``.
-
-    ``by_id`` is called only when the map runs (a cache hit needs no vocabulary array).
-    """
-    return pa.table({"input_ids": encode_lines(tokenizer, batch.column(text_column), by_id())})
+_ENCODER_VERSION = "lines-bos-eos-v2"  # bump when `encode_lines` changes output, to invalidate stores
+STORE_FOLDER = "rnn_lightning-store"
 
 
 class LanguageModelingDataModule(CorpusDataModule):
@@ -46,6 +46,13 @@ class LanguageModelingDataModule(CorpusDataModule):
     ``datasets`` builder (``path="text", data_files={"train": "train.txt", ...}``; also ``csv``, ``json``,
     ``parquet``), or from an in-memory ``DatasetDict`` (``dataset=...``). Each line is encoded as
     ``<bos> tokens <eos>``; the split is concatenated and cut into ``batch_size`` streams per device.
+
+    ``prepare_data`` (once per node) tokenizes the corpus a chunk at a time into a token store
+    (:mod:`rnn_lightning.data.token_store`: a flat uint16/uint32 file per split, the tokenizer, a manifest), in a
+    folder named by the fingerprint of the source and the tokenizer settings under ``cache_dir`` (else beside the
+    ``datasets`` cache; an in-memory corpus gets a temporary one). ``setup`` memory-maps it, and each window reads
+    only its own slices, so memory does not grow with the corpus and each DDP rank reads only its own streams.
+    A store whose fingerprint matches is reused; another source or setting builds another.
 
     Args:
         path: hub dataset name or builder name, as for ``datasets.load_dataset``.
@@ -61,7 +68,9 @@ class LanguageModelingDataModule(CorpusDataModule):
         eval_batch_size: streams per device for validation and test.
         bptt: window length: steps of backpropagation through time.
         num_workers: DataLoader workers (windows are tensor slices: 0 is usually fastest).
-        cache_dir: ``datasets`` cache folder.
+        cache_dir: ``datasets`` cache folder; the token store goes in its ``rnn_lightning-store/``. On a cluster,
+            a folder on storage every node reads lets one build serve all (set ``prepare_data_per_node = False``
+            on the datamodule so only global rank zero builds it).
         holdout: splits to carve off the end of train, in order, as fractions of its rows, for a corpus that
             lacks them, e.g. ``{"validation": 0.05, "test": 0.05}``.
         variable_bptt: training windows of varying length, AWD-LSTM's rule (``bptt`` with probability 0.95 else
@@ -69,6 +78,7 @@ class LanguageModelingDataModule(CorpusDataModule):
             ``length / bptt``, by which :class:`~rnn_lightning.LanguageModel` scales that step's learning rate.
             Evaluation keeps ``bptt``-long windows.
         bptt_seed: seed of the variable windows (with the epoch); the same on every rank, as it must be.
+        num_proc: processes that count the vocabulary and tokenize the corpus when the store is built.
 
     Example:
         >>> from datasets import Dataset, DatasetDict
@@ -101,6 +111,7 @@ class LanguageModelingDataModule(CorpusDataModule):
         holdout: dict[str, float] | None = None,
         variable_bptt: bool = False,
         bptt_seed: int = 0,
+        num_proc: int = 1,
     ) -> None:
         super().__init__(
             path, name, data_files=data_files, dataset=dataset, text_column=text_column, tokenizer=tokenizer,
@@ -111,91 +122,115 @@ class LanguageModelingDataModule(CorpusDataModule):
             raise ValueError(f"`bptt` must be a positive integer, got {bptt!r}.")
         if not isinstance(variable_bptt, bool):
             raise ValueError(f"`variable_bptt` must be True or False, got {variable_bptt!r}.")
-        self.bptt, self.variable_bptt, self.bptt_seed = bptt, variable_bptt, bptt_seed
+        if not isinstance(num_proc, int) or num_proc < 1:
+            raise ValueError(f"`num_proc` must be a positive integer (processes that tokenize), got {num_proc!r}.")
+        self.bptt, self.variable_bptt, self.bptt_seed, self.num_proc = bptt, variable_bptt, bptt_seed, num_proc
         self._streams: dict[str, StreamWindows] = {}
-        self._vocab_by_id: pa.Array | None = None
+        self._store: TokenStore | None = None
+        self._store_root: Path | None = None
+
+    # -- the token store --
+    @property
+    def fingerprint(self) -> str:
+        """Names the source and the settings the store is built from: ``datasets``' own fingerprint of each split
+        (for local files it derives from their paths and modification times: a stat, no read, and the same test by
+        which ``datasets`` decides to re-read them), the tokenizer settings, the encoder and the store format."""
+        spec = self.tokenizer_spec
+        if spec not in ("word", "char"):  # a tokenizer file: its content
+            spec = "file:" + hashlib.sha256(self.tokenizer.to_str().encode()).hexdigest()
+        key = {"splits": {split: dataset_fingerprint(data) for split, data in sorted(self.raw.items())},
+               "tokenizer": spec, "min_frequency": self.min_frequency, "max_vocab_size": self.max_vocab_size,
+               "text_column": self.text_column, "encoder": _ENCODER_VERSION, "format": FORMAT_VERSION}
+        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+
+    @property
+    def store_folder(self) -> Path:
+        """This corpus's store: ``<cache_dir>/rnn_lightning-store/<fingerprint>``, else beside the ``datasets``
+        cache; an in-memory corpus gets a temporary folder, removed with the datamodule."""
+        if self._store_root is None:
+            cached = next((d.cache_files[0]["filename"] for d in self.raw.values() if d.cache_files), None)
+            if self.cache_dir is not None:
+                self._store_root = Path(self.cache_dir) / STORE_FOLDER
+            elif cached is not None:
+                self._store_root = Path(cached).parent / STORE_FOLDER
+            else:
+                self._store_root = Path(tempfile.mkdtemp(prefix="rnn_lightning-store-"))
+                weakref.finalize(self, shutil.rmtree, self._store_root, True)
+        return self._store_root / self.fingerprint
+
+    @property
+    def store(self) -> TokenStore:
+        """The corpus's token store, built (every split, a chunk at a time) if it is not there yet."""
+        if self._store is None:
+            folder, fingerprint = self.store_folder, self.fingerprint
+            if not TokenStore.exists(folder):
+                usable = {split: data for split, data in self.raw.items()
+                          if len(data) and self.text_column in data.column_names}  # the others fail when asked for
+                build_store(folder, usable, column=self.text_column, tokenizer=self.tokenizer,
+                            fingerprint=fingerprint, num_proc=self.num_proc)
+            self._store = TokenStore(folder)
+            if self._store.manifest["fingerprint"] != fingerprint:
+                raise ValueError(
+                    f"the token store {folder} was built from another source (fingerprint "
+                    f"{self._store.manifest['fingerprint']}, expected {fingerprint}). Delete the folder {folder} "
+                    "and run again to rebuild it."
+                )
+        return self._store
 
     @property
     def tokenizer(self) -> Tokenizer:
-        """The HF tokenizer: built from the train split on first use (cached beside it), or loaded from a file."""
+        """The HF tokenizer: counted from the train split a chunk at a time on first use (kept in the store), or
+        loaded from a file."""
         if self._tokenizer is None:
             kind = self.tokenizer_spec
             if kind not in ("word", "char"):
                 self._tokenizer = load_tokenizer(kind)
                 return self._tokenizer
-            train = self._split("train")
-            cached = self._tokenizer_cache(train)
-            if cached is not None and cached.exists():
-                self._tokenizer = Tokenizer.from_file(str(cached))
+            saved = self.store_folder / TOKENIZER
+            if saved.is_file():
+                self._tokenizer = Tokenizer.from_file(str(saved))
                 return self._tokenizer
-            texts = arrow_column(train, self.text_column)
+            train = self._split("train")
             if kind == "word":
-                self._tokenizer = train_word_tokenizer(texts, self.min_frequency, self.max_vocab_size)
+                counts = count_chunks(train, self.text_column, line_word_counts, num_proc=self.num_proc)
+                self._tokenizer = word_tokenizer_from_counts(counts, self.min_frequency, self.max_vocab_size)
             else:
-                self._tokenizer = train_char_tokenizer(texts)
-            if cached is not None:
-                tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-                self._tokenizer.save(str(tmp))
-                os.replace(tmp, cached)  # atomic: concurrent ranks never read a half-written file
+                chars = count_chunks(train, self.text_column, line_chars, num_proc=self.num_proc)
+                self._tokenizer = char_tokenizer_from_chars(set(chars))
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(saved, lambda tmp: self._tokenizer.save(str(tmp)))  # concurrent ranks: whole files only
         return self._tokenizer
 
-    def _tokenizer_cache(self, train: Dataset) -> Path | None:
-        """Where a tokenizer trained on ``train`` with these settings is kept (beside its datasets cache)."""
-        if not train.cache_files:  # an in-memory dataset: nothing to cache beside
-            return None
-        key = (f"{dataset_fingerprint(train)}|{self.tokenizer_spec}|{self.min_frequency}|{self.max_vocab_size}|"
-               f"{self.text_column}|{_ENCODER_VERSION}")
-        digest = hashlib.sha256(key.encode()).hexdigest()[:32]
-        return Path(train.cache_files[0]["filename"]).parent / f"rnn_lightning-tokenizer-{digest}.json"
+    def prepare_data(self) -> None:
+        """Load the corpus and build its token store (Lightning calls it on rank zero of each node)."""
+        super().prepare_data()
+        self.store  # noqa: B018
 
-    # -- tokenization (cached by datasets) and streams --
+    # -- streams --
     def token_ids(self, split: str) -> torch.Tensor:
-        """All ids of ``split`` concatenated, (M,): every line as ``<bos> ids <eos>``."""
-        data = self._split(split)
-        digest = hashlib.sha256(
-            f"{dataset_fingerprint(data)}|{self.tokenizer.to_str()}|{self.text_column}|{_ENCODER_VERSION}".encode()
-        ).hexdigest()[:32]
-        encoded = data.with_format("arrow").map(
-            _encode_batch,
-            batched=True,
-            batch_size=100_000,
-            fn_kwargs={"tokenizer": self.tokenizer, "text_column": self.text_column, "by_id": self._by_id},
-            remove_columns=data.column_names,
-            new_fingerprint=digest,
-            desc=f"Tokenizing {split}",
-        )
-        flat = encoded.data.column("input_ids").combine_chunks().flatten().to_numpy()
-        return torch.from_numpy(flat.astype("int64"))
-
-    def _by_id(self) -> pa.Array | None:
-        """The vocabulary array of the fast word-level encoder: built once, not once per split."""
-        if self._vocab_by_id is None and is_whitespace_word_level(self.tokenizer):
-            self._vocab_by_id = vocabulary_by_id(self.tokenizer)
-        return self._vocab_by_id
+        """All ids of ``split`` concatenated, (M,) int64: every line as ``<bos> ids <eos>`` (read into memory)."""
+        self._split(split)  # the split's checks, with their fixes
+        return torch.from_numpy(np.array(self.store.tokens(split), dtype=np.int64))
 
     def windows(self, split: str) -> StreamWindows:
         """``split`` as this process's block of ``bptt`` windows (re-cut if the number of processes changed)."""
         rank, world = self._rank_world()
         if split not in self._streams or (self._streams[split].rank, self._streams[split].world_size) != (rank, world):
             per_device = self.batch_size if split == "train" else self.eval_batch_size
-            ids = self.token_ids(split)
+            self._split(split)  # the split's checks, with their fixes
+            ids = self.store.tokens(split)  # (M,) memory-mapped
             needed = per_device * world * (self.bptt + 1) if split == "train" else per_device * world + 1
-            if ids.numel() < needed:
+            if len(ids) < needed:
                 what = "batch_size * devices * (bptt + 1)" if split == "train" else "eval_batch_size * devices + 1"
                 raise ValueError(
-                    f"the {split!r} split has {ids.numel()} tokens (with <bos>/<eos>), fewer than {what} = "
+                    f"the {split!r} split has {len(ids)} tokens (with <bos>/<eos>), fewer than {what} = "
                     f"{needed} (batch_size={self.batch_size}, eval_batch_size={self.eval_batch_size}, "
                     f"bptt={self.bptt}, devices={world}). Lower the batch size or bptt, or use more text."
                 )
-            inputs, targets = split_streams(
-                ids,
-                per_device * world,
-                pad_id=self.pad_id,
-                drop_remainder=split == "train",
-                ignore_ids=(self.tokenizer.token_to_id(BOS),),
-            )
+            streams = TokenStreams(ids, per_device * world, pad_id=self.pad_id, drop_remainder=split == "train",
+                                   ignore_ids=(self.tokenizer.token_to_id(BOS),))
             variable_seed = self.bptt_seed if self.variable_bptt and split == "train" else None
-            self._streams[split] = StreamWindows(inputs, targets, self.bptt, rank, world, variable_seed=variable_seed)
+            self._streams[split] = StreamWindows(streams, self.bptt, rank, world, variable_seed=variable_seed)
         return self._streams[split]
 
     def _dataset(self, split: str) -> StreamWindows:
