@@ -27,7 +27,7 @@ SPECIALS = ["<pad>", "<unk>", "<bos>", "<eos>"]
 # -- an independent reference: a plain reader and the in-memory streams the library had before the store --
 def plain_vocab(lines):
     """Words by decreasing count, ties in code-point order, after the special tokens (Python's Counter and sort)."""
-    counts = Counter(w for line in lines for w in line.split())
+    counts = Counter(w for line in lines for w in line.split() if w not in SPECIALS)  # WikiText writes <unk>
     return {w: i for i, w in enumerate(SPECIALS + sorted(counts, key=lambda w: (-counts[w], w)))}
 
 
@@ -116,7 +116,7 @@ def test_wikitext2_store_streams_give_the_in_memory_streams_windows(tmp_path):
     lines = {split: Path(path).read_text(encoding="utf-8").split("\n")[:-1] for split, path in files.items()}
     dm = LanguageModelingDataModule(path="text", data_files=files, cache_dir=str(tmp_path / "cache"))
     dm.prepare_data()
-    assert dm.store.manifest["dtype"] == "uint16" and dm.vocab_size == 33_278
+    assert dm.store.manifest["dtype"] == "uint16" and dm.vocab_size == 33_278 + 2  # <pad> and <bos> added
     for world in (1, 2):
         assert_same_windows(dm, lines, "train", world=world)
         assert_same_windows(dm, lines, "validation", world=world)
