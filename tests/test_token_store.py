@@ -235,3 +235,8 @@ def test_two_nodes_sharing_only_the_source_build_identical_stores(tmp_path):
     assert a["manifest"] == b["manifest"] and a["folder"] == b["folder"] == a["manifest"]["fingerprint"]
     assert a["files"] == b["files"] and set(a["files"]) >= {"train.bin", "validation.bin", "test.bin"}
     assert a["manifest"]["splits"]["train"] > 50_000
+
+
+def test_num_proc_must_be_a_positive_integer():
+    with pytest.raises(ValueError, match=r"`num_proc` must be a positive integer \(processes that tokenize\), got 0"):
+        LanguageModelingDataModule(dataset=DatasetDict(train=Dataset.from_dict({"text": ["a b"]})), num_proc=0)
