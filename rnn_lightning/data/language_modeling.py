@@ -23,7 +23,7 @@ from rnn_lightning.data.token_store import (
     TOKENIZER,
     TokenStore,
     build_store,
-    count_chunks,
+    reduce_chunks,
     write_atomic,
 )
 from rnn_lightning.data.tokenization import (
@@ -32,11 +32,16 @@ from rnn_lightning.data.tokenization import (
     line_chars,
     line_word_counts,
     load_tokenizer,
+    merge_counts,
     word_tokenizer_from_counts,
 )
 
 _ENCODER_VERSION = "lines-bos-eos-v2"  # bump when `encode_lines` changes output, to invalidate stores
 STORE_FOLDER = "rnn_lightning-store"
+
+
+def _union(parts: list[set[str]]) -> set[str]:
+    return set().union(*parts)
 
 
 class LanguageModelingDataModule(CorpusDataModule):
@@ -191,12 +196,13 @@ class LanguageModelingDataModule(CorpusDataModule):
                 self._tokenizer = Tokenizer.from_file(str(saved))
                 return self._tokenizer
             train = self._split("train")
+            count, merge = (line_word_counts, merge_counts) if kind == "word" else (line_chars, _union)
+            counts = reduce_chunks(train, self.text_column, count, merge, num_proc=self.num_proc,
+                                   desc="Counting the vocabulary")
             if kind == "word":
-                counts = count_chunks(train, self.text_column, line_word_counts, num_proc=self.num_proc)
                 self._tokenizer = word_tokenizer_from_counts(counts, self.min_frequency, self.max_vocab_size)
             else:
-                chars = count_chunks(train, self.text_column, line_chars, num_proc=self.num_proc)
-                self._tokenizer = char_tokenizer_from_chars(set(chars))
+                self._tokenizer = char_tokenizer_from_chars(counts)
             saved.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(saved, lambda tmp: self._tokenizer.save(str(tmp)))  # concurrent ranks: whole files only
         return self._tokenizer

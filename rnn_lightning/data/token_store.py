@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
@@ -35,6 +34,7 @@ from rnn_lightning.data.tokenization import encode_lines, is_whitespace_word_lev
 
 FORMAT_VERSION = 1  # bump when the layout or the encoding of the files changes: old stores are then rebuilt
 CHUNK_ROWS = 20_000  # lines read, counted or encoded at a time: bounds the memory of a build, whatever the corpus
+MERGE_EVERY = 16  # chunk results (e.g. word counts) held before they are merged into one
 MANIFEST, TOKENIZER = "manifest.json", "tokenizer.json"
 
 
@@ -99,16 +99,16 @@ def map_chunks(data: Dataset, column: str, fn: Callable[[pa.ChunkedArray], Any],
             pool.shutdown(cancel_futures=True)
 
 
-def count_chunks(data: Dataset, column: str, counter: Callable[[pa.ChunkedArray], Counter | set], *,
-                 num_proc: int = 1) -> Counter | set:
-    """The sum (counts) or union (sets) of ``counter`` over the chunks of ``data[column]``."""
-    total = None
-    for part in map_chunks(data, column, counter, num_proc=num_proc, desc="Counting the vocabulary"):
-        if total is None:
-            total = part
-        else:
-            total.update(part)
-    return total if total is not None else Counter()
+def reduce_chunks(data: Dataset, column: str, fn: Callable[[pa.ChunkedArray], Any],
+                  merge: Callable[[list[Any]], Any], *, num_proc: int = 1, desc: str = "") -> Any:
+    """``merge`` of ``fn`` over the chunks of ``data[column]``, merging every few chunks to keep memory bounded
+    (e.g. word counts: :func:`~rnn_lightning.data.tokenization.line_word_counts` and ``merge_counts``)."""
+    parts: list[Any] = []
+    for part in map_chunks(data, column, fn, num_proc=num_proc, desc=desc):
+        parts.append(part)
+        if len(parts) == MERGE_EVERY:
+            parts = [merge(parts)]
+    return merge(parts)
 
 
 def _encode_chunk(texts: pa.ChunkedArray, *, tokenizer: Tokenizer, by_id: pa.Array | None,

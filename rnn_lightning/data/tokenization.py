@@ -7,8 +7,6 @@ generation begins from (fed as input, never counted as a target).
 
 from __future__ import annotations
 
-from collections import Counter
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -35,16 +33,23 @@ def _split_words(texts: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarra
     return words.filter(keep), line_of_word[keep.to_numpy(zero_copy_only=False)]
 
 
-def word_counts(words: pa.Array | pa.ChunkedArray) -> Counter[str]:
-    """How often each distinct string of ``words`` occurs (empty strings included; the vocabulary drops them).
+def word_counts(words: pa.Array | pa.ChunkedArray) -> pa.Table:
+    """How often each distinct string of ``words`` occurs: a table of ``values`` (string) and ``counts`` (int64).
 
-    Counts of several chunks add up (``Counter.update``), so a corpus can be counted a chunk at a time.
+    Counts of several chunks add up (:func:`merge_counts`), so a corpus can be counted a chunk at a time.
     """
-    counts = pc.value_counts(words)  # struct<values, counts>
-    return Counter(dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist())))
+    return pa.Table.from_struct_array(pc.value_counts(words)).select(["values", "counts"])
 
 
-def line_word_counts(texts: pa.ChunkedArray | pa.Array) -> Counter[str]:
+def merge_counts(parts: list[pa.Table]) -> pa.Table:
+    """The :func:`word_counts` of several chunks summed into one table."""
+    if len(parts) == 1:
+        return parts[0]
+    summed = pa.concat_tables(parts).group_by("values").aggregate([("counts", "sum")])
+    return pa.table({"values": summed["values"], "counts": summed["counts_sum"]})
+
+
+def line_word_counts(texts: pa.ChunkedArray | pa.Array) -> pa.Table:
     """:func:`word_counts` of the whitespace-separated words of lines ``texts``."""
     return word_counts(pc.list_flatten(_split_lines(texts)))
 
@@ -55,10 +60,11 @@ def line_chars(texts: pa.ChunkedArray | pa.Array) -> set[str]:
     return set("".join(line for line in lines if line))
 
 
-def word_tokenizer_from_counts(counts: Counter[str], min_frequency: int = 1, max_vocab_size: int | None = None
+def word_tokenizer_from_counts(counts: pa.Table, min_frequency: int = 1, max_vocab_size: int | None = None
                                ) -> Tokenizer:
-    """The whitespace word-level tokenizer of word ``counts``: the special tokens, then the words seen at least
-    ``min_frequency`` times, most frequent first, ties in code-point order, at most ``max_vocab_size`` entries."""
+    """The whitespace word-level tokenizer of word ``counts`` (:func:`word_counts`): the special tokens, then the
+    words seen at least ``min_frequency`` times, most frequent first, ties in code-point (UTF-8 byte) order, at most
+    ``max_vocab_size`` entries."""
     if min_frequency < 1:
         raise ValueError(f"`min_frequency` must be >= 1, got {min_frequency!r}.")
     if max_vocab_size is not None and max_vocab_size <= len(SPECIAL_TOKENS):
@@ -66,9 +72,11 @@ def word_tokenizer_from_counts(counts: Counter[str], min_frequency: int = 1, max
             f"`max_vocab_size` must exceed the {len(SPECIAL_TOKENS)} special tokens, got {max_vocab_size!r}; "
             "use None to keep every word."
         )
-    kept = (w for w, n in counts.items() if n >= min_frequency and w and w not in SPECIAL_TOKENS)  # no ""/None
-    words = sorted(kept, key=lambda w: (-counts[w], w))
-    vocab = list(SPECIAL_TOKENS) + words
+    words = counts["values"]
+    keep = pc.and_(pc.and_(pc.is_valid(words), pc.greater_equal(counts["counts"], min_frequency)),
+                   pc.invert(pc.is_in(words, value_set=pa.array(["", *SPECIAL_TOKENS]))))
+    ordered = counts.filter(keep).sort_by([("counts", "descending"), ("values", "ascending")])
+    vocab = list(SPECIAL_TOKENS) + ordered["values"].to_pylist()
     return _word_level(vocab if max_vocab_size is None else vocab[:max_vocab_size])
 
 
