@@ -1,8 +1,8 @@
 """Corpora larger than memory: the token store's build and a training process's memory, from 10M to 1B tokens.
 
-For each size a synthetic corpus of Zipf-distributed words (vocabulary ``--vocab``, 20-word lines, about 6 bytes
-of text per token) is written, a chunk at a time, to a temporary folder (``--workdir``); each measurement then runs
-in a fresh Python process:
+For each size a synthetic corpus of Zipf-distributed words (vocabulary ``--vocab``, 20-word lines, words of 2-5
+characters: about 4 bytes of text per token) is written, a chunk at a time, to a temporary folder (``--workdir``);
+each measurement then runs in a fresh Python process:
 
 * ``build``: ``LanguageModelingDataModule(path="text", ...)``: ``load`` (``datasets`` turns the text into its
   Arrow cache), then ``prepare_data`` (``store``: the vocabulary counted and every split tokenized, a chunk at a
@@ -12,13 +12,14 @@ in a fresh Python process:
 * ``steady``: a new process that sets the data up from the built store (``setup("fit")``) and draws 100 training
   windows (batch 20, bptt 35): time to the first batch, and its resident memory after the 100th (total and
   anonymous).
-* ``former``: at the smallest size, the loader before the store (the whole train split through ``datasets.map``
-  into one Arrow column, flattened into one int64 tensor; a copy of its code is below), for the speed per token and
-  memory of the build.
+* ``former``: at the smallest size (up to 20M tokens), the loader before the store (the whole train split through
+  ``datasets.map`` into one Arrow column, flattened into one int64 tensor; a copy of its code is below), for the
+  speed per token and memory of the build.
 
-Disk: about 6 bytes of text per token, as much again for ``datasets``' Arrow copy, 2 bytes per token of store
-(4 past 65,536 words): about 1.5 GB at 100M tokens and 14 GB at 1B. Targets (issue 14): build peak <= 2 GB at every
-size; steady memory within 10% between sizes; store build at least as fast per token as the former loader.
+Disk: about 4 bytes of text per token, a little more for ``datasets``' Arrow copy, 2 bytes per token of store (4
+past 65,536 words, as at the default 100,000): about 1.4 GB at 100M tokens and 14 GB at 1B, one size at a time
+(each is deleted before the next). Targets (issue 14): build peak <= 2 GB at every size; steady memory within 10%
+between sizes; store build at least as fast per token as the former loader.
 
 Usage: ``python benchmarks/bench_corpus_scale.py [--sizes 10M 100M 1B] [--quick] [--workdir DIR] [--out DIR]``
 """
