@@ -151,16 +151,17 @@ class LanguageModelingDataModule(CorpusDataModule):
     @property
     def store_folder(self) -> Path:
         """This corpus's store: ``<cache_dir>/rnn_lightning-store/<fingerprint>``, else beside the ``datasets``
-        cache; an in-memory corpus gets a temporary folder, removed with the datamodule."""
+        cache; an in-memory corpus (no cache files, no stable fingerprint) gets a temporary folder, removed with
+        the datamodule."""
         if self._store_root is None:
             cached = next((d.cache_files[0]["filename"] for d in self.raw.values() if d.cache_files), None)
-            if self.cache_dir is not None:
-                self._store_root = Path(self.cache_dir) / STORE_FOLDER
-            elif cached is not None:
-                self._store_root = Path(cached).parent / STORE_FOLDER
-            else:
+            if cached is None:
                 self._store_root = Path(tempfile.mkdtemp(prefix="rnn_lightning-store-"))
                 weakref.finalize(self, shutil.rmtree, self._store_root, True)
+            elif self.cache_dir is not None:
+                self._store_root = Path(self.cache_dir) / STORE_FOLDER
+            else:
+                self._store_root = Path(cached).parent / STORE_FOLDER
         return self._store_root / self.fingerprint
 
     @property
