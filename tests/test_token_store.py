@@ -240,3 +240,21 @@ def test_two_nodes_sharing_only_the_source_build_identical_stores(tmp_path):
 def test_num_proc_must_be_a_positive_integer():
     with pytest.raises(ValueError, match=r"`num_proc` must be a positive integer \(processes that tokenize\), got 0"):
         LanguageModelingDataModule(dataset=DatasetDict(train=Dataset.from_dict({"text": ["a b"]})), num_proc=0)
+
+
+def test_a_process_finds_a_built_store_without_loading_the_corpus(tmp_path):
+    """A second process (a new datamodule) over unchanged local files sets up from the store alone: the corpus is
+    never loaded (``datasets`` would hold memory in proportion to it), and the windows are the same."""
+    lines = small_corpus()
+    kwargs = dict(path="text", data_files=write_corpus(tmp_path / "src", lines), cache_dir=str(tmp_path / "cache"),
+                  batch_size=3, bptt=7)
+    first = LanguageModelingDataModule(**kwargs)
+    first.prepare_data()
+    again = LanguageModelingDataModule(**kwargs)
+    again.prepare_data()
+    again.setup("fit")
+    assert again._raw is None and again.vocab_size == first.vocab_size
+    assert_same_windows(again, lines, "train", world=1)
+    assert again._raw is None
+    with pytest.raises(ValueError, match=r"no 'nonexistent' split"):  # a split it lacks: the corpus says why
+        again.token_ids("nonexistent")

@@ -10,6 +10,7 @@ import weakref
 from pathlib import Path
 from typing import Literal
 
+import datasets
 import numpy as np
 import torch
 from datasets import DatasetDict
@@ -17,6 +18,7 @@ from tokenizers import Tokenizer
 
 from rnn_lightning.compat import dataset_fingerprint
 from rnn_lightning.data.base import CorpusDataModule
+from rnn_lightning.data.corpus import local_files
 from rnn_lightning.data.streams import StreamLoader, StreamWindows, TokenStreams
 from rnn_lightning.data.token_store import (
     FORMAT_VERSION,
@@ -164,9 +166,41 @@ class LanguageModelingDataModule(CorpusDataModule):
                 self._store_root = Path(cached).parent / STORE_FOLDER
         return self._store_root / self.fingerprint
 
+    def _source_key(self) -> str | None:
+        """A key of a local-file corpus from a stat of its files (paths, sizes, modification times) and every
+        setting the store depends on, to find its built store without loading the corpus (``datasets`` holds
+        memory in proportion to a loaded corpus); ``None`` for a hub or in-memory corpus."""
+        files = local_files(self.data_files) if self.path is not None else []
+        spec = self.tokenizer_spec if self.tokenizer_spec in ("word", "char") else ("text_file", self.tokenizer_spec)
+        paths = [path for _, path in files] + ([spec[1]] if isinstance(spec, tuple) else [])
+        if not files or not all(Path(path).is_file() for path in paths):
+            return None  # a hub name, a glob or a remote file: only `datasets` knows
+        stats = [[str(Path(p).resolve()), st.st_size, st.st_mtime_ns] for p in paths for st in [Path(p).stat()]]
+        key = {"path": self.path, "name": self.name, "splits": [split for split, _ in files], "files": stats,
+               "holdout": self.holdout, "tokenizer": spec, "min_frequency": self.min_frequency,
+               "max_vocab_size": self.max_vocab_size, "text_column": self.text_column, "encoder": _ENCODER_VERSION,
+               "format": FORMAT_VERSION}
+        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+
+    def _index_entry(self) -> Path | None:
+        """Where the folder of this local-file corpus's store is noted, by :meth:`_source_key`."""
+        key = self._source_key()
+        root = Path(self.cache_dir) if self.cache_dir is not None else Path(datasets.config.HF_DATASETS_CACHE)
+        return None if key is None else root / STORE_FOLDER / "sources" / f"{key}.json"
+
+    def _indexed_folder(self) -> Path | None:
+        """The built store of this local-file corpus, found from a stat of its files (``None``: load to know)."""
+        entry = self._index_entry()
+        if entry is None or not entry.is_file():
+            return None
+        folder = Path(json.loads(entry.read_text())["folder"])
+        return folder if TokenStore.exists(folder) else None
+
     @property
     def store(self) -> TokenStore:
         """The corpus's token store, built (every split, a chunk at a time) if it is not there yet."""
+        if self._store is None and (indexed := self._indexed_folder()) is not None:
+            self._store = TokenStore(indexed)  # the same files and settings as when it was built
         if self._store is None:
             folder, fingerprint = self.store_folder, self.fingerprint
             if not TokenStore.exists(folder):
@@ -181,6 +215,10 @@ class LanguageModelingDataModule(CorpusDataModule):
                     f"{self._store.manifest['fingerprint']}, expected {fingerprint}). Delete the folder {folder} "
                     "and run again to rebuild it."
                 )
+            entry = self._index_entry()
+            if entry is not None:
+                entry.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(entry, lambda tmp: tmp.write_text(json.dumps({"folder": str(folder.resolve())})))
         return self._store
 
     @property
@@ -192,7 +230,7 @@ class LanguageModelingDataModule(CorpusDataModule):
             if kind not in ("word", "char"):
                 self._tokenizer = load_tokenizer(kind)
                 return self._tokenizer
-            saved = self.store_folder / TOKENIZER
+            saved = (self._indexed_folder() or self.store_folder) / TOKENIZER
             if saved.is_file():
                 self._tokenizer = Tokenizer.from_file(str(saved))
                 return self._tokenizer
@@ -208,15 +246,22 @@ class LanguageModelingDataModule(CorpusDataModule):
             write_atomic(saved, lambda tmp: self._tokenizer.save(str(tmp)))  # concurrent ranks: whole files only
         return self._tokenizer
 
+    def _check_split(self, split: str) -> None:
+        """Refuse a missing or empty split, or one without the text column, with the fix (the store holds only
+        splits that passed; a split it holds needs no look at the corpus)."""
+        if split not in self.store.splits:
+            self._split(split)
+
     def prepare_data(self) -> None:
         """Load the corpus and build its token store (Lightning calls it on rank zero of each node)."""
-        super().prepare_data()
+        if self._indexed_folder() is None:
+            super().prepare_data()
         self.store  # noqa: B018
 
     # -- streams --
     def token_ids(self, split: str) -> torch.Tensor:
         """All ids of ``split`` concatenated, (M,) int64: every line as ``<bos> ids <eos>`` (read into memory)."""
-        self._split(split)  # the split's checks, with their fixes
+        self._check_split(split)
         return torch.from_numpy(np.array(self.store.tokens(split), dtype=np.int64))
 
     def windows(self, split: str) -> StreamWindows:
@@ -224,7 +269,7 @@ class LanguageModelingDataModule(CorpusDataModule):
         rank, world = self._rank_world()
         if split not in self._streams or (self._streams[split].rank, self._streams[split].world_size) != (rank, world):
             per_device = self.batch_size if split == "train" else self.eval_batch_size
-            self._split(split)  # the split's checks, with their fixes
+            self._check_split(split)
             ids = self.store.tokens(split)  # (M,) memory-mapped
             needed = per_device * world * (self.bptt + 1) if split == "train" else per_device * world + 1
             if len(ids) < needed:
