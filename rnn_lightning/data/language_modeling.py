@@ -59,7 +59,8 @@ class LanguageModelingDataModule(CorpusDataModule):
     folder named by the fingerprint of the source and the tokenizer settings under ``cache_dir`` (else beside the
     ``datasets`` cache; an in-memory corpus gets a temporary one). ``setup`` memory-maps it, and each window reads
     only its own slices, so memory does not grow with the corpus and each DDP rank reads only its own streams.
-    A store whose fingerprint matches is reused; another source or setting builds another.
+    A store whose fingerprint matches is reused; another source or setting builds another. Over local files a
+    later process finds the store from a stat of the files and never loads the corpus.
 
     Args:
         path: hub dataset name or builder name, as for ``datasets.load_dataset``.
