@@ -161,3 +161,18 @@ assert warnings.filters == before, added
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+@settings(max_examples=80, deadline=None)
+@given(n=st.integers(1, 40), replicas=st.integers(1, 4), data=st.data())
+def test_in_order_sampler_yields_distributed_samplers_indices_lazily(n, replicas, data):
+    """The in-order sampler computes its indices instead of listing them; they are DistributedSampler's own (the
+    reference, padded by wrapping around), less the first ``skip``."""
+    from torch.utils.data import DistributedSampler
+
+    from rnn_lightning.data.resumable import ResumableSampler
+
+    rank, skip = data.draw(st.integers(0, replicas - 1)), data.draw(st.integers(0, n + 2))
+    ours = ResumableSampler(range(n), replicas, rank, shuffle=False)
+    ours.skip = skip
+    assert list(ours) == list(DistributedSampler(range(n), replicas, rank, shuffle=False))[skip:]
