@@ -1,7 +1,7 @@
 """Training throughput: ``LanguageModel`` inside ``lightning.Trainer`` vs a hand-written PyTorch loop.
 
 Both sides train the identical network (``RNNLanguageModelNet``, same init seed, same dropout stream), on the
-identical data (synthetic random ids cut by ``split_streams`` into ``StreamWindows``), with SGD lr 20, gradient
+identical data (synthetic random ids cut by ``TokenStreams`` into ``StreamWindows``), with SGD lr 20, gradient
 clipping by norm 0.25 and truncated BPTT (state carried and detached between windows, loss = summed
 cross-entropy / token count over float32 logits), for the same number of steps. The per-step losses of the two
 are compared, so the script also checks that it times the same computation.
@@ -56,7 +56,7 @@ if __package__ in (None, ""):  # run as `python benchmarks/bench_training.py`
 from benchmarks.common import print_table, write_json  # noqa: E402
 from rnn_lightning import LanguageModel  # noqa: E402
 from rnn_lightning.constants import IGNORE_INDEX  # noqa: E402
-from rnn_lightning.data.streams import StreamWindows, split_streams  # noqa: E402
+from rnn_lightning.data.streams import StreamWindows, TokenStreams  # noqa: E402
 from rnn_lightning.nn import EncoderConfig, RNNLanguageModelNet, detach_state  # noqa: E402
 from rnn_lightning.tasks import common as task_common  # noqa: E402
 
@@ -112,8 +112,7 @@ def make_loader(shape: Shape, device: str, seed: int) -> DataLoader:
     num_windows = shape.warmup + shape.steps
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, shape.vocab, (shape.batch * shape.bptt * num_windows + 1,), generator=g)
-    inputs, targets = split_streams(ids, shape.batch, pad_id=PAD_ID, drop_remainder=True)
-    windows = StreamWindows(inputs, targets, shape.bptt)
+    windows = StreamWindows(TokenStreams(ids, shape.batch, pad_id=PAD_ID, drop_remainder=True), shape.bptt)
     assert len(windows) == num_windows
     return DataLoader(windows, batch_size=None, pin_memory=device == "cuda")
 

@@ -281,3 +281,21 @@ def test_lm_gpu_script_fits_and_tests_both_parts_at_a_tiny_size_on_cpu(tmp_path)
         ppl = re.search(r"test/ppl\s+│?\s*([\d.]+)", (tmp_path / part / "test.txt").read_text())
         assert ppl and math.isfinite(float(ppl.group(1))), part
         assert list((tmp_path / part).rglob("metrics.csv")), part
+
+
+@pytest.mark.slow
+def test_corpus_scale_benchmark_builds_the_store_in_bounded_memory(tmp_path):
+    """Two small synthetic corpora: every split tokenized into the store, its memory well under the target, the
+    steady memory of a training process the same at both sizes, and the former loader measured alongside."""
+    run_benchmark("bench_corpus_scale", tmp_path, "--quick")
+    result = record(tmp_path, "bench_corpus_scale")
+    by_job = {(row["tokens"], row["job"]): row for row in result["rows"]}
+    assert set(by_job) == {(300_000, "build"), (300_000, "steady"), (300_000, "former"), (1_000_000, "build"),
+                           (1_000_000, "steady")}
+    for size in (300_000, 1_000_000):  # 20-word lines: one <bos> and one <eos> per 20 words, three splits
+        assert by_job[size, "build"]["encoded"] == (size + 400_000) * 22 // 20
+        assert by_job[size, "build"]["dtype"] == "uint16" and by_job[size, "steady"]["first_batch_s"] > 0
+    assert by_job[300_000, "former"]["encoded"] == 300_000 * 22 // 20
+    checks = result["checks"]
+    assert checks["build_peak_under_2gb"] and abs(checks["steady_anon_spread"]) < 0.1, checks
+    assert within(checks["store_vs_former_per_token"]), checks

@@ -66,26 +66,15 @@ def test_in_memory_dataset_and_vocab_link_values():
     assert dm.pad_id == 0
 
 
-def test_tokenization_is_cached_and_reused(tmp_path):
-    kwargs = dict(path="text", data_files=_write_text(tmp_path), cache_dir=str(tmp_path / "cache"))
-    LanguageModelingDataModule(**kwargs).token_ids("train")
-    cached = sorted(p.name for p in (tmp_path / "cache").rglob("cache-*.arrow"))
-    assert cached, "datasets.map wrote no cache file"
-    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("cache-*.arrow")}
-    LanguageModelingDataModule(**kwargs).token_ids("train")  # a second run: same fingerprint, same file
-    assert sorted(p.name for p in (tmp_path / "cache").rglob("cache-*.arrow")) == cached
-    assert all(p.stat().st_mtime_ns == m for p, m in mtimes.items())
-
-
-def test_trained_tokenizer_is_cached_per_settings(tmp_path):
+def test_trained_tokenizer_is_kept_in_the_store_per_settings(tmp_path):
     kwargs = dict(path="text", data_files=_write_text(tmp_path), cache_dir=str(tmp_path / "cache"))
     first = LanguageModelingDataModule(**kwargs).tokenizer
-    (saved,) = (tmp_path / "cache").rglob("rnn_lightning-tokenizer-*.json")
+    (saved,) = (tmp_path / "cache").rglob("tokenizer.json")
     assert LanguageModelingDataModule(**kwargs).tokenizer.get_vocab() == first.get_vocab()
-    capped = LanguageModelingDataModule(**kwargs, min_frequency=15).tokenizer  # other settings: another file
+    capped = LanguageModelingDataModule(**kwargs, min_frequency=15).tokenizer  # other settings: another store
     assert capped.get_vocab_size() < first.get_vocab_size()
-    assert len(list((tmp_path / "cache").rglob("rnn_lightning-tokenizer-*.json"))) == 2
-    saved.write_text(first.to_str().replace('"cat"', '"CAT"'))  # the cache really is what the next run reads
+    assert len(list((tmp_path / "cache").rglob("tokenizer.json"))) == 2
+    saved.write_text(first.to_str().replace('"cat"', '"CAT"'))  # the saved file really is what the next run reads
     assert "CAT" in LanguageModelingDataModule(**kwargs).tokenizer.get_vocab()
 
 

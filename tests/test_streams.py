@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rnn_lightning.constants import IGNORE_INDEX
-from rnn_lightning.data.streams import StreamWindows, split_streams
+from rnn_lightning.data.streams import StreamWindows, TokenStreams, split_streams
 
 
 def _pairs(inputs, targets):
@@ -35,7 +35,7 @@ def test_eval_streams_cover_every_target_once_across_ranks(num_ids, ranks, per_r
     inputs, targets = split_streams(ids, streams, pad_id=-1, drop_remainder=False)
     seen = []
     for rank in range(ranks):
-        windows = StreamWindows(inputs, targets, bptt, rank, ranks)
+        windows = StreamWindows(TokenStreams(ids, streams, pad_id=-1, drop_remainder=False), bptt, rank, ranks)
         assert len(list(windows)) == len(windows)
         for x, y in windows:
             assert x.shape == y.shape and x.shape[0] == per_rank and x.shape[1] <= bptt
@@ -66,18 +66,17 @@ def test_ignored_target_ids_are_masked():
 
 
 def test_windows_reject_bad_bptt():
-    inputs, targets = split_streams(torch.arange(10), 1, pad_id=0, drop_remainder=True)
     with pytest.raises(ValueError, match="`bptt` must be a positive integer, got 0"):
-        StreamWindows(inputs, targets, bptt=0)
+        StreamWindows(TokenStreams(torch.arange(10), 1, pad_id=0, drop_remainder=True), bptt=0)
 
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_stream_loader_keeps_order_with_workers_and_resumes_from_its_state(workers):
     from rnn_lightning.data.streams import StreamLoader
 
-    inputs, targets = split_streams(torch.arange(200), 3, pad_id=0, drop_remainder=True)
-    windows = [x for x, _ in StreamWindows(inputs, targets, bptt=7)]
-    loader = StreamLoader(StreamWindows(inputs, targets, bptt=7), num_workers=workers)
+    streams = TokenStreams(torch.arange(200), 3, pad_id=0, drop_remainder=True)
+    windows = [x for x, _ in StreamWindows(streams, bptt=7)]
+    loader = StreamLoader(StreamWindows(streams, bptt=7), num_workers=workers)
     seen = []
     for i, (x, _) in enumerate(loader):
         seen.append(x)
@@ -85,7 +84,7 @@ def test_stream_loader_keeps_order_with_workers_and_resumes_from_its_state(worke
             state = loader.state_dict()
     assert len(seen) == len(windows) and all(torch.equal(a, b) for a, b in zip(seen, windows))
     assert state == {"batches_done": 5, "epoch": 0}
-    fresh = StreamLoader(StreamWindows(inputs, targets, bptt=7), num_workers=workers)
+    fresh = StreamLoader(StreamWindows(streams, bptt=7), num_workers=workers)
     fresh.load_state_dict(state)
     rest = [x for x, _ in fresh]  # resumes at window 5 ...
     assert all(torch.equal(a, b) for a, b in zip(rest, windows[5:])) and len(rest) == len(windows) - 5
@@ -121,11 +120,12 @@ def test_variable_windows_tile_every_rank_alike_once_per_epoch_and_change_with_t
     from rnn_lightning.nn.variable_bptt import VariableBPTT
 
     inputs, targets = split_streams(torch.arange(4001), 4, pad_id=0, drop_remainder=True)  # 4 rows of 1000
+    streams = TokenStreams(torch.arange(4001), 4, pad_id=0, drop_remainder=True)
     cuts = {}
     for epoch in (0, 1):
         per_rank = []
         for rank in range(2):
-            windows = StreamWindows(inputs, targets, bptt=35, rank=rank, world_size=2, variable_seed=3)
+            windows = StreamWindows(streams, bptt=35, rank=rank, world_size=2, variable_seed=3)
             windows.set_epoch(epoch)
             items = list(windows)
             assert torch.equal(torch.cat([x for x, _, _ in items], 1), inputs[2 * rank:2 * rank + 2])
@@ -161,3 +161,44 @@ assert warnings.filters == before, added
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+@settings(max_examples=80, deadline=None)
+@given(n=st.integers(1, 40), replicas=st.integers(1, 4), data=st.data())
+def test_in_order_sampler_yields_distributed_samplers_indices_lazily(n, replicas, data):
+    """The in-order sampler computes its indices instead of listing them; they are DistributedSampler's own (the
+    reference, padded by wrapping around), less the first ``skip``."""
+    from torch.utils.data import DistributedSampler
+
+    from rnn_lightning.data.resumable import ResumableSampler
+
+    rank, skip = data.draw(st.integers(0, replicas - 1)), data.draw(st.integers(0, n + 2))
+    ours = ResumableSampler(range(n), replicas, rank, shuffle=False)
+    ours.skip = skip
+    assert list(ours) == list(DistributedSampler(range(n), replicas, rank, shuffle=False))[skip:]
+
+
+def test_backward_view_reads_reverse_lines_stream_and_travels_as_a_file_name(tmp_path):
+    """BackwardIds, read at any positions, equals reverse_lines' copy of the flipped split; pickled, a memory map
+    goes as its file name and reopens."""
+    import pickle
+
+    import numpy as np
+
+    from rnn_lightning.data.language_modeling import reverse_lines
+    from rnn_lightning.data.streams import BackwardIds
+
+    rng = np.random.default_rng(0)
+    bos, eos, lines = 2, 3, [rng.integers(4, 50, size=n) for n in (5, 0, 1, 7, 3)]
+    ids = np.concatenate([np.concatenate([[bos], line, [eos]]) for line in lines]).astype(np.uint16)  # (M,)
+    offsets = np.concatenate([[0], np.cumsum([len(line) + 2 for line in lines])])
+    expected = reverse_lines(ids.astype(np.int64), offsets)
+    path = tmp_path / "train.bin"
+    ids.tofile(path)
+    view = BackwardIds(np.memmap(path, dtype=np.uint16, mode="r"), bos_id=bos, eos_id=eos)
+    at = rng.integers(0, len(ids), size=(3, 4))
+    assert len(view) == len(ids) and np.array_equal(view[at], expected[at])
+    assert np.array_equal(view[np.arange(len(ids))], expected)
+    payload = pickle.dumps(view)
+    assert len(payload) < 400  # the name, not the contents
+    assert np.array_equal(pickle.loads(payload)[np.arange(len(ids))], expected)

@@ -23,7 +23,12 @@ class ResumableSampler(DistributedSampler):
         self.skip = 0
 
     def __iter__(self) -> Iterator[int]:
-        return iter(list(super().__iter__())[self.skip :])
+        if self.shuffle:
+            return iter(list(super().__iter__())[self.skip :])
+        # In order: DistributedSampler's indices (rank::replicas of 0..n-1, wrapped to pad), made lazily: a corpus
+        # may cut into millions of windows, and a list of them would grow a process's memory with it.
+        n, start = len(self.dataset), self.rank + self.skip * self.num_replicas
+        return (position % n for position in range(start, self.total_size, self.num_replicas))
 
 
 class ResumableLoader(DataLoader):

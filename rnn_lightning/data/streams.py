@@ -1,6 +1,7 @@
 """Token streams for truncated BPTT: one long id sequence -> parallel contiguous streams -> bptt windows.
 
-A split of M ids gives M - 1 (input, target) pairs. They are cut into S contiguous streams (one row each);
+A split of M ids gives M - 1 (input, target) pairs. They are cut into S contiguous streams (one row each, a range
+of the ids, which may be a memory-mapped token file: a window reads only its own slices);
 stream i predicts its own slice of targets, and its first input is the last id of the slice before, so every
 target is predicted exactly once whatever S is. Each rank of a DDP job takes its own block of rows.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -27,21 +29,110 @@ from rnn_lightning.nn.variable_bptt import VariableBPTT
 SEED_STRIDE = 1_000_003  # the generator of epoch e is seeded with seed * SEED_STRIDE + e
 
 
-def split_streams(
-    ids: Tensor, num_streams: int, pad_id: int, drop_remainder: bool, ignore_ids: tuple[int, ...] = ()
-) -> tuple[Tensor, Tensor]:
-    """Cut ``ids`` (M,) into ``num_streams`` rows of (input, target) pairs.
+class TokenStreams:
+    """``num_streams`` contiguous streams of (input, target) pairs over one id sequence, read a window at a time.
+
+    The ids stay where they are (a memory-mapped token file, any integer dtype): a read gathers only the asked
+    rows' columns, and only that batch becomes int64, so a process touches the pages of its own streams alone.
 
     Args:
-        ids: (M,) the whole split.
+        ids: (M,) the whole split: a numpy array or memmap, or a tensor.
         num_streams: S, the number of parallel streams (rows).
         pad_id: input id for the padding of shorter rows.
         drop_remainder: for training: give every row the same length and drop the last < S targets.
             Otherwise rows differ in length by at most one, padded, and every target is kept.
         ignore_ids: targets with these ids are not predicted (e.g. ``<bos>``).
+    """
+
+    def __init__(self, ids: np.ndarray | Tensor, num_streams: int, *, pad_id: int, drop_remainder: bool,
+                 ignore_ids: tuple[int, ...] = ()) -> None:
+        self.ids = ids.numpy() if isinstance(ids, Tensor) else ids  # (M,)
+        num_targets = len(self.ids) - 1
+        if num_streams < 1 or num_targets < num_streams:
+            raise ValueError(
+                f"cannot cut {len(self.ids)} tokens into {num_streams} streams: each stream needs at least one "
+                "(input, target) pair. Use a smaller batch size or more data."
+            )
+        if drop_remainder:  # equal rows
+            self.lengths = np.full(num_streams, num_targets // num_streams)  # (S,)
+        else:  # the first `extra` rows are one longer; every target is kept
+            base, extra = divmod(num_targets, num_streams)
+            self.lengths = np.full(num_streams, base) + (np.arange(num_streams) < extra)  # (S,)
+        self.starts = np.concatenate([[0], np.cumsum(self.lengths)[:-1]])  # (S,) each row's first input
+        self.width = int(self.lengths.max())  # L, the longest row
+        self.pad_id, self.ignore_ids = pad_id, tuple(ignore_ids)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def read(self, rows: slice, start: int, end: int) -> tuple[Tensor, Tensor]:
+        """Columns ``[start, end)`` of stream ``rows``: inputs and targets (R, end - start) int64, padding and
+        ignored targets set to ``pad_id`` / ``IGNORE_INDEX``."""
+        cols = np.arange(start, end + 1)  # (W + 1,): the inputs' columns and one more for the last target
+        at = np.minimum(self.starts[rows, None] + cols, len(self.ids) - 1)  # (R, W + 1)
+        gathered = np.asarray(self.ids[at], dtype=np.int64)  # (R, W + 1): the only copy, of this batch alone
+        valid = cols[None, :-1] < self.lengths[rows, None]  # (R, W)
+        targets = np.where(valid, gathered[:, 1:], IGNORE_INDEX)
+        if self.ignore_ids:
+            targets[np.isin(targets, self.ignore_ids)] = IGNORE_INDEX
+        return torch.from_numpy(np.where(valid, gathered[:, :-1], self.pad_id)), torch.from_numpy(targets)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "ids": portable_ids(self.ids)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({**state, "ids": restored_ids(state["ids"])})
+
+
+def portable_ids(ids: Any) -> Any:
+    """A memory-mapped file travels as its name (to spawned workers and processes), not as its contents."""
+    if isinstance(ids, np.memmap) and ids.filename is not None:
+        return ("memmap", ids.filename, ids.dtype.str, ids.offset, len(ids))
+    return ids
+
+
+def restored_ids(state: Any) -> Any:
+    """The ids :func:`portable_ids` sent, the memory map reopened."""
+    if isinstance(state, tuple):
+        _, filename, dtype, offset, count = state
+        return np.memmap(filename, dtype=np.dtype(dtype), mode="r", offset=offset, shape=(count,))
+    return state
+
+
+class BackwardIds:
+    """A backward model's view of a split's ids (M,), read by index without a copy: the lines in reverse order,
+    each ``<bos> xn .. x1 <eos>`` (what :func:`~rnn_lightning.data.language_modeling.reverse_lines` builds).
+
+    Flipping the sequence turns each line into ``<eos> xn .. x1 <bos>``; swapping the two frame ids puts them back,
+    so position ``i`` is id ``M - 1 - i`` with ``<bos>`` and ``<eos>`` exchanged. Both ids frame lines only (the
+    word and character tokenizers never produce them inside a line).
+    """
+
+    def __init__(self, ids: np.ndarray, *, bos_id: int, eos_id: int) -> None:
+        self.ids, self.bos_id, self.eos_id = ids, bos_id, eos_id
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, at: np.ndarray) -> np.ndarray:
+        got = np.asarray(self.ids[len(self.ids) - 1 - np.asarray(at)])
+        return np.where(got == self.bos_id, self.eos_id, np.where(got == self.eos_id, self.bos_id, got))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "ids": portable_ids(self.ids)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({**state, "ids": restored_ids(state["ids"])})
+
+
+def split_streams(
+    ids: Tensor, num_streams: int, pad_id: int, drop_remainder: bool, ignore_ids: tuple[int, ...] = ()
+) -> tuple[Tensor, Tensor]:
+    """Cut ``ids`` (M,) into ``num_streams`` whole rows of (input, target) pairs (:class:`TokenStreams`, read at
+    once: for small corpora and tests).
 
     Returns:
-        inputs (S, L) and targets (S, L), padding and ignored targets set to ``IGNORE_INDEX``.
+        inputs (S, L) and targets (S, L), int64, padding and ignored targets set to ``IGNORE_INDEX``.
 
     Example:
         >>> import torch
@@ -49,29 +140,8 @@ def split_streams(
         >>> x.tolist(), y.tolist()
         ([[0, 1, 2], [3, 4, -1], [5, 6, -1]], [[1, 2, 3], [4, 5, -100], [6, 7, -100]])
     """
-    num_targets = ids.numel() - 1
-    if num_streams < 1 or num_targets < num_streams:
-        raise ValueError(
-            f"cannot cut {ids.numel()} tokens into {num_streams} streams: each stream needs at least one "
-            "(input, target) pair. Use a smaller batch size or more data."
-        )
-    if drop_remainder:  # equal rows: views of the split, no copy of the inputs
-        length = num_targets // num_streams
-        inputs = ids[: num_streams * length].view(num_streams, length)
-        targets = ids[1 : num_streams * length + 1].view(num_streams, length).clone()
-    else:  # the first `extra` rows are one longer; every target is kept
-        base, extra = divmod(num_targets, num_streams)
-        inputs = ids.new_full((num_streams, base + (extra > 0)), pad_id)
-        targets = ids.new_full(inputs.shape, IGNORE_INDEX)
-        cut = extra * (base + 1)  # targets 1..cut go to the long rows, the rest to the short ones
-        if extra:
-            inputs[:extra] = ids[:cut].view(extra, base + 1)
-            targets[:extra] = ids[1 : cut + 1].view(extra, base + 1)
-        inputs[extra:, :base] = ids[cut:num_targets].view(num_streams - extra, base)
-        targets[extra:, :base] = ids[cut + 1 :].view(num_streams - extra, base)
-    for token in ignore_ids:
-        targets.masked_fill_(targets == token, IGNORE_INDEX)
-    return inputs, targets
+    streams = TokenStreams(ids, num_streams, pad_id=pad_id, drop_remainder=drop_remainder, ignore_ids=ignore_ids)
+    return streams.read(slice(None), 0, streams.width)
 
 
 def variable_bounds(length: int, bptt: int, *, seed: int, epoch: int) -> Tensor:
@@ -100,8 +170,7 @@ class StreamWindows(Dataset):
     keeps their order.
 
     Args:
-        inputs: (S, L) stream inputs of all ranks.
-        targets: (S, L) stream targets.
+        streams: the streams of all ranks.
         bptt: window length (steps backpropagated through).
         rank: this process's index among ``world_size``; it takes rows ``[rank * S/world, (rank+1) * S/world)``.
         world_size: number of processes sharing the streams.
@@ -113,37 +182,46 @@ class StreamWindows(Dataset):
         window's length / bptt as a Python float (AWD-LSTM scales the step's learning rate by it).
     """
 
-    def __init__(self, inputs: Tensor, targets: Tensor, bptt: int, rank: int = 0, world_size: int = 1, *,
+    def __init__(self, streams: TokenStreams, bptt: int, rank: int = 0, world_size: int = 1, *,
                  variable_seed: int | None = None) -> None:
         if bptt < 1:
             raise ValueError(f"`bptt` must be a positive integer, got {bptt!r}.")
-        rows = inputs.size(0) // world_size
-        assert rows * world_size == inputs.size(0), "streams must divide evenly across ranks"
-        self.inputs = inputs[rank * rows : (rank + 1) * rows]
-        self.targets = targets[rank * rows : (rank + 1) * rows]
+        rows = len(streams) // world_size
+        assert rows * world_size == len(streams), "streams must divide evenly across ranks"
+        self.streams, self.rows = streams, slice(rank * rows, (rank + 1) * rows)
         self.bptt, self.rank, self.world_size = bptt, rank, world_size
         self.variable_seed = variable_seed
         self.bounds: Tensor | None = None  # (n + 1,) column boundaries of the epoch's variable windows
         self.set_epoch(0)
 
+    @property
+    def inputs(self) -> Tensor:
+        """(S / world_size, L) this rank's whole rows of inputs, read at once (for small corpora and tests)."""
+        return self.streams.read(self.rows, 0, self.streams.width)[0]
+
+    @property
+    def targets(self) -> Tensor:
+        """(S / world_size, L) this rank's whole rows of targets, read at once (for small corpora and tests)."""
+        return self.streams.read(self.rows, 0, self.streams.width)[1]
+
     def set_epoch(self, epoch: int) -> None:
         """Draw the window lengths of ``epoch`` (variable windows only; the loader calls it each epoch)."""
         if self.variable_seed is not None:
-            self.bounds = variable_bounds(self.inputs.size(1), self.bptt, seed=self.variable_seed, epoch=epoch)
+            self.bounds = variable_bounds(self.streams.width, self.bptt, seed=self.variable_seed, epoch=epoch)
 
     def __len__(self) -> int:
         if self.bounds is not None:
             return len(self.bounds) - 1
-        return -(-self.inputs.size(1) // self.bptt)
+        return -(-self.streams.width // self.bptt)
 
     def __getitem__(self, window: int) -> tuple[Tensor, ...]:
         if not 0 <= window < len(self):
             raise IndexError(f"window {window} of {len(self)}")
         if self.bounds is None:
-            cols = slice(window * self.bptt, (window + 1) * self.bptt)
-            return self.inputs[:, cols], self.targets[:, cols]  # (S / world_size, <= bptt) each
+            start, end = window * self.bptt, min((window + 1) * self.bptt, self.streams.width)
+            return self.streams.read(self.rows, start, end)  # (S / world_size, <= bptt) each
         start, end = int(self.bounds[window]), int(self.bounds[window + 1])
-        return self.inputs[:, start:end], self.targets[:, start:end], (end - start) / self.bptt
+        return (*self.streams.read(self.rows, start, end), (end - start) / self.bptt)
 
 
 class StreamLoader(ResumableLoader):

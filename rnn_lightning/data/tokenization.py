@@ -34,13 +34,51 @@ def _split_words(texts: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarra
     return words.filter(keep), line_of_word[keep.to_numpy(zero_copy_only=False)]
 
 
-def _words_by_frequency(words: pa.Array | pa.ChunkedArray, min_frequency: int) -> list[str]:
-    """Distinct ``words`` seen at least ``min_frequency`` times: most frequent first, ties alphabetical."""
-    counts = pa.Table.from_struct_array(pc.value_counts(words))  # columns: values, counts
-    keep = pc.and_(pc.greater_equal(counts["counts"], min_frequency),
-                   pc.invert(pc.is_in(counts["values"], value_set=pa.array(["", *SPECIAL_TOKENS]))))
+def word_counts(words: pa.Array | pa.ChunkedArray) -> pa.Table:
+    """How often each distinct string of ``words`` occurs: a table of ``values`` (string) and ``counts`` (int64).
+
+    Counts of several chunks add up (:func:`merge_counts`), so a corpus can be counted a chunk at a time.
+    """
+    return pa.Table.from_struct_array(pc.value_counts(words)).select(["values", "counts"])
+
+
+def merge_counts(parts: list[pa.Table]) -> pa.Table:
+    """The :func:`word_counts` of several chunks summed into one table."""
+    if len(parts) == 1:
+        return parts[0]
+    summed = pa.concat_tables(parts).group_by("values").aggregate([("counts", "sum")])
+    return pa.table({"values": summed["values"], "counts": summed["counts_sum"]})
+
+
+def line_word_counts(texts: pa.ChunkedArray | pa.Array) -> pa.Table:
+    """:func:`word_counts` of the whitespace-separated words of lines ``texts``."""
+    return word_counts(pc.list_flatten(_split_lines(texts)))
+
+
+def line_chars(texts: pa.ChunkedArray | pa.Array) -> set[str]:
+    """Every character of lines ``texts`` (missing values count as empty lines)."""
+    lines = texts.to_pylist() if hasattr(texts, "to_pylist") else texts
+    return set("".join(line for line in lines if line))
+
+
+def word_tokenizer_from_counts(counts: pa.Table, min_frequency: int = 1, max_vocab_size: int | None = None
+                               ) -> Tokenizer:
+    """The whitespace word-level tokenizer of word ``counts`` (:func:`word_counts`): the special tokens, then the
+    words seen at least ``min_frequency`` times, most frequent first, ties in code-point (UTF-8 byte) order, at most
+    ``max_vocab_size`` entries."""
+    if min_frequency < 1:
+        raise ValueError(f"`min_frequency` must be >= 1, got {min_frequency!r}.")
+    if max_vocab_size is not None and max_vocab_size <= len(SPECIAL_TOKENS):
+        raise ValueError(
+            f"`max_vocab_size` must exceed the {len(SPECIAL_TOKENS)} special tokens, got {max_vocab_size!r}; "
+            "use None to keep every word."
+        )
+    words = counts["values"]
+    keep = pc.and_(pc.and_(pc.is_valid(words), pc.greater_equal(counts["counts"], min_frequency)),
+                   pc.invert(pc.is_in(words, value_set=pa.array(["", *SPECIAL_TOKENS]))))
     ordered = counts.filter(keep).sort_by([("counts", "descending"), ("values", "ascending")])
-    return ordered["values"].to_pylist()
+    vocab = list(SPECIAL_TOKENS) + ordered["values"].to_pylist()
+    return _word_level(vocab if max_vocab_size is None else vocab[:max_vocab_size])
 
 
 def train_word_tokenizer(
@@ -64,19 +102,9 @@ def train_word_tokenizer(
         >>> tok.get_vocab_size(), tok.encode("the cow").ids
         (8, [4, 1])
     """
-    if min_frequency < 1:
-        raise ValueError(f"`min_frequency` must be >= 1, got {min_frequency!r}.")
-    if max_vocab_size is not None and max_vocab_size <= len(SPECIAL_TOKENS):
-        raise ValueError(
-            f"`max_vocab_size` must exceed the {len(SPECIAL_TOKENS)} special tokens, got {max_vocab_size!r}; "
-            "use None to keep every word."
-        )
     texts = pa.array(texts, pa.string()) if isinstance(texts, list) else texts
-    words = texts if pretokenized else pc.list_flatten(_split_lines(texts))  # empty strings are dropped later
-    vocab = list(SPECIAL_TOKENS) + _words_by_frequency(words, min_frequency)
-    if max_vocab_size is not None:
-        vocab = vocab[:max_vocab_size]
-    return _word_level(vocab)
+    counts = word_counts(texts) if pretokenized else line_word_counts(texts)
+    return word_tokenizer_from_counts(counts, min_frequency, max_vocab_size)
 
 
 def extend_word_tokenizer(tokenizer: Tokenizer, words: list[str]) -> Tokenizer:
@@ -113,8 +141,12 @@ def train_char_tokenizer(texts: pa.ChunkedArray | pa.Array | list[str]) -> Token
         >>> tok.encode("ba c").tokens, tok.decode(tok.encode("ba").ids)
         (['b', 'a', ' ', '<unk>'], 'ba')
     """
-    lines = texts.to_pylist() if hasattr(texts, "to_pylist") else texts
-    chars = sorted(set("".join(line for line in lines if line)))  # missing values count as empty lines
+    return char_tokenizer_from_chars(line_chars(texts))
+
+
+def char_tokenizer_from_chars(chars: set[str]) -> Tokenizer:
+    """The character-level tokenizer of ``chars``: the special tokens, then the characters in code-point order."""
+    chars = sorted(chars)
     vocab = list(SPECIAL_TOKENS) + [c for c in chars if c not in SPECIAL_TOKENS]
     tokenizer = Tokenizer(models.WordLevel({c: i for i, c in enumerate(vocab)}, unk_token=UNK))
     tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")  # any char, \n too
