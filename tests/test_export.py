@@ -364,3 +364,31 @@ def test_the_recipes_networks_at_full_size_export_to_within_1e_5(tmp_path):
     for got in (onnx_out, scripted_out):
         for value, want in zip(got, (logits[:, -1], h_out, c_out)):
             torch.testing.assert_close(torch.as_tensor(value).reshape(want.shape), want, atol=1e-5, rtol=0)
+
+
+def test_an_adaptive_softmax_language_model_exports_its_normalised_step(tmp_path):
+    """With ``adaptive_softmax_cutoffs`` the step's logits are the layer's log-probabilities: the exported step
+    equals the eager network's, and greedy generation through it equals ``generate``'s."""
+    model = _build(lambda: LanguageModel(vocab_size=V, embedding_dim=16, hidden_size=16,
+                                         adaptive_softmax_cutoffs=[8, 16])).eval()
+    context = model.encode_prompt("the cat sat")
+    expected = model.generate_ids(context, max_new_tokens=20, greedy=True, stop_at_eos=False)
+    manifest = export(model, tmp_path)
+    names = [spec["name"] for spec in manifest["inputs"]]
+    layers, _, width = manifest["inputs"][1]["shape"]
+    scripted = torch.jit.load(str(tmp_path / "model.pt"))
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"))
+    eos, bos = TOKENIZER.token_to_id(EOS), TOKENIZER.token_to_id(BOS)
+    zeros = [torch.zeros(layers, 1, width) for _ in names[1:]]
+    assert _greedy(lambda token, state: scripted(torch.tensor([[token]]), *state), context, max_new_tokens=20,
+                   eos=eos, bos=bos, state=zeros) == expected
+    generator = torch.Generator().manual_seed(2)
+    tokens = torch.randint(0, V, (3, 1), generator=generator)
+    state = [torch.randn(layers, 3, width, generator=generator) for _ in names[1:]]
+    with torch.no_grad():
+        logits, new = model.net(tokens, tuple(state), last_only=True)
+    assert torch.allclose(logits.squeeze(1).double().exp().sum(-1), torch.ones(3, dtype=torch.float64), atol=1e-5)
+    for outputs in (scripted(tokens, *state), session.run(None, dict(zip(names, [tokens.numpy(),
+                                                                                *(s.numpy() for s in state)])))):
+        for got, want in zip(outputs, [logits.squeeze(1), *new]):
+            torch.testing.assert_close(torch.as_tensor(got), want, atol=1e-5, rtol=0)
