@@ -5,10 +5,10 @@ from __future__ import annotations
 from rnn_lightning.constants import DIRECTIONS
 
 
-def check_dropout(name: str, value: float) -> None:
-    """Raise a ``ValueError`` naming ``name`` unless ``0 <= value < 1``."""
+def check_dropout(name: str, value: float, *, advice: str = "Use e.g. 0.0 (off) to 0.5.") -> None:
+    """Raise a ``ValueError`` naming ``name`` unless ``0 <= value < 1`` (``advice``: the fix the message gives)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value < 1.0:
-        raise ValueError(f"`{name}` must be a probability in [0, 1), got {value!r}. Use e.g. 0.0 (off) to 0.5.")
+        raise ValueError(f"`{name}` must be a probability in [0, 1), got {value!r}. {advice}")
 
 
 def check_token_id(name: str, value: int | None, vocab_size: int) -> None:

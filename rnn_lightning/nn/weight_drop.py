@@ -23,16 +23,14 @@ import torch
 from torch import Tensor, nn
 
 from rnn_lightning.compat import rnn_flat_weights
+from rnn_lightning.nn.checks import check_dropout
 
 __all__ = ["WeightDropGRU", "WeightDropLSTM", "WeightDropRNN", "check_weight_drop"]
 
 
 def check_weight_drop(value: float) -> None:
     """Raise a ``ValueError`` unless ``0 <= value < 1``."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value < 1.0:
-        raise ValueError(
-            f"`weight_drop` must be a probability in [0, 1), got {value!r}. AWD-LSTM uses 0.5; 0.0 turns it off."
-        )
+    check_dropout("weight_drop", value, advice="AWD-LSTM uses 0.5; 0.0 turns it off.")
 
 
 class _WeightDrop:
