@@ -102,7 +102,7 @@ def test_init_from_starts_a_fresh_fit_from_the_checkpoint_weights(tmp_path, tiny
     for name, p in second.named_parameters():  # a later fit goes on from its own weights: no second load
         torch.testing.assert_close(p, moved[name], rtol=0, atol=0, msg=name)
     missing = tiny_lm(tiny_markov, init_from=str(tmp_path / "nope.ckpt"))
-    with pytest.raises(ValueError, match="`init_from` must be a checkpoint file, got .*nope.ckpt.*does not exist"):
+    with pytest.raises(ValueError, match="`init_from` .*nope.ckpt.* does not exist: expected a checkpoint file"):
         trainer(tmp_path, max_steps=1).fit(missing, tiny_markov)
 
 

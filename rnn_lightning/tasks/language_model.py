@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import math
-from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import torch
@@ -30,6 +29,7 @@ from rnn_lightning.nn.encoder import Cell, Connection, State
 from rnn_lightning.nn.sampling import check_sampling, sample_tokens
 from rnn_lightning.nn.stack import map_state
 from rnn_lightning.nn.transfer import copy_rows_by_word
+from rnn_lightning.tasks.checkpoints import check_task
 from rnn_lightning.tasks.common import RecurrentTask
 from rnn_lightning.tasks.optimizers import default_optimizer
 from rnn_lightning.tasks.scoring import TextScore, score_lines
@@ -309,12 +309,9 @@ class LanguageModel(RecurrentTask):
         self._check_direction()
         if stage == "fit" and self.init_from is not None and not self._initialised:
             # once: a second fit of this model goes on from its own weights; a resumed fit loads its checkpoint over
-            path = Path(self.init_from)
-            if not path.is_file():
-                raise ValueError(f"`init_from` must be a checkpoint file, got {self.init_from!r}, which "
-                                 f"{'is a folder' if path.is_dir() else 'does not exist'}. Give the path of the "
-                                 "run's best .ckpt (its ModelCheckpoint folder).")
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            check_task(LanguageModel, self.init_from, base=RecurrentTask, arg="`init_from`",
+                       advice="Give the path of a LanguageModel run's best .ckpt (its ModelCheckpoint folder).")
+            checkpoint = torch.load(self.init_from, map_location="cpu", weights_only=True, mmap=True)
             self.load_state_dict(self._state_for_our_vocabulary(checkpoint))  # strict: the same network
             self._initialised = True
 
