@@ -11,7 +11,7 @@ from datasets import Dataset, DatasetDict
 from rnn_lightning.data.base import arrow_column
 from rnn_lightning.data.conll import load_tagging_files
 from rnn_lightning.data.labeled import LabeledSequenceDataModule, nest_like
-from rnn_lightning.functional.tag_schemes import SCHEMES, check_tag_sequence, convert_tags
+from rnn_lightning.functional.tag_schemes import check_scheme, check_tag_sequence, convert_tags
 
 LOCAL_FORMATS = ("conll", "conllu")
 
@@ -104,8 +104,7 @@ class TaggingDataModule(LabeledSequenceDataModule):
         vocab_from_vectors: str | None = None,
     ) -> None:
         for arg, scheme in (("tag_scheme", tag_scheme), ("train_scheme", train_scheme)):
-            if scheme is not None and scheme not in SCHEMES:
-                raise ValueError(f"`{arg}` must be one of {SCHEMES} or None, got {scheme!r}.")
+            check_scheme(arg, scheme)
         if train_scheme is not None and tag_scheme is None:
             raise ValueError(
                 f"`train_scheme={train_scheme!r}` converts spans from the data's scheme, so `tag_scheme` must say "

@@ -31,6 +31,7 @@ __all__ = [
     "GRAMMAR",
     "SCHEMES",
     "allowed_transitions",
+    "check_scheme",
     "check_tag_sequence",
     "convert_tags",
     "split_tag",
@@ -191,6 +192,12 @@ def _context(tags: Sequence[str], i: int) -> str:
     lo, hi = max(0, i - _CONTEXT), min(len(tags), i + _CONTEXT + 1)
     shown = [f"[{tag}]" if j == i else tag for j, tag in enumerate(tags[lo:hi], start=lo)]
     return ("... " if lo else "<start> ") + " ".join(shown) + (" ..." if hi < len(tags) else " <end>")
+
+
+def check_scheme(name: str, scheme: str | None) -> None:
+    """Raise a ``ValueError`` naming the argument ``name`` unless ``scheme`` is one of :data:`SCHEMES` or None."""
+    if scheme is not None and scheme not in SCHEMES:
+        raise ValueError(f"`{name}` must be one of {SCHEMES} or None, got {scheme!r}.")
 
 
 def check_tag_sequence(tags: Sequence[str], scheme: str, where: str = "") -> None:

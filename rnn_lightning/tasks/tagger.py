@@ -15,7 +15,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from rnn_lightning.constants import IGNORE_INDEX
 from rnn_lightning.data.batching import RIGHT_PADDED
 from rnn_lightning.functional import allowed_transitions, extract_spans, label_table
-from rnn_lightning.functional.tag_schemes import SCHEMES
+from rnn_lightning.functional.tag_schemes import check_scheme
 from rnn_lightning.metrics import SpanF1
 from rnn_lightning.nn.checks import check_flag, check_top_k
 from rnn_lightning.nn.config import EncoderConfig
@@ -120,8 +120,7 @@ class SequenceTagger(LabeledSequenceTask):
                          pretrained_embeddings=pretrained_embeddings, optimizer=optimizer, lr_scheduler=lr_scheduler)
         if span_scheme is not None and labels is None:
             raise ValueError(f"`span_scheme={span_scheme!r}` needs the tag names: pass `labels` (one per tag id).")
-        if span_scheme is not None and span_scheme not in SCHEMES:
-            raise ValueError(f"`span_scheme` must be one of {SCHEMES} or None, got {span_scheme!r}.")
+        check_scheme("span_scheme", span_scheme)
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         num_chars = len(char_vocab) if char_vocab is not None else None
         encoder = EncoderConfig.from_settings(self.hparams, num_chars=num_chars)
