@@ -18,7 +18,6 @@ Usage: ``python benchmarks/bench_adaptive_softmax.py [--out DIR] [--quick] [--re
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks.common` when run as a script
 
-from benchmarks.common import median_seconds, print_table, write_json  # noqa: E402
+from benchmarks.common import print_table, round_robin, write_json  # noqa: E402
 from rnn_lightning import LanguageModel  # noqa: E402
 
 NAME = "bench_adaptive_softmax"
@@ -85,13 +84,7 @@ def measure(shape: str, device: torch.device, repeats: int) -> dict[str, Any]:
     models = {"full": make_model(cfg, None).to(device), "adaptive": make_model(cfg, cfg["cutoffs"]).to(device)}
     exact = check_exact(models["adaptive"], inputs, targets)
     steps = {name: make_step(model, inputs, targets) for name, model in models.items()}
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for step in steps.values():
-        step()  # warm-up
-    for _ in range(repeats):
-        for name, step in steps.items():
-            times[name].append(median_seconds(step, repeats=1, warmup=0))
-    full_s, adaptive_s = (statistics.median(times[name]) for name in steps)
+    full_s, adaptive_s = round_robin(steps, repeats).values()
     params = {name: sum(p.numel() for p in model.parameters()) for name, model in models.items()}
     return {"shape": shape, "V": cfg["vocab"], "cutoffs": "/".join(map(str, cfg["cutoffs"])),
             "E,H,B,T": f"{cfg['embedding']},{cfg['hidden']},{cfg['batch']},{cfg['bptt']}",

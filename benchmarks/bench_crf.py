@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +29,7 @@ from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks.common` when run as a script
 
-from benchmarks.common import median_seconds, print_table, write_json  # noqa: E402
+from benchmarks.common import print_table, round_robin, write_json  # noqa: E402
 
 NAME = "crf"
 SHAPES = ((32, 40, 9), (32, 40, 17), (32, 120, 9), (32, 120, 17))  # (B, T, C)
@@ -62,17 +60,6 @@ def make_batch(batch: int, steps: int, num_tags: int, device: torch.device, seed
     lengths[0] = steps
     mask = torch.arange(steps) < lengths[:, None]
     return emissions.to(device), tags.to(device), mask.to(device)
-
-
-def round_robin(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
-    """Median seconds of each ``fn`` over ``repeats`` samples taken in turn (one warm-up call each)."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for fn in fns.values():
-        fn()
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            times[name].append(median_seconds(fn, repeats=1, warmup=0))
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def nll_step(crf: Any, emissions: Tensor, tags: Tensor, mask: Tensor, ours: bool) -> tuple[Tensor, Tensor]:

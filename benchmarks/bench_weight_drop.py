@@ -34,7 +34,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks.common` when run as a script
 
-from benchmarks.common import median_seconds, print_table, write_json  # noqa: E402
+from benchmarks.common import print_table, round_robin, write_json  # noqa: E402
 from rnn_lightning.nn.weight_drop import WeightDropLSTM  # noqa: E402
 
 NAME = "bench_weight_drop"
@@ -88,13 +88,7 @@ def measure(shape: str, device: torch.device, repeats: int) -> dict[str, Any]:
         dropped.rnn.weight_drop = WEIGHT_DROP
 
     steps = {"plain": make_step(plain, tokens), "weight drop": make_step(dropped, tokens)}
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for step in steps.values():
-        step()  # warm-up
-    for _ in range(repeats):
-        for name, step in steps.items():
-            times[name].append(median_seconds(step, repeats=1, warmup=0))
-    plain_s, dropped_s = (statistics.median(times[name]) for name in steps)
+    plain_s, dropped_s = round_robin(steps, repeats).values()
     tokens_per_step = cfg["batch"] * cfg["steps"]
     return {"shape": shape, "path": "module", "V,H,B,T": f"{cfg['vocab']},{cfg['size']},{cfg['batch']},{cfg['steps']}",
             "plain_ms": plain_s * 1e3, "weight_drop_ms": dropped_s * 1e3,

@@ -27,6 +27,18 @@ def median_seconds(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> 
     return statistics.median(times)
 
 
+def round_robin(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+    """Median seconds of each ``fn`` over ``repeats`` samples taken in turn (one warm-up call each), so that a
+    change of the machine's load falls on every contender alike."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():
+        fn()
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(median_seconds(fn, repeats=1, warmup=0))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def _sync() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
