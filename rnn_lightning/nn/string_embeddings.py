@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from rnn_lightning.constants import BOS, EOS, PAD, UNK
+from rnn_lightning.nn.checks import check_flag
 from rnn_lightning.nn.language_model import RNNLanguageModelNet
 
 SPECIAL = (PAD, UNK, BOS, EOS)
@@ -83,9 +84,8 @@ class ContextualStringEmbeddings(nn.Module):
             if not isinstance(lm, RNNLanguageModelNet):
                 raise TypeError(f"`{arg}` must be an RNNLanguageModelNet (a LanguageModel's `net`), got "
                                 f"{type(lm).__name__}.")
-        if not isinstance(trainable, bool):
-            raise TypeError(f"`trainable` must be True or False, got {trainable!r}.")
-        self.forward_lm, self.backward_lm, self.trainable = forward_lm, backward_lm, trainable
+        self.forward_lm, self.backward_lm = forward_lm, backward_lm
+        self.trainable = check_flag("trainable", trainable)
         self.indexes = (char_index(forward_vocab, forward_lm, "`forward_vocab`"),
                         char_index(backward_vocab, backward_lm, "`backward_vocab`"))
         self.output_dim = forward_lm.config.output_dim + backward_lm.config.output_dim
