@@ -198,7 +198,7 @@ def test_backward_view_reads_reverse_lines_stream_and_travels_as_a_file_name(tmp
     view = BackwardIds(np.memmap(path, dtype=np.uint16, mode="r"), bos_id=bos, eos_id=eos)
     at = rng.integers(0, len(ids), size=(3, 4))
     assert len(view) == len(ids) and np.array_equal(view[at], expected[at])
-    assert np.array_equal(view[np.arange(len(ids))], expected)
+    assert np.array_equal(view[np.arange(len(ids))], expected) and np.array_equal(np.asarray(view), expected)
     payload = pickle.dumps(view)
     assert len(payload) < 400  # the name, not the contents
     assert np.array_equal(pickle.loads(payload)[np.arange(len(ids))], expected)

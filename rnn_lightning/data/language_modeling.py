@@ -294,8 +294,7 @@ class LanguageModelingDataModule(CorpusDataModule):
         """All ids of ``split`` concatenated, (M,) int64: every line as ``<bos> ids <eos>`` (read backwards, lines and
         ids reversed, for ``direction="backward"``), read into memory."""
         self._check_split(split)
-        ids = self._ids(split)
-        return torch.from_numpy(np.asarray(ids[np.arange(len(ids))], dtype=np.int64))
+        return torch.from_numpy(np.array(self._ids(split), dtype=np.int64))
 
     def _ids(self, split: str) -> np.ndarray | BackwardIds:
         """(M,) the split's ids as the streams read them: the memory-mapped token file, or its backward view."""

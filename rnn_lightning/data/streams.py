@@ -115,7 +115,14 @@ class BackwardIds:
         return len(self.ids)
 
     def __getitem__(self, at: np.ndarray) -> np.ndarray:
-        got = np.asarray(self.ids[len(self.ids) - 1 - np.asarray(at)])
+        return self._frames_swapped(np.asarray(self.ids[len(self.ids) - 1 - np.asarray(at)]))
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        """The whole view (``np.asarray(view)``): one pass over the ids, no index array."""
+        whole = self._frames_swapped(np.asarray(self.ids)[::-1])
+        return whole if dtype is None else whole.astype(dtype, copy=False)
+
+    def _frames_swapped(self, got: np.ndarray) -> np.ndarray:
         return np.where(got == self.bos_id, self.eos_id, np.where(got == self.eos_id, self.bos_id, got))
 
     def __getstate__(self) -> dict[str, Any]:
