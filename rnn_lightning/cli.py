@@ -26,6 +26,7 @@ from lightning.pytorch.cli import LightningCLI
 from rnn_lightning.callbacks.predictions import json_line
 from rnn_lightning.data.corpus import exception_chain, reencode_hint
 from rnn_lightning.export import DEFAULT_OPSET, FORMATS, export
+from rnn_lightning.export.writer import check_output_folder
 from rnn_lightning.tasks import LanguageModel, SequenceClassifier, SequenceTagger
 from rnn_lightning.tasks.checkpoints import check_task, imported_class, read_hyperparameters
 from rnn_lightning.tasks.common import RecurrentTask
@@ -175,9 +176,7 @@ def export_checkpoint(argv: list[str] | None = None) -> dict:
     parser.add_argument("--format", choices=FORMATS, default=None, help="one format only (default: both)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset")
     args = parser.parse_args(argv)
-    if Path(args.output).is_file():
-        raise ValueError(f"`--output` {args.output!r} is a file: expected a folder to write the exported model into. "
-                         "Pass a new or existing folder.")
+    check_output_folder(args.output, "`--output`")  # before the checkpoint is loaded
     model = checkpoint_task(args.ckpt_path).load_from_checkpoint(args.ckpt_path, map_location="cpu")
     manifest = export(model, args.output, formats=args.format or FORMATS, opset=args.opset)
     print(f"wrote {', '.join(sorted(manifest['files'].values()))} and export.json to {args.output}")

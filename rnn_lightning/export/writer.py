@@ -75,10 +75,7 @@ def export(
         raise ModuleNotFoundError("ONNX export needs the `onnx` package: `pip install \"rnn-lightning[export]\"`, or "
                                   "export TorchScript alone with formats=\"torchscript\".")
     graph = export_graph(model)
-    out = Path(directory)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"`directory` {str(out)!r} is a file: expected a folder to write the exported model into. "
-                         "Pass a new or existing folder.")
+    out = check_output_folder(directory, "`directory`")
     out.mkdir(parents=True, exist_ok=True)
     example = example_inputs(graph)
     with warnings.catch_warnings(), torch.no_grad():
@@ -98,6 +95,15 @@ def export(
     _write_side_files(model, out, manifest)
     (out / FILES["manifest"]).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def check_output_folder(path: str | Path, arg: str) -> Path:
+    """``path`` as a ``Path``, or a ``ValueError`` naming ``arg`` when it is an existing file, not a folder."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{arg} {str(out)!r} is a file: expected a folder to write the exported model into. "
+                         "Pass a new or existing folder.")
+    return out
 
 
 def export_graph(model: nn.Module) -> nn.Module:
