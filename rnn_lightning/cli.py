@@ -6,8 +6,9 @@
     rnn-lightning score --ckpt_path last.ckpt sentences.txt --output scores.jsonl
     rnn-lightning export --ckpt_path last.ckpt --output exported/
 
-Bad input (a ``ValueError``/``TypeError`` that rnn_lightning raises itself, such as a malformed CoNLL line) ends
-the command with ``error: <message>`` on stderr and exit status 2, without a traceback; set the environment
+Bad input (a ``ValueError``/``TypeError`` that rnn_lightning raises itself, such as a malformed CoNLL line, or the
+``FloatingPointError`` of a run stopped because it diverged) ends the command with ``error: <message>`` on stderr and
+exit status 2, without a traceback; set the environment
 variable ``RNN_LIGHTNING_TRACEBACK=1`` to see the traceback. Any other exception (a bug) prints its traceback.
 """
 
@@ -26,7 +27,7 @@ from lightning.pytorch.cli import LightningCLI
 from rnn_lightning.callbacks.predictions import json_line
 from rnn_lightning.data.corpus import exception_chain, reencode_hint
 from rnn_lightning.export import DEFAULT_OPSET, FORMATS, export
-from rnn_lightning.export.writer import check_output_folder
+from rnn_lightning.nn.checks import check_output_file, check_output_folder
 from rnn_lightning.tasks import LanguageModel, SequenceClassifier, SequenceTagger
 from rnn_lightning.tasks.checkpoints import check_task, imported_class, read_hyperparameters
 from rnn_lightning.tasks.common import RecurrentTask
@@ -155,6 +156,8 @@ def score(argv: list[str] | None = None) -> list[TextScore]:
             lines = [line.removesuffix("\n") for line in f]
     except UnicodeDecodeError as err:
         parser.error(f"FILE {args.file!r} is not valid UTF-8 (byte offset {err.start}). {reencode_hint(path)}")
+    if args.output is not None:  # before the checkpoint is loaded
+        check_output_file(args.output, "`--output`", contents="the scores")
     check_ckpt_path(args.ckpt_path, LanguageModel)
     model = LanguageModel.load_from_checkpoint(args.ckpt_path, map_location=args.device)
     scores = model.score(lines, carry_state=args.carry_state, batch_size=args.batch_size)
@@ -215,10 +218,11 @@ def check_ckpt_path(ckpt_path: str, task: type | None, *, weights_only: bool | N
 
 def bad_input(err: BaseException) -> BaseException | None:
     """The bad-input error rnn_lightning itself raised in ``err``'s chain (``err`` or what it wraps, e.g. a
-    jsonargparse error around a DataModule's ``ValueError``): a ``ValueError``/``TypeError`` whose innermost frame
-    is rnn_lightning code. ``None`` for anything else (one raised inside torch or Lightning is a bug to show)."""
+    jsonargparse error around a DataModule's ``ValueError``): a ``ValueError``/``TypeError``, or the divergence stop's
+    ``FloatingPointError`` (settings that cannot train), whose innermost frame is rnn_lightning code. ``None`` for
+    anything else (one raised inside torch or Lightning is a bug to show)."""
     for cause in exception_chain(err):
-        if isinstance(cause, (ValueError, TypeError)) and cause.__traceback__ is not None:
+        if isinstance(cause, (ValueError, TypeError, FloatingPointError)) and cause.__traceback__ is not None:
             tb = cause.__traceback__
             while tb.tb_next is not None:
                 tb = tb.tb_next

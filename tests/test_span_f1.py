@@ -522,7 +522,8 @@ def test_metric_argument_errors():
         metric.update(torch.tensor([[1, 2, 0]]), torch.tensor([[-1, 2, 0]]))
     with pytest.raises(ValueError, match=r"score `preds` must have shape \(B, T, C=9\).*got \(1, 3, 4\)"):
         metric.update(torch.zeros(1, 3, 4), target)
-    with pytest.raises(ValueError, match=r"`preds` must have shape \(B, T\) equal to the shape of `mask`"):
+    with pytest.raises(ValueError, match=r"`preds` and `target` must have the same shape \(B, T\), got \(1, 2\) and "
+                                         r"\(1, 3\)"):
         metric.update(torch.tensor([[1, 2]]), target)
     with pytest.raises(TypeError, match="`mask` must be a bool tensor"):
         metric.update(torch.tensor([[1, 2, 0]]), target, mask=torch.ones(1, 3))

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from rnn_lightning.nn.checks import check_flag, check_top_k
+from rnn_lightning.nn.checks import check_flag, check_output_file, check_top_k
 
 
 def _plain(value: Any) -> Any:
@@ -75,6 +75,7 @@ class WritePredictions(BasePredictionWriter):
         super().__init__(write_interval="batch")
         check_flag("scores", scores)
         check_top_k(top_k)
+        check_output_file(path, "`path`", contents="the predictions")
         self.path = path
         self.options = {"scores": scores, "top_k": top_k} if scores or top_k is not None else {}
         self._previous: dict[str, Any] | None = None
@@ -94,8 +95,9 @@ class WritePredictions(BasePredictionWriter):
                 )
             self._previous = pl_module.prediction_options
             pl_module.prediction_options = self.options
-        self._file(trainer).parent.mkdir(parents=True, exist_ok=True)
-        self._file(trainer).write_text("")
+        out = check_output_file(self._file(trainer), "`path`", contents="the predictions")  # unchanged since init?
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("")
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore(pl_module)

@@ -35,6 +35,10 @@ class GenerateSamples(L.Callback):
         stop_at_eos: bool = True,
     ) -> None:
         check_sampling(max_new_tokens, temperature, top_k, top_p)  # at construction, not after the first epoch
+        if prompts is not None and (isinstance(prompts, str) or not isinstance(prompts, list | tuple)
+                                    or not all(p is None or isinstance(p, str) for p in prompts)):
+            raise TypeError(f"`prompts` must be a list of prompts (strings, or None to start from <bos>), got "
+                            f"{type(prompts).__name__} {prompts!r:.60}. Wrap a single prompt in a list: ['the'].")
         self.prompts = list(prompts) if prompts else [None]
         self.kwargs = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                            stop_at_eos=stop_at_eos)

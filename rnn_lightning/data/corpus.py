@@ -18,6 +18,8 @@ def load_corpus(load: Callable[[], DatasetDict], data_files: Any, holdout: dict[
     try:
         corpus = load()
     except Exception as err:
+        if find_in_chain(err, FileNotFoundError) is not None:
+            _check_named_files_exist(data_files, err)
         if find_in_chain(err, UnicodeDecodeError) is None:
             raise
         raise _non_utf8_error(data_files) from err
@@ -45,6 +47,26 @@ def _check_not_empty(data_files: Any) -> None:
                 f"the {split!r} split is empty (0 rows): `data_files` {path!r} is an empty file. Give it a "
                 "non-empty file, or leave the split out and carve it off train with `holdout`."
             )
+
+
+class DataFileNotFound(FileNotFoundError, ValueError):
+    """A ``data_files`` path that names no file: bad input (a ``ValueError``) that ``except FileNotFoundError`` still
+    catches, as it caught the error of ``datasets``."""
+
+
+def _check_named_files_exist(data_files: Any, err: BaseException) -> None:
+    """After ``datasets`` found no file: name the first local path of ``data_files`` (no glob pattern, no URL) that
+    is missing or a folder. Hub datasets resolve ``data_files`` inside their repository, so this runs only on a
+    failure, never up front."""
+    for split, path in local_files(data_files):
+        file = Path(path)
+        if any(c in str(path) for c in "*?[") or "://" in str(path) or file.is_file():
+            continue
+        what = "is a directory" if file.is_dir() else "does not exist"
+        raise DataFileNotFound(
+            f"`data_files[{split!r}]` {str(path)!r} {what}: expected a file of the corpus (resolved to "
+            f"{str(file.resolve())!r}). Check the path."
+        ) from err
 
 
 def exception_chain(err: BaseException | None) -> Iterator[BaseException]:

@@ -41,6 +41,28 @@ def nest_like(lists: pa.ListArray, values: pa.Array) -> pa.ListArray:
     return pa.ListArray.from_arrays(pc.subtract(offsets, offsets[0]), values)
 
 
+LABEL_KINDS = {"whole numbers": r"^[+-]?\d+$", "fractional numbers": r"^[+-]?(\d+\.\d*|\.\d+)([eE][+-]?\d+)?$"}
+
+
+def check_label_kinds(values: pa.Array, where: str) -> None:
+    """Refuse labels that mix integer ids, fractional numbers and names (``1`` and ``positive`` in one column would
+    be two different classes of one meaning): one kind per column."""
+    unique = pc.unique(values)
+    kinds, rest = {}, pa.array([True] * len(unique))
+    for kind, pattern in LABEL_KINDS.items():
+        found = pc.match_substring_regex(unique, pattern)
+        kinds[kind], rest = unique.filter(found).to_pylist(), pc.and_(rest, pc.invert(found))
+    kinds["names"] = unique.filter(rest).to_pylist()
+    present = {kind: sorted(labels)[:3] for kind, labels in kinds.items() if labels}
+    if len(present) > 1:
+        listed = " and ".join(f"{kind} {labels}" for kind, labels in present.items())
+        raise ValueError(
+            f"{where} mixes {listed}: one label column holds one kind of label, and a mix (e.g. '1' and 'positive') "
+            "becomes separate classes. Write every label the same way (e.g. map 0/1 to 'negative'/'positive'), or "
+            "fix the rows that differ."
+        )
+
+
 class LabeledSequenceDataModule(CorpusDataModule):
     """Base of :class:`TaggingDataModule` and :class:`TextClassificationDataModule` (see their docs)."""
 
@@ -107,7 +129,9 @@ class LabeledSequenceDataModule(CorpusDataModule):
             return pa.array(feature.names, pa.string()).take(values)
         if values.null_count:
             raise ValueError(f"`{self.label_column}` of the {split!r} split has {values.null_count} missing labels.")
-        return pc.cast(values, pa.string())
+        values = pc.cast(values, pa.string())  # a float column's whole numbers read as integers ("1", not "1.0")
+        check_label_kinds(values, f"`{self.label_column}` of the {split!r} split")
+        return values
 
     # -- vocabularies (lazy: the CLI reads vocab_size / labels right after __init__) --
     @property

@@ -18,7 +18,7 @@ from tokenizers import Tokenizer
 
 from rnn_lightning.compat import dataset_fingerprint
 from rnn_lightning.data.base import CorpusDataModule
-from rnn_lightning.data.corpus import local_files
+from rnn_lightning.data.corpus import files_note, local_files
 from rnn_lightning.data.streams import BackwardIds, StreamLoader, StreamWindows, TokenStreams
 from rnn_lightning.data.token_store import (
     FORMAT_VERSION,
@@ -31,6 +31,7 @@ from rnn_lightning.data.token_store import (
 from rnn_lightning.data.tokenization import (
     BOS,
     EOS,
+    SPECIAL_TOKENS,
     char_tokenizer_from_chars,
     line_chars,
     line_word_counts,
@@ -273,9 +274,24 @@ class LanguageModelingDataModule(CorpusDataModule):
                 self._tokenizer = word_tokenizer_from_counts(counts, self.min_frequency, self.max_vocab_size)
             else:
                 self._tokenizer = char_tokenizer_from_chars(counts)
+            self._check_real_tokens(len(train))
             saved.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(saved, lambda tmp: self._tokenizer.save(str(tmp)))  # concurrent ranks: whole files only
         return self._tokenizer
+
+    def _check_real_tokens(self, rows: int) -> None:
+        """Refuse a vocabulary of the special tokens alone: every line would be ``<bos> <eos>`` and a model would
+        train on line ends only."""
+        if self._tokenizer.get_vocab_size() > len(SPECIAL_TOKENS):
+            return
+        unit = "word" if self.tokenizer_spec == "word" else "character"
+        rare = f" seen `min_frequency`={self.min_frequency} times" if self.min_frequency > 1 else ""
+        raise ValueError(
+            f"the 'train' split holds no {unit}{rare}{files_note(self.data_files, 'train')}: its {rows} rows of "
+            f"`text_column` {self.text_column!r} are blank, so the vocabulary is the special tokens alone and a "
+            "model would learn only line ends. Point `data_files` at the corpus with text"
+            + (", or lower `min_frequency`." if rare else ".")
+        )
 
     def _check_split(self, split: str) -> None:
         """Refuse a missing or empty split, or one without the text column, with the fix (the store holds only

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from rnn_lightning.data.tokenization import BOS, EOS, PAD, UNK
 from rnn_lightning.export.graphs import ClassifierGraph, LanguageModelStep, Spec, TaggerGraph
+from rnn_lightning.nn.checks import check_output_folder
 from rnn_lightning.tasks import LanguageModel, SequenceClassifier, SequenceTagger
 
 FORMATS = ("torchscript", "onnx")
@@ -95,15 +96,6 @@ def export(
     _write_side_files(model, out, manifest)
     (out / FILES["manifest"]).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
-
-
-def check_output_folder(path: str | Path, arg: str) -> Path:
-    """``path`` as a ``Path``, or a ``ValueError`` naming ``arg`` when it is an existing file, not a folder."""
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{arg} {str(out)!r} is a file: expected a folder to write the exported model into. "
-                         "Pass a new or existing folder.")
-    return out
 
 
 def export_graph(model: nn.Module) -> nn.Module:

@@ -131,6 +131,11 @@ class SpanF1(Metric):
             preds = preds.argmax(-1)  # (B, T)
         if not isinstance(target, Tensor):
             raise TypeError(f"SpanF1.update: `target` must be a tensor of label ids, got {type(target).__name__}.")
+        if isinstance(preds, Tensor) and preds.shape != target.shape:
+            raise ValueError(
+                f"SpanF1.update: `preds` and `target` must have the same shape (B, T), got {tuple(preds.shape)} and "
+                f"{tuple(target.shape)}. Pass one row per sentence for both, padded to the same length."
+            )
         keep = target != -100  # (B, T)
         if mask is not None:
             if isinstance(mask, Tensor) and mask.shape != target.shape:

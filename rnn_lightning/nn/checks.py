@@ -1,6 +1,9 @@
-"""Argument checks shared by the building blocks of ``rnn_lightning.nn`` (no imports of its other modules)."""
+"""Argument checks shared by the building blocks of ``rnn_lightning.nn`` and the layers above it (no imports of its
+other modules)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from rnn_lightning.constants import DIRECTIONS
 
@@ -9,6 +12,12 @@ def check_dropout(name: str, value: float, *, advice: str = "Use e.g. 0.0 (off) 
     """Raise a ``ValueError`` naming ``name`` unless ``0 <= value < 1`` (``advice``: the fix the message gives)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value < 1.0:
         raise ValueError(f"`{name}` must be a probability in [0, 1), got {value!r}. {advice}")
+
+
+def check_size(name: str, value: int) -> None:
+    """Raise a ``ValueError`` naming ``name`` unless ``value`` is a positive integer (a width, a layer count)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
 
 
 def check_token_id(name: str, value: int | None, vocab_size: int) -> None:
@@ -38,3 +47,33 @@ def check_direction(value: str, name: str = "direction") -> None:
     if value not in DIRECTIONS:
         raise ValueError(f"`{name}` must be one of {DIRECTIONS}, got {value!r}: 'forward' reads the text as written, "
                          "'backward' from its end (a backward language model).")
+
+
+def _blocking_file(out: Path) -> Path | None:
+    """The first of ``out`` and its parents that exists, if it is not a folder (nothing can be written there)."""
+    existing = next((p for p in (out, *out.parents) if p.exists()), None)
+    return existing if existing is not None and not existing.is_dir() else None
+
+
+def check_output_folder(path: str | Path, arg: str, *, contents: str = "the exported model") -> Path:
+    """``path`` as a ``Path``, or a ``ValueError`` naming ``arg`` when it, or a folder above it, is a file."""
+    out = Path(path)
+    blocking = _blocking_file(out)
+    if blocking is not None:
+        where = "is a file" if blocking == out else f"lies inside {str(blocking)!r}, which is a file"
+        raise ValueError(f"{arg} {str(out)!r} {where}: expected a folder to write {contents} into. Pass a new or "
+                         "existing folder.")
+    return out
+
+
+def check_output_file(path: str | Path, arg: str, *, contents: str) -> Path:
+    """``path`` as a ``Path``, or a ``ValueError`` naming ``arg`` when it is a folder or lies inside a file."""
+    out = Path(path)
+    if out.is_dir():
+        raise ValueError(f"{arg} {str(out)!r} is a folder: expected a file to write {contents} to. Pass a file "
+                         f"name, e.g. {str(out / 'predictions.jsonl')!r}.")
+    blocking = _blocking_file(out.parent)
+    if blocking is not None:
+        raise ValueError(f"{arg} {str(out)!r} lies inside {str(blocking)!r}, which is a file: expected a file in a "
+                         f"folder to write {contents} to. Pass a path in a folder.")
+    return out

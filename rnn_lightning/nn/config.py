@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from rnn_lightning.nn.checks import check_dropout
+from rnn_lightning.nn.checks import check_dropout, check_size
 from rnn_lightning.nn.encoder import Cell, Connection, RecurrentEncoder
 from rnn_lightning.nn.weight_drop import check_weight_drop
 
@@ -82,6 +82,10 @@ class EncoderConfig:
     forget_bias: float | None = None
 
     def __post_init__(self) -> None:
+        for name in ("embedding_dim", "hidden_size", "num_layers", "char_embedding_dim", "char_hidden_size"):
+            check_size(name, getattr(self, name))  # the user's names (the encoder calls the first `input_size`)
+        if self.last_hidden_size is not None:
+            check_size("last_hidden_size", self.last_hidden_size)
         for name in ("dropout", "dropout_embedding", "dropout_output", "word_dropout", "dropout_words"):
             if getattr(self, name) is not None:
                 check_dropout(name, getattr(self, name))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from rnn_lightning.nn.checks import check_dropout, check_token_id
+from rnn_lightning.nn.checks import check_dropout, check_size, check_token_id
 from rnn_lightning.nn.packing import run_rnn
 from rnn_lightning.nn.stack import CELLS, CONNECTIONS, Cell, ConnectedStack, Connection, State, make_rnn, map_state
 from rnn_lightning.nn.weight_drop import check_weight_drop
@@ -67,8 +67,7 @@ class RecurrentEncoder(nn.Module):
         last = hidden_size if last_hidden_size is None else last_hidden_size
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers),
                             ("last_hidden_size", last)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+            check_size(name, value)
         check_dropout("dropout", dropout)
         check_weight_drop(weight_drop)
         fused = connection == "none" and last == hidden_size and not (locked_dropout and num_layers > 1)

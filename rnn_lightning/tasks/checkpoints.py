@@ -73,8 +73,13 @@ def check_task(cls: type, path: Any, *, base: type, arg: str = "`checkpoint_path
     it, or it has hyper-parameters that ``cls`` does not take. The error names the subclasses of ``base`` that fit,
     and ends with ``advice`` (default: load it with those)."""
     hparams = read_hyperparameters(path, arg=arg, weights_only=weights_only)
-    if hparams is None:
-        return
+    if hparams is not None:
+        check_task_hparams(cls, hparams, f"{arg} {str(path)!r}", base=base, advice=advice)
+
+
+def check_task_hparams(cls: type, hparams: dict[str, Any], where: str, *, base: type, advice: str | None = None
+                       ) -> None:
+    """The rule of :func:`check_task` on a checkpoint's ``hparams`` already read (``where`` names the checkpoint)."""
     saved = imported_class(hparams.get("_class_path", ""))
     other_class = saved is not None and not (issubclass(saved, cls) or issubclass(cls, saved))
     foreign = foreign_hyperparameters(cls, hparams)
@@ -87,8 +92,28 @@ def check_task(cls: type, path: Any, *, base: type, arg: str = "`checkpoint_path
     what = " or ".join(task.__name__ for task in owners) or "model of another task"
     why = f" (its hyper-parameters {sorted(foreign)} are not arguments of {cls.__name__})" if foreign else ""
     loads = " or ".join(f"{task.__name__}.load_from_checkpoint" for task in owners) or "the task class that wrote it"
-    raise ValueError(f"{arg} {str(path)!r} holds a {what}, not a {cls.__name__}{why}. "
-                     f"{advice or f'Load it with {loads}.'}")
+    raise ValueError(f"{where} holds a {what}, not a {cls.__name__}{why}. {advice or f'Load it with {loads}.'}")
+
+
+def check_weight_shapes(model: torch.nn.Module, checkpoint: dict[str, Any], where: str) -> None:
+    """Raise a ``ValueError`` naming the settings that differ when the checkpoint's weights have other shapes than
+    ``model``'s (instead of torch's size-mismatch error from inside ``load_state_dict``)."""
+    ours = model.state_dict()
+    saved = checkpoint.get("state_dict") or {}
+    wrong = [(k, tuple(v.shape), tuple(ours[k].shape)) for k, v in saved.items()
+             if k in ours and isinstance(v, torch.Tensor) and v.shape != ours[k].shape]
+    if not wrong:
+        return
+    name, theirs, here = wrong[0]
+    hparams, current = checkpoint.get("hyper_parameters") or {}, dict(getattr(model, "hparams", {}))
+    differ = [f"{k}={hparams[k]!r} saved, {current[k]!r} here" for k in sorted(set(hparams) & set(current))
+              if not k.startswith("_") and hparams[k] != current[k]]
+    settings = f" because settings differ ({'; '.join(differ[:5])})" if differ else ""
+    raise ValueError(
+        f"{where} does not fit this {type(model).__name__}{settings}: {len(wrong)} weights have other shapes, e.g. "
+        f"{name} {theirs} saved, {here} here. A checkpoint loads only into a model of its own settings: resume "
+        "with the settings it was saved with, or start a new run without `ckpt_path`."
+    )
 
 
 def unreadable(path: Any, error: BaseException, *, arg: str = "`checkpoint_path`") -> ValueError | None:

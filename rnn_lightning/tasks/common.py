@@ -13,7 +13,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 
 from rnn_lightning.compat import logging_step
-from rnn_lightning.tasks.checkpoints import check_task, unreadable
+from rnn_lightning.tasks.checkpoints import check_task, check_task_hparams, check_weight_shapes, unreadable
 from rnn_lightning.tasks.finite_guard import FiniteGradientGuard
 from rnn_lightning.tasks.hub import HubMixin
 from rnn_lightning.tasks.optimizers import configure
@@ -164,7 +164,23 @@ class RecurrentTask(HubMixin, ExactResume, TokenizerInCheckpoint, L.LightningMod
         self._finite_guard.resolve()  # never save weights a non-finite gradient may have reached
         self._save_tokenizer(checkpoint)
         self._save_resume(checkpoint)
+        hparams = checkpoint.get("hyper_parameters")
+        if isinstance(hparams, dict):  # the class, as the CLI records it: `rnn-lightning fit --ckpt_path` parses it
+            hparams.setdefault("_class_path", f"{type(self).__module__}.{type(self).__qualname__}")
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse another task's checkpoint, one of other vocabularies or labels (:meth:`_check_checkpoint`) or with
+        weights of other shapes, each naming what differs, before Lightning loads the weights."""
+        trainer = getattr(self, "_trainer", None)
+        path = getattr(trainer, "ckpt_path", None) if trainer is not None else None
+        where = f"`ckpt_path` {str(path)!r}" if path is not None else "the checkpoint"
+        check_task_hparams(type(self), checkpoint.get("hyper_parameters") or {}, where, base=RecurrentTask,
+                           advice=f"Resume from a {type(self).__name__} checkpoint, or load this one with its own "
+                                  "task.")
         self._load_tokenizer(checkpoint)
+        self._check_checkpoint(checkpoint)
+        check_weight_shapes(self, checkpoint, where)
         self._take_resume(checkpoint)
+
+    def _check_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Hook: raise a ``ValueError`` if the checkpoint's data-derived settings (labels, ...) differ from ours."""

@@ -23,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
+from rnn_lightning.nn.checks import check_output_folder
 from rnn_lightning.tasks.checkpoints import foreign_hyperparameters, imported_class
 from rnn_lightning.tasks.model_card import LIBRARY, model_card
 
@@ -82,10 +83,10 @@ class HubMixin:
             license: the card's license (e.g. ``"apache-2.0"``).
             repo_id: the name the card's usage example loads it by (default: ``save_directory``).
         """
+        folder = check_output_folder(save_directory, "`save_directory`", contents="the model's files")
         hparams = self._config_hparams()
         card = model_card(self, hparams, where=repo_id or str(save_directory), metrics=metrics, dataset=dataset,
                           recipe=recipe, license=license)  # first: bad card arguments leave the folder as it was
-        folder = Path(save_directory)
         folder.mkdir(parents=True, exist_ok=True)
         config = {"format": FORMAT, "format_version": FORMAT_VERSION, "library_version": _version(),
                   "task": f"{type(self).__module__}.{type(self).__qualname__}", "hparams": hparams,

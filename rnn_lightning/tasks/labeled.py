@@ -72,7 +72,6 @@ class LabeledSequenceTask(PredictsFromWords, RecurrentTask):
         resumed = self.trainer.ckpt_path is not None  # the checkpoint holds the trained embeddings
         self.pretrained.fill(self.word_embedding(), tokenizer=self.tokenizer, resumed=resumed)
 
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_load_checkpoint(checkpoint)
+    def _check_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         check_labels(checkpoint, self.labels)
         check_char_vocab(checkpoint, self.char_vocab)

@@ -4,6 +4,7 @@ with and its measured metrics, under the Hub's YAML metadata (library, pipeline,
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,9 @@ def model_card(
     dataset id, or any description) has no default. What is unknown is said to be unknown."""
     name = type(task).__name__
     pipeline = getattr(task, "pipeline_tag", None)
+    if metrics is not None and not isinstance(metrics, Mapping):
+        raise TypeError(f"`metrics` must be a dict of metric name -> number, got {type(metrics).__name__} "
+                        f"{metrics!r:.60}. Pass e.g. {{'val/ppl': 120.5}}, or None for what the trainer logged.")
     metrics = _metrics(task) if metrics is None else {key: _number(key, value) for key, value in metrics.items()}
     recipe_text = _recipe(task, recipe)
     data = ModelCardData(
