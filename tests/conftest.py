@@ -1,7 +1,9 @@
 """Shared fixtures: a tiny synthetic corpus, a tiny language model, and a working directory laid out as a user's."""
 
+import faulthandler
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,43 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # No property test may fail because the machine is busy: no per-example deadline, no "data generation too slow".
 settings.register_profile("no_timing", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("no_timing")
+
+
+DEADLINE_S = 120  # generous on a busy machine: the limit catches hangs, not slowness
+_REAL_STDERR: dict[str, int] = {}
+
+
+def pytest_configure(config):
+    """Keep a copy of the real stderr (output capture is paused here), where a hang's tracebacks can still be read
+    after the process that captured its own output has ended."""
+    _REAL_STDERR["fd"] = os.dup(2)
+
+
+@pytest.fixture
+def deadline(request):
+    """Fail a test that runs past its limit instead of blocking the suite (issue 12: malformed input once hung
+    forever). The limit: ``@pytest.mark.deadline(seconds)``, else ``DEADLINE_S``, counted from this fixture's setup.
+
+    A hang in Python code gets a ``TimeoutError`` at the limit (``SIGALRM``). A hang inside C code, where no Python
+    signal handler runs, ends the whole test process ``grace`` seconds later (a marker keyword, default 30) with
+    every thread's traceback (``faulthandler``): a failed run, never a blocked one."""
+    marker = request.node.get_closest_marker("deadline")
+    seconds = int(marker.args[0]) if marker else DEADLINE_S
+    grace = int(marker.kwargs.get("grace", 30)) if marker else 30
+
+    def expire(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s: a hang (the test's deadline)")
+
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    stderr = open(_REAL_STDERR["fd"], "w", closefd=False) if "fd" in _REAL_STDERR else None
+    faulthandler.dump_traceback_later(seconds + grace, exit=True, **({"file": stderr} if stderr else {}))
+    try:
+        yield seconds
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
 
 
 @pytest.fixture

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,7 +30,10 @@ from rnn_lightning.data.tokenization import train_word_tokenizer
 from rnn_lightning.functional import mean_nll, perplexity_from_nll
 from rnn_lightning.nn.sampling import filter_logits
 
+pytestmark = pytest.mark.usefixtures("deadline")  # a hang fails the test (tests/conftest.py)
+
 WORDS = "a b c d e f"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -347,3 +352,161 @@ def test_written_predictions_are_strict_json_lines(tmp_path, tiny_markov, tiny_l
     targets = [t for record in records for row in record["prediction"]["targets"] for t in row]
     assert None in nll  # the <bos> targets that are ignored
     assert all((x is None) == (t == -100) for x, t in zip(nll, targets, strict=True))
+
+
+# -- found by benchmarks/bad_inputs.py (issue 12's audit) --
+def test_save_pretrained_refuses_a_file_and_metrics_that_are_no_dict(tmp_path, lm):
+    (tmp_path / "a.txt").write_text("x")
+    for path, where in [(tmp_path / "a.txt", "is a file"), (tmp_path / "a.txt" / "model", "lies inside '.*a.txt', "
+                                                                                         "which is a file")]:
+        with pytest.raises(ValueError, match=rf"^`save_directory` '.*' {where}: expected a folder to write the "
+                                             r"model's files into\. Pass a new or existing folder\.$"):
+            lm.save_pretrained(path)
+    with pytest.raises(TypeError, match=r"^`metrics` must be a dict of metric name -> number, got str 'ppl 3'\. "
+                                        r"Pass e\.g\. \{'val/ppl': 120\.5\}"):
+        lm.save_pretrained(tmp_path / "hub", metrics="ppl 3")
+    assert not (tmp_path / "hub").exists()  # refused before anything is written
+    assert (lm.save_pretrained(tmp_path / "hub", metrics={"val/ppl": 3.0}) / "config.json").is_file()
+
+
+def test_write_predictions_refuses_a_folder_or_a_path_inside_a_file(tmp_path):
+    with pytest.raises(ValueError, match=r"^`path` '.*' is a folder: expected a file to write the predictions to\. "
+                                         r"Pass a file name, e\.g\. '.*predictions\.jsonl'\.$"):
+        WritePredictions(str(tmp_path))
+    (tmp_path / "a.txt").write_text("x")
+    with pytest.raises(ValueError, match=r"`path` '.*a\.txt/p\.jsonl' lies inside '.*a\.txt', which is a file"):
+        WritePredictions(str(tmp_path / "a.txt" / "p.jsonl"))
+    assert WritePredictions(str(tmp_path / "new" / "p.jsonl")).path.endswith("p.jsonl")  # a folder made later
+
+
+@pytest.mark.parametrize("prompts", ["the", ["the", 3], 7])
+def test_generate_samples_refuses_prompts_that_are_no_list_of_prompts(prompts):
+    with pytest.raises(TypeError, match=r"^`prompts` must be a list of prompts \(strings, or None to start from "
+                                        r"<bos>\), got .* Wrap a single prompt in a list: \['the'\]\.$"):
+        GenerateSamples(prompts=prompts)  # a string was iterated: one sample per character
+    assert GenerateSamples(prompts=["the", None]).prompts == ["the", None]
+
+
+def _lm_checkpoint(tmp_path, data, **sizes):
+    model = LanguageModel(data.vocab_size, pad_id=data.pad_id, **{"embedding_dim": 8, "hidden_size": 8,
+                                                                   "num_layers": 1, **sizes})
+    t = trainer(tmp_path, max_steps=2, limit_val_batches=0)
+    t.fit(model, data)
+    t.save_checkpoint(tmp_path / "lm.ckpt")
+    return tmp_path / "lm.ckpt"
+
+
+def test_resuming_from_another_tasks_checkpoint_names_the_task(tmp_path, tiny_markov):
+    rows = Dataset.from_dict({"sentence": ["a b", "c d e"] * 4, "label": [0, 1] * 4})
+    data = TextClassificationDataModule(dataset=DatasetDict(train=rows, validation=rows), batch_size=4)
+    classifier = SequenceClassifier(data.vocab_size, data.num_labels, pad_id=data.pad_id, embedding_dim=4,
+                                    hidden_size=4)
+    t = trainer(tmp_path, max_steps=1, limit_val_batches=0)
+    t.fit(classifier, data)
+    t.save_checkpoint(tmp_path / "classifier.ckpt")
+    model = LanguageModel(tiny_markov.vocab_size, pad_id=tiny_markov.pad_id, embedding_dim=4, hidden_size=4,
+                          num_layers=1)
+    with pytest.raises(ValueError, match=r"^`ckpt_path` '.*classifier\.ckpt' holds a SequenceClassifier, not a "
+                                         r"LanguageModel .* Resume from a LanguageModel checkpoint, or load this one "
+                                         r"with its own task\.$"):  # it said: the vocabularies differ
+        trainer(tmp_path, max_steps=3, limit_val_batches=0).fit(model, tiny_markov, ckpt_path=tmp_path /
+                                                                "classifier.ckpt")
+
+
+def test_resuming_with_other_sizes_names_the_settings_that_differ(tmp_path, tiny_markov):
+    ckpt = _lm_checkpoint(tmp_path, tiny_markov)
+    model = LanguageModel(tiny_markov.vocab_size, pad_id=tiny_markov.pad_id, embedding_dim=8, hidden_size=16,
+                          num_layers=1)
+    with pytest.raises(ValueError, match=r"^`ckpt_path` '.*lm\.ckpt' does not fit this LanguageModel because "
+                                         r"settings differ \(hidden_size=8 saved, 16 here\): \d+ weights have other "
+                                         r"shapes, e\.g\. .* resume with the settings it was saved with, or start a "
+                                         r"new run without `ckpt_path`\.$"):  # it was torch's size-mismatch error
+        trainer(tmp_path, max_steps=3, limit_val_batches=0).fit(model, tiny_markov, ckpt_path=ckpt)
+    with pytest.raises(ValueError, match=r"^the checkpoint does not fit this LanguageModel: \d+ weights have other "
+                                         r"shapes, e\.g\. net\.encoder\.rnn\.weight_ih_l0 \(32, 8\) saved, \(64, 8\) "
+                                         r"here\."):  # an override (Lightning writes it into the saved settings too)
+        LanguageModel.load_from_checkpoint(ckpt, hidden_size=16)
+
+
+def test_a_checkpoint_saved_from_python_resumes_through_the_cli(tmp_path, monkeypatch, capsys):
+    """LightningCLI reads ``--ckpt_path``'s hyper-parameters as the model's arguments, which needs the class: without
+    it, resuming a checkpoint saved from Python stopped at 'Parsing of ckpt_path hyperparameters failed!'."""
+    from rnn_lightning.cli import main
+
+    recipe = ["-c", "recipes/quickstart.yaml", "--data.init_args.train_tokens=4000",
+              "--data.init_args.validation_tokens=1000", "--data.init_args.test_tokens=1000",
+              "--trainer.enable_progress_bar=false", "--trainer.accelerator=cpu", "--trainer.logger=false",
+              "--trainer.enable_checkpointing=false", "--model.init_args.embedding_dim=8",
+              "--model.init_args.hidden_size=8", "--trainer.callbacks=[]"]
+    data = MarkovCorpusDataModule(num_words=200, branching=8, train_tokens=4000, validation_tokens=1000,
+                                  test_tokens=1000, batch_size=32)
+    ckpt = _lm_checkpoint(tmp_path, data)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "recipes").symlink_to(ROOT / "recipes")
+    with pytest.raises(SystemExit) as info:  # mid-epoch, other windows: the run cannot continue, and says why
+        main(["fit", *recipe, "--data.init_args.batch_size=16", f"--ckpt_path={ckpt}", "--trainer.max_steps=4"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert re.search(r"^error: this run cuts the training streams into windows of batch_size=16", err[-1]), err[-3:]
+    main(["test", *recipe, f"--ckpt_path={ckpt}"])  # the same checkpoint tests through the CLI
+    assert "test/ppl" in capsys.readouterr().out
+
+
+def test_the_cli_shows_a_diverged_run_as_a_message(tmp_path, monkeypatch, capsys):
+    """The quickstart with SGD at lr 1e6 and no clipping: the divergence stop's message and exit status 2, not a
+    traceback."""
+    from rnn_lightning.cli import TRACEBACK_ENV, main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(TRACEBACK_ENV, raising=False)
+    (tmp_path / "recipes").symlink_to(ROOT / "recipes")
+    with pytest.raises(SystemExit) as info:
+        main(["fit", "-c", "recipes/quickstart.yaml", "--data.init_args.train_tokens=20000",
+              "--data.init_args.validation_tokens=1000", "--data.init_args.test_tokens=1000",
+              "--trainer.enable_progress_bar=false", "--trainer.accelerator=cpu", "--trainer.logger=false",
+              "--trainer.callbacks=[]", "--trainer.enable_checkpointing=false", "--trainer.log_every_n_steps=1",
+              "--trainer.gradient_clip_val=null", "--model.init_args.optimizer=torch.optim.SGD",
+              "--model.init_args.optimizer.lr=1e6", "--model.init_args.lr_scheduler=null",
+              "--model.init_args.hidden_size=16", "--model.init_args.embedding_dim=8"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert re.search(r"^error: training diverged at step \d+ \(epoch 0\): .*Lower the optimizer's lr", err[-1])
+    assert "Traceback" not in "\n".join(err)
+
+
+def test_score_refuses_an_output_path_inside_a_file_before_loading(tmp_path, capsys):
+    from rnn_lightning.cli import main
+
+    (tmp_path / "lines.txt").write_text("a b\n")
+    with pytest.raises(SystemExit) as info:  # the checkpoint is never read
+        main(["score", "--ckpt_path", str(tmp_path / "nope.ckpt"), "--output", str(tmp_path / "lines.txt" / "o"),
+              str(tmp_path / "lines.txt")])
+    assert info.value.code == 2
+    assert re.search(r"^error: `--output` '.*lines\.txt/o' lies inside '.*lines\.txt', which is a file",
+                     capsys.readouterr().err.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.deadline(660)
+def test_the_bad_inputs_table_has_no_hang_no_silent_acceptance_and_names_each_argument(tmp_path):
+    """benchmarks/bad_inputs.py tries every public entry point (each case in a child process with a time limit):
+    every case gets an error from rnn_lightning whose last line names the argument or file the case lists (the CLI:
+    `error:` and exit status 2, no traceback), or, for the few where returning is right, the result its check
+    expects."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "benchmarks/bad_inputs.py", "--out", str(tmp_path)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    table = json.loads((tmp_path / "bad_inputs.json").read_text())
+    rows = table["rows"]
+    assert len(rows) >= 120 and len({row["entry point"] for row in rows}) >= 40
+    for entry in ("LanguageModelingDataModule", "TaggingDataModule", "TextClassificationDataModule", "Perplexity",
+                  "SpanF1", "CRF", "SequenceTagger.tag", "SequenceClassifier.classify", "LanguageModel.generate",
+                  "LanguageModel.score", "export", "LanguageModel.save_pretrained", "LanguageModel.from_pretrained",
+                  "GenerateSamples", "WritePredictions", "CLI fit", "CLI test", "CLI generate", "CLI score",
+                  "CLI export"):
+        assert any(row["entry point"] == entry for row in rows), entry
+    assert table["counts"]["HANGS"] == table["counts"]["accepted silently"] == 0, done.stdout
+    assert [row for row in rows if row["verdict"] not in ("clear", "correct (by design)")] == [], done.stdout
+    assert done.returncode == 0, done.stderr[-3000:]

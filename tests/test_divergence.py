@@ -17,6 +17,8 @@ from rnn_lightning import LanguageModel, LanguageModelingDataModule
 from rnn_lightning.constants import IGNORE_INDEX
 from rnn_lightning.tasks.finite_guard import DIVERGED_CHECKS, DIVERGED_LOSS_FACTOR
 
+pytestmark = pytest.mark.usefixtures("deadline")  # a hang fails the test (tests/conftest.py)
+
 SHAKESPEARE = CORPORA / "tinyshakespeare" / "input.txt"
 
 
@@ -108,6 +110,7 @@ def _unigram_perplexity(train_loader, val_loader, vocab_size: int) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.deadline(900)
 @pytest.mark.skipif(not SHAKESPEARE.exists(), reason="needs tinyshakespeare/input.txt (tests/corpora.py)")
 def test_a_char_model_from_the_defaults_trains_with_a_default_trainer(tmp_path):
     lines = [line for line in SHAKESPEARE.read_text().splitlines() if line.strip()]

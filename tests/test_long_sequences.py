@@ -19,6 +19,8 @@ from rnn_lightning.nn import RecurrentEncoder
 from rnn_lightning.nn.packing import BY_LENGTH_ABOVE, run_by_length
 from rnn_lightning.nn.stack import ConnectedStack, make_rnn
 
+pytestmark = pytest.mark.usefixtures("deadline")  # a hang fails the test (tests/conftest.py)
+
 
 def _torch_packed(rnn, inputs, lengths, state):
     """The reference: torch's own packing and unpacking around the same module."""
@@ -85,6 +87,7 @@ def test_one_long_text_among_short_ones_trains_an_epoch_quickly(tmp_path):
     assert time.perf_counter() - start < 12
 
 
+@pytest.mark.deadline(360)  # the subprocess's own limit is 300 s
 def test_long_input_benchmark_paths_agree(tmp_path):
     root = Path(__file__).resolve().parent.parent
     subprocess.run([sys.executable, "benchmarks/bench_long_input.py", "--quick", "--out", str(tmp_path)], cwd=root,

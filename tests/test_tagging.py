@@ -217,6 +217,7 @@ class RecordLosses(L.Callback):
         self.losses.append(float(outputs["loss"]))
 
 
+@pytest.mark.usefixtures("deadline")  # issue 12: a hang fails the test
 def test_iob1_crf_trains_on_conll_b_tags_without_conversion(tmp_path):
     """IOB1 data with B-X after O and first in a sentence, a CRF over IOB1 (no `train_scheme`): every gold path is
     allowed by the CRF's masks, so the loss is a likelihood of the usual size (a forbidden gold move scores -1e4,
@@ -252,6 +253,7 @@ def test_more_processes_than_evaluation_sentences_is_an_error(rule_data):
         dm.val_dataloader()
 
 
+@pytest.mark.usefixtures("deadline")  # issue 12: a hang fails the test
 def test_checkpoint_with_other_labels_is_refused(rule_data, tmp_path):
     dm = TaggingDataModule(dataset=rule_data)
     model = SequenceTagger(dm.vocab_size, dm.num_labels, pad_id=dm.pad_id, labels=dm.labels, embedding_dim=8,
