@@ -309,3 +309,13 @@ def test_a_label_column_of_one_kind_keeps_its_labels(tmp_path, labels, expected)
 def test_embedding_dim_is_named_as_the_user_wrote_it():
     with pytest.raises(ValueError, match=r"^`embedding_dim` must be a positive integer, got 0\.$"):
         LanguageModel(10, embedding_dim=0)
+
+
+def test_a_classifier_with_no_input_feature_names_embedding_dim():
+    from rnn_lightning import SequenceClassifier
+
+    with pytest.raises(ValueError, match=r"^`embedding_dim` is 0 and no character or string features are on, so the "
+                                         r"encoder would read nothing\. .* give `lm_checkpoints`"):
+        SequenceClassifier(10, 2, embedding_dim=0)
+    with pytest.raises(ValueError, match=r"^`embedding_dim` must be a non-negative integer .* got -1\.$"):
+        SequenceClassifier(10, 2, embedding_dim=-1)

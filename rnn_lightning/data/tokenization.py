@@ -159,7 +159,8 @@ def load_tokenizer(path: str) -> Tokenizer:
     try:
         tokenizer = Tokenizer.from_file(path)
     except Exception as err:  # tokenizers raises a bare Exception for a missing or invalid file
-        raise ValueError(f"`tokenizer` {path!r} is not a readable HF tokenizer.json file ({err}).") from err
+        raise ValueError(f"`tokenizer` {path!r} is not a readable HF tokenizer.json file ({err}). Pass 'word' or "
+                         "'char' to count a vocabulary from train, or the path of a tokenizer.json.") from err
     missing = [t for t in SPECIAL_TOKENS if tokenizer.token_to_id(t) is None]
     if missing:
         tokenizer.add_special_tokens(missing)

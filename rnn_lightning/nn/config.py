@@ -82,8 +82,11 @@ class EncoderConfig:
     forget_bias: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("embedding_dim", "hidden_size", "num_layers", "char_embedding_dim", "char_hidden_size"):
-            check_size(name, getattr(self, name))  # the user's names (the encoder calls the first `input_size`)
+        for name in ("hidden_size", "num_layers", "char_embedding_dim", "char_hidden_size"):
+            check_size(name, getattr(self, name))
+        if isinstance(self.embedding_dim, bool) or not isinstance(self.embedding_dim, int) or self.embedding_dim < 0:
+            raise ValueError(f"`embedding_dim` must be a non-negative integer (0: string embeddings alone), got "
+                             f"{self.embedding_dim!r}.")
         if self.last_hidden_size is not None:
             check_size("last_hidden_size", self.last_hidden_size)
         for name in ("dropout", "dropout_embedding", "dropout_output", "word_dropout", "dropout_words"):

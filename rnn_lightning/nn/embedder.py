@@ -49,6 +49,10 @@ class EmbedEncode(nn.Module):
         self.strings = strings
         input_size = (encoder.embedding_dim + (self.chars.output_dim if self.chars is not None else 0)
                       + (strings.output_dim if strings is not None else 0))
+        if input_size == 0:
+            raise ValueError("`embedding_dim` is 0 and no character or string features are on, so the encoder would "
+                             "read nothing. Set `embedding_dim` > 0, or give `lm_checkpoints` to read string "
+                             "embeddings alone.")
         self.encoder = encoder.recurrent_encoder(input_size)
         self.dropout_in = nn.Dropout(encoder.embedding_dropout)
         self.dropout_out = nn.Dropout(encoder.output_dropout)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from rnn_lightning.nn.checks import check_token_id
+from rnn_lightning.nn.checks import check_size, check_token_id
 from rnn_lightning.nn.config import EncoderConfig
 from rnn_lightning.nn.embedding_dropout import EmbeddingDropout
 from rnn_lightning.nn.encoder import State
@@ -53,6 +53,7 @@ class RNNLanguageModelNet(nn.Module):
         if not isinstance(vocab_size, int) or vocab_size < 2:
             raise ValueError(f"`vocab_size` must be an integer >= 2, got {vocab_size!r}.")
         embedding_dim, hidden_size = encoder.embedding_dim, encoder.output_dim
+        check_size("embedding_dim", embedding_dim)  # a language model reads its words' embeddings alone
         check_token_id("pad_id", encoder.pad_id, vocab_size)
         self.embedding = EmbeddingDropout(vocab_size, embedding_dim, padding_idx=encoder.pad_id,
                                           dropout=encoder.dropout_words)
