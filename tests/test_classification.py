@@ -85,6 +85,7 @@ def test_local_tsv_keeps_quotes_and_names_labels(tmp_path):
     assert batch["tokens"].tolist() == [[unk, unk]]  # '"' and 'great' alone never occur in train
 
 
+@pytest.mark.usefixtures("deadline")  # issue 12: a hang fails the test
 def test_classification_errors():
     train = corpus(50, 0)
     with pytest.raises(ValueError, match=r"'validation' split has labels that are not in the label set \['0', '1'\]: "
