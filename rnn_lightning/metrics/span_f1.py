@@ -11,6 +11,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from rnn_lightning.compat import apply_keeping_dtypes
+from rnn_lightning.constants import IGNORE_INDEX
 from rnn_lightning.functional.span_f1 import (
     _averaged,
     _check,
@@ -131,7 +132,7 @@ class SpanF1(Metric):
             preds = preds.argmax(-1)  # (B, T)
         if not isinstance(target, Tensor):
             raise TypeError(f"SpanF1.update: `target` must be a tensor of label ids, got {type(target).__name__}.")
-        keep = target != -100  # (B, T)
+        keep = target != IGNORE_INDEX  # (B, T)
         if mask is not None:
             if isinstance(mask, Tensor) and mask.shape != target.shape:
                 raise ValueError(

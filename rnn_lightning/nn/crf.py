@@ -77,6 +77,7 @@ class CRF(nn.Module):
         self,
         num_tags: int,
         allowed_transitions: Tensor | None = None,
+        *,
         allowed_start: Tensor | None = None,
         allowed_end: Tensor | None = None,
     ) -> None:
