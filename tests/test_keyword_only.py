@@ -73,3 +73,11 @@ def test_swappable_arguments_by_position_are_a_type_error():
     assert StreamWindows(streams, 2, rank=1, world_size=2).rows == slice(1, 2)
     with pytest.raises(TypeError):
         RaggedSequences(np.arange(3), np.array([0, 3]), np.zeros(3, dtype=np.int64))
+
+
+def test_generation_settings_are_keyword_only():
+    """``generate(prompt, 20, 0.9)`` could mean a length and a temperature or a temperature and a top_k."""
+    from rnn_lightning import LanguageModel
+
+    parameters = inspect.signature(LanguageModel.generate).parameters.values()
+    assert [p.name for p in parameters if p.kind == p.POSITIONAL_OR_KEYWORD] == ["self", "prompt"]
