@@ -81,3 +81,11 @@ def test_generation_settings_are_keyword_only():
 
     parameters = inspect.signature(LanguageModel.generate).parameters.values()
     assert [p.name for p in parameters if p.kind == p.POSITIONAL_OR_KEYWORD] == ["self", "prompt"]
+
+
+def test_a_random_markov_source_takes_its_shape_by_keyword():
+    from rnn_lightning.data.markov import MarkovSource
+
+    with pytest.raises(TypeError):
+        MarkovSource.random(20, 4)  # a branching, or a mean line length?
+    assert MarkovSource.random(20, branching=4, seed=0).transition.shape == (20, 20)
