@@ -16,7 +16,7 @@ The ``ours`` rows also give the median time of each stage (``load``: ``load_data
 vocabulary counting (or reading the store's tokenizer); ``store``: ``prepare_data``, tokenizing every split into
 the token store (or finding it); ``streams``: ``setup``, memory-mapping the token files into ``StreamWindows``).
 
-Usage: ``python benchmarks/bench_data.py [--out DIR] [--quick] [--repeats N] [--threads N]``
+Usage: ``python benchmarks/bench_data.py [--data DIR] [--out DIR] [--quick] [--repeats N] [--threads N]``
 """
 
 from __future__ import annotations
@@ -34,10 +34,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks.common` when run as a script
 
-from benchmarks.common import median_seconds, print_table, write_json  # noqa: E402
+from benchmarks.common import CORPORA, median_seconds, print_table, write_json  # noqa: E402
 
 NAME = "bench_data"
-DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wikitext-2"
 FILES = {"train": "train.txt", "validation": "valid.txt", "test": "test.txt"}
 TRAIN_BATCH, EVAL_BATCH = 20, 10
 EXPECTED_TRAIN_TARGETS = 2_088_628  # words + one <eos> per line, the pytorch/examples count
@@ -78,23 +77,23 @@ def batchify(data: torch.Tensor, batch_size: int) -> torch.Tensor:
     return data.narrow(0, 0, nbatch * batch_size).view(batch_size, -1).contiguous()
 
 
-def plain_reader() -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], Dictionary]:
+def plain_reader(data: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], Dictionary]:
     """All three splits: the flat ids and the batchified streams."""
     dictionary = Dictionary()
-    flat = {split: plain_tokenize(DATA_DIR / name, dictionary) for split, name in FILES.items()}
+    flat = {split: plain_tokenize(data / name, dictionary) for split, name in FILES.items()}
     streams = {split: batchify(ids, TRAIN_BATCH if split == "train" else EVAL_BATCH) for split, ids in flat.items()}
     return flat, streams, dictionary
 
 
 # -- ours ------------------------------------------------------------------------------------------------------
-def ours(cache_dir: str, stages: dict[str, float] | None = None) -> Any:
+def ours(data: Path, cache_dir: str, stages: dict[str, float] | None = None) -> Any:
     """A fresh DataModule over the text files, set up for fit and test; ``stages`` gets each stage's seconds."""
     from rnn_lightning.data.language_modeling import LanguageModelingDataModule
 
     t0 = time.perf_counter()
     dm = LanguageModelingDataModule(
         path="text",
-        data_files={split: str(DATA_DIR / name) for split, name in FILES.items()},
+        data_files={split: str(data / name) for split, name in FILES.items()},
         batch_size=TRAIN_BATCH,
         eval_batch_size=EVAL_BATCH,
         cache_dir=cache_dir,
@@ -161,15 +160,18 @@ def check_same_tokens(dm: Any, flat: dict[str, torch.Tensor], dictionary: Dictio
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"), help="output folder")
+    parser.add_argument("--data", default=str(CORPORA / "wikitext-2"),
+                        help="the folder of WikiText-2's train.txt, valid.txt, test.txt")
     parser.add_argument("--quick", action="store_true", help="2 repeats instead of 5 (a smoke test)")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per row (default 5; quick 2)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     args = parser.parse_args()
-    missing = [name for name in FILES.values() if not (DATA_DIR / name).is_file()]
+    data = Path(args.data)
+    missing = [name for name in FILES.values() if not (data / name).is_file()]
     if missing:
         sys.exit(
-            f"bench_data: WikiText-2 text files {missing} not found in {DATA_DIR}. Put train.txt, valid.txt "
-            "and test.txt (the pytorch/examples word_language_model/data/wikitext-2 files) there."
+            f"bench_data: WikiText-2 text files {missing} not found in {data}. Put train.txt, valid.txt "
+            "and test.txt (the pytorch/examples word_language_model/data/wikitext-2 files) there, or pass --data."
         )
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -180,19 +182,19 @@ def main() -> None:
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
 
-    plain_seconds = median_seconds(plain_reader, repeats=repeats, warmup=1)
-    flat, plain_streams, dictionary = plain_reader()
+    plain_seconds = median_seconds(lambda: plain_reader(data), repeats=repeats, warmup=1)
+    flat, plain_streams, dictionary = plain_reader(data)
 
     with tempfile.TemporaryDirectory(prefix="bench_data_") as root:
         counter = iter(range(10**6))
 
         def cold(stages: dict[str, float]) -> None:
-            ours(str(Path(root) / f"cold{next(counter)}"), stages)  # a new, empty cache every call
+            ours(data, str(Path(root) / f"cold{next(counter)}"), stages)  # a new, empty cache every call
 
         cold_seconds, cold_stages = timed_with_stages(cold, repeats)
         warm_dir = str(Path(root) / "warm")  # filled by the warmup call of `timed_with_stages`
-        warm_seconds, warm_stages = timed_with_stages(lambda stages: ours(warm_dir, stages), repeats)
-        dm = ours(warm_dir)
+        warm_seconds, warm_stages = timed_with_stages(lambda stages: ours(data, warm_dir, stages), repeats)
+        dm = ours(data, warm_dir)
         checks = check_same_tokens(dm, flat, dictionary)
         shapes = {
             split: {"ours": list(dm._streams[split].inputs.shape), "plain": list(plain_streams[split].shape)}

@@ -37,10 +37,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks.common` when run as a script
 
-from benchmarks.common import median_seconds, print_table, write_json  # noqa: E402
+from benchmarks.common import CORPORA, median_seconds, print_table, write_json  # noqa: E402
 
 NAME = "span_f1"
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "conll2003" / "eng.train"
+DATA = CORPORA / "conll2003" / "eng.train"
 CONLL_TYPES = ("LOC", "MISC", "ORG", "PER")
 SENTENCES, TOKENS = 14_041, 203_621  # eng.train without -DOCSTART-
 CORRUPT = 0.10  # fraction of predicted tags replaced by another label

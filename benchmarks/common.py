@@ -12,6 +12,9 @@ from typing import Any
 
 import torch
 
+# The corpora, in the README's layout (``data/<corpus>/`` in the checkout); each script takes ``--data`` for another.
+CORPORA = Path(__file__).resolve().parents[1] / "data"
+
 
 def median_seconds(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> float:
     """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` untimed runs (CUDA synchronized)."""

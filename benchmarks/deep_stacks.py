@@ -29,13 +29,13 @@ import torch.nn.functional as F
 if __package__ in (None, ""):  # run as `python benchmarks/deep_stacks.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import print_table, write_json  # noqa: E402
+from benchmarks.common import CORPORA, print_table, write_json  # noqa: E402
 from rnn_lightning import LanguageModel, LanguageModelingDataModule  # noqa: E402
 from rnn_lightning.constants import IGNORE_INDEX  # noqa: E402
 from rnn_lightning.nn.stack import CONNECTIONS  # noqa: E402
 
 NAME = "deep_stacks"
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
+DATA = CORPORA / "tinyshakespeare" / "input.txt"
 
 
 def data_module(path: Path, quick: bool) -> LanguageModelingDataModule:

@@ -5,7 +5,7 @@ scored with ``Perplexity`` over the same validation and test targets ``LanguageM
 once, ``<bos>`` never), so their numbers sit beside an LSTM recipe's ``test/ppl``.
 
 Usage:
-    python benchmarks/ngram_wikitext2.py [--data ../shared/data/wikitext-2] [--orders 3 5] [--out DIR]
+    python benchmarks/ngram_wikitext2.py [--data data/wikitext-2] [--orders 3 5] [--out DIR]
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python benchmarks/ngram_wikitext2.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import print_table, write_json  # noqa: E402
+from benchmarks.common import CORPORA, print_table, write_json  # noqa: E402
 from rnn_lightning import LanguageModelingDataModule, Perplexity  # noqa: E402
 from rnn_lightning.constants import IGNORE_INDEX  # noqa: E402
 from rnn_lightning.data.tokenization import BOS  # noqa: E402
@@ -43,7 +43,8 @@ def perplexity(lm: KneserNey, dm: LanguageModelingDataModule, split: str, bos: i
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "wikitext-2"))
+    parser.add_argument("--data", default=str(CORPORA / "wikitext-2"),
+                        help="the folder of train.txt, valid.txt, test.txt")
     parser.add_argument("--orders", type=int, nargs="+", default=[3, 5])
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args()

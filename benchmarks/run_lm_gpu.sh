@@ -13,14 +13,15 @@
 # Each part takes about 5 minutes: run them as two commands within one session, e.g.
 #   PARTS=lstm bash benchmarks/run_lm_gpu.sh OUT_DIR ; PARTS=awd bash benchmarks/run_lm_gpu.sh OUT_DIR
 #   SMOKE=1 bash benchmarks/run_lm_gpu.sh OUT_DIR        # CPU, tiny networks, a few steps: checks the script itself
-# DATA_ROOT: the folder holding wikitext-2/ (default ../shared/data, else shared/data); PYTHON: the interpreter.
+# DATA_ROOT: the folder holding wikitext-2/ (default: data/ in the checkout, as the README lays it out, else
+# ../shared/data or shared/data); PYTHON: the interpreter.
 set -uo pipefail
 out=$(mkdir -p "${1:?usage: bash benchmarks/run_lm_gpu.sh OUT_DIR}" && cd "$1" && pwd)
 repo=$(cd "$(dirname "$0")/.." && pwd)
 py=${PYTHON:-python3}
 data=${DATA_ROOT:-}
 if [ -z "$data" ]; then
-    for candidate in "$repo/../shared/data" "$repo/shared/data"; do
+    for candidate in "$repo/data" "$repo/../shared/data" "$repo/shared/data"; do
         [ -d "$candidate/wikitext-2" ] && data=$candidate && break
     done
 fi

@@ -23,10 +23,10 @@ from rnn_lightning.tasks.schedules import SlantedTriangularLR
 
 __version__ = "0.1.0"
 __all__ = [
-    "AddingDataModule", "CopyDataModule", "RecallDataModule",  # long-range tasks (issue 17)
+    "AddingDataModule", "CopyDataModule", "RecallDataModule",  # long-range tasks
     "GenerateSamples",
     "GradientFlowMonitor",
-    "GradualUnfreezing", "SlantedTriangularLR",  # ULMFiT (issue 15)
+    "GradualUnfreezing", "SlantedTriangularLR",  # ULMFiT
     "LanguageModel",
     "LanguageModelingDataModule",
     "MarkovCorpusDataModule",
@@ -39,5 +39,5 @@ __all__ = [
     "TextClassificationDataModule",
     "TokensPerSecond",
     "WritePredictions",
-    "load_pretrained",  # the model hub (issue 16)
+    "load_pretrained",  # the model hub
 ]

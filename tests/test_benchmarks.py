@@ -44,6 +44,20 @@ def rows(tmp_path: Path, name: str) -> list[dict]:
     return record(tmp_path, name)["rows"]
 
 
+
+def test_benchmarks_read_the_corpora_from_the_readme_layout_unless_told():
+    """A script that reads a real corpus defaults to ``data/<corpus>/`` in the checkout (where the README puts the
+    corpora) and takes ``--data`` for another place; none reaches for a folder beside the checkout."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.common import CORPORA
+
+    assert CORPORA == ROOT / "data"
+    for script in sorted((ROOT / "benchmarks").glob("*.py")):
+        text = script.read_text()
+        assert '"shared"' not in text and "../shared" not in text, script.name
+        if "CORPORA /" in text:
+            assert '"--data"' in text, script.name
+
 @pytest.mark.slow
 @pytest.mark.parametrize("precision", ["32", "bf16-mixed"])
 def test_language_model_in_the_trainer_trains_exactly_like_the_hand_written_loop(tmp_path, precision):
@@ -101,7 +115,7 @@ def test_crf_benchmark_matches_pytorch_crf(tmp_path):
 @pytest.mark.slow
 def test_span_f1_benchmark_equals_seqeval(tmp_path):
     # the script exits non-zero unless P, R, F1 and each type's F1 equal seqeval's (micro ==, macro/weighted 1e-12)
-    run_benchmark("bench_span_f1", tmp_path, "--quick")
+    run_benchmark("bench_span_f1", tmp_path, "--quick", "--data", str(CORPORA / "conll2003" / "eng.train"))
     table = {row["method"]: row for row in rows(tmp_path, "span_f1")}
     assert set(table) == {"seqeval", "ours from strings", "ours tensors",
                           "seqeval strict", "ours strict from strings", "ours strict tensors"}
@@ -181,7 +195,7 @@ def test_profile_script_profiles_both_contenders(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not WIKITEXT2.is_dir(), reason="needs the WikiText-2 files (tests/corpora.py)")
 def test_data_benchmark_reads_the_plain_readers_tokens(tmp_path):
-    run_benchmark("bench_data", tmp_path, "--quick", "--repeats", "1")
+    run_benchmark("bench_data", tmp_path, "--quick", "--repeats", "1", "--data", str(WIKITEXT2))
     result = record(tmp_path, "bench_data")
     assert set(result["checks"]) == {"train", "validation", "test"}
     assert all(check["same_tokens"] for check in result["checks"].values()), result["checks"]
@@ -196,7 +210,7 @@ def test_data_benchmark_reads_the_plain_readers_tokens(tmp_path):
 @pytest.mark.skipif(not (CORPORA / "tinyshakespeare").is_dir(),
                     reason="needs tinyshakespeare/input.txt (tests/corpora.py)")
 def test_deep_stacks_benchmark_trains_every_connection(tmp_path):
-    run_benchmark("deep_stacks", tmp_path, "--quick")
+    run_benchmark("deep_stacks", tmp_path, "--quick", "--data", str(CORPORA / "tinyshakespeare" / "input.txt"))
     runs = rows(tmp_path, "deep_stacks")
     assert [(row["cell"], row["connection"]) for row in runs] == [
         (cell, connection) for cell in ("rnn_tanh", "lstm") for connection in ("none", "residual", "dense", "highway")

@@ -80,6 +80,7 @@ def test_generate_command_requires_a_checkpoint(capsys):
     assert "--ckpt_path" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch, Lightning and datasets
 def test_importing_the_library_does_not_import_wandb():
     import subprocess
     import sys
@@ -244,6 +245,7 @@ def test_careless_command_lines_end_in_a_message_and_status_2(tmp_path, monkeypa
     assert re.search(match, err, re.M) and "Traceback" not in err
 
 
+@pytest.mark.slow  # the CLI's fit, then its test
 def test_test_command_from_a_classifier_checkpoint(tmp_path, monkeypatch, capsys):
     """LightningCLI reads a checkpoint's hyperparameters back into the model's arguments: a classifier's must hold
     only its own arguments (its base class's ``char_vocab`` was saved too and broke ``rnn-lightning test``)."""

@@ -277,7 +277,7 @@ def test_decoded_paths_are_allowed_and_best(scheme, batch, steps, scale, seed):
 
 
 # -- long sequences -------------------------------------------------------------------------------------------------
-@pytest.mark.slow  # 3-7 s on 2 CPU cores: three loops of 100k small steps (forward, backward, Viterbi)
+@pytest.mark.slow  # three loops of 100k small steps (forward, backward, Viterbi)
 def test_long_sequence_runs_in_linear_memory():
     steps, labels = 100_000, ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-MISC", "I-MISC"]
     start, trans, end = allowed_transitions(labels, "IOB2")

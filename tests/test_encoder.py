@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from rnn_lightning.nn import EncoderConfig, RecurrentEncoder, RNNLanguageModelNet
+from rnn_lightning.nn import ConnectedStack, EncoderConfig, RecurrentEncoder, RNNLanguageModelNet
 
 
 def _reference(cell: str, weights: dict, x: torch.Tensor, num_layers: int) -> torch.Tensor:
@@ -75,7 +75,8 @@ def test_bidirectional_output_dim_and_reverse_direction():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(cell="transformer"), "`cell` must be one of"),
+        (dict(cell="transformer"), r"`cell` must be one of \('rnn_tanh', 'rnn_relu', 'gru', 'lstm'\), got 'transf"),
+        (dict(connection="skip"), r"`connection` must be one of \('none', 'residual', 'dense', 'highway'\), got 'sk"),
         (dict(num_layers=0), "`num_layers` must be a positive integer"),
         (dict(dropout=1.0), r"`dropout` must be a probability in \[0, 1\)"),
         (dict(dropout=-0.1), "`dropout`"),
@@ -84,6 +85,11 @@ def test_bidirectional_output_dim_and_reverse_direction():
 def test_encoder_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         RecurrentEncoder(4, 4, **kwargs)
+
+
+def test_connected_stack_names_a_bad_connection_as_the_encoder_does():
+    with pytest.raises(ValueError, match=r"`connection` must be one of \(.*\), got 'skip'\.$"):
+        ConnectedStack(4, 4, num_layers=2, connection="skip")
 
 
 def test_language_model_refuses_bidirectional_with_reason():

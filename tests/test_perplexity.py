@@ -77,7 +77,7 @@ def test_low_precision_logits_stay_finite_where_torchmetrics_gives_inf(dtype, sc
     metric.update(logits, target)
     for value in (ours, metric.compute()):
         assert torch.isfinite(value)
-        assert value.item() == pytest.approx(expected, rel=1e-4)  # the brief asks for 1%; we get far better
+        assert value.item() == pytest.approx(expected, rel=1e-4)  # float64 reference: 1e-4 is loose for float32
 
     peer = TorchmetricsPerplexity()
     peer.update(logits, target)

@@ -50,10 +50,10 @@ FIRST_STAGES = {  # recipe -> the recipes whose checkpoints it starts from (with
 }
 ULMFIT_SMALL = ["--model.init_args.hidden_size", "16", "--model.init_args.embedding_dim", "16"]  # each stage's
 GENERATED = "long_range/"  # recipes whose data is generated: nothing to read from data/
-SLOW = {"lm/wikitext2_lstm_650x2_tied.yaml", "lm/tinyshakespeare_char_lstm.yaml",  # full-size networks on a CPU
-        "lm/wikitext2_char_lstm_forward.yaml", "lm/wikitext2_char_lstm_backward.yaml",  # WikiText-2 by characters
-        "tagging/conll2003_ner_string_embeddings.yaml",  # ... which it trains first
-        "lm/sst2_lm_finetune.yaml", "classification/sst2_ulmfit.yaml"}  # ... and a WikiText-2 word LM first
+WRITTEN_HERE = {"ptb_local.yaml", "wikitext103_local.yaml"}  # corpora the test writes a few lines of (not shared)
+# A run that reads a real corpus tokenizes all of it (seconds each, minutes for all): left to `-m slow`, so the
+# default suite's time does not depend on whether the corpora are in data/.
+SLOW = {recipe for recipe, fragment in LOCAL_DATA.items() if fragment not in WRITTEN_HERE}
 TWO_STEPS = ["--trainer.accelerator", "cpu", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
              "--trainer.limit_val_batches", "2", "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
              "--trainer.logger.init_args.save_dir", "logs"]  # (a limit of "1" would parse as 1.0: the whole epoch)
@@ -202,6 +202,7 @@ def test_every_recipe_keeps_its_newest_state_in_last_ckpt(recipe):
     assert not any(c.get("save_last") for c in callbacks if c.get("monitor")), callbacks
 
 
+@pytest.mark.slow  # three runs of several epochs
 def test_last_ckpt_is_the_newest_state_when_the_monitored_metric_stops_improving(tmp_path, tiny_markov, tiny_lm):
     """The recipes' two checkpoints in a run whose val/loss never improves after the first epoch (lr 0)."""
     import lightning as L

@@ -35,7 +35,8 @@ def test_eval_streams_cover_every_target_once_across_ranks(num_ids, ranks, per_r
     inputs, targets = split_streams(ids, streams, pad_id=-1, drop_remainder=False)
     seen = []
     for rank in range(ranks):
-        windows = StreamWindows(TokenStreams(ids, streams, pad_id=-1, drop_remainder=False), bptt, rank, ranks)
+        windows = StreamWindows(TokenStreams(ids, streams, pad_id=-1, drop_remainder=False), bptt, rank=rank,
+                                world_size=ranks)
         assert len(list(windows)) == len(windows)
         for x, y in windows:
             assert x.shape == y.shape and x.shape[0] == per_rank and x.shape[1] <= bptt

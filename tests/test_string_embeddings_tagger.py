@@ -2,6 +2,7 @@
 checkpoints: trained by the real Trainer with the LMs frozen (bit-identical afterwards) or fine-tuned, and predicting
 from its own checkpoint alone."""
 
+import re
 import shutil
 
 import pytest
@@ -18,8 +19,8 @@ SENTENCES = [(["Ann", "met", "Bob", "in", "Rome", "."], ["B-PER", "O", "B-PER", 
              (["Rome", "and", "Paris", "are", "far"], ["B-LOC", "O", "B-LOC", "O", "O"])] * 4
 
 
-def _train_lm(folder, direction, tokenizer="char"):
-    lines = [" ".join(words) for words, _ in SENTENCES]
+def _train_lm(folder, direction, tokenizer="char", lines=None):
+    lines = lines or [" ".join(words) for words, _ in SENTENCES]
     data = Dataset.from_dict({"text": lines})
     dm = LanguageModelingDataModule(dataset=DatasetDict(train=data, validation=data), tokenizer=tokenizer,
                                     direction=direction, batch_size=2, eval_batch_size=2, bptt=8)
@@ -155,3 +156,39 @@ def test_a_classifier_reads_string_embeddings_too_and_classifies_from_its_checkp
     for direction, lm in (("forward", strings.forward_lm), ("backward", strings.backward_lm)):
         saved = _lm_weights(lms[f"{direction}-char"])
         assert all(torch.equal(lm.state_dict()[k], saved[k]) for k in saved), direction  # frozen through training
+
+
+@pytest.mark.slow  # two language models, then the CLI's fit and test
+def test_the_test_command_reads_a_taggers_checkpoint_whose_lm_vocabulary_holds_yaml_symbols(tmp_path, monkeypatch,
+                                                                                           capsys):
+    """``rnn-lightning test --ckpt_path`` puts the checkpoint's hyperparameters back into the model's arguments. The
+    language models' vocabularies there held characters that YAML reads as other things (``?`` a mapping key, ``~``
+    null, ``1`` a number): the command failed on a real corpus's LMs (WikiText-2 has ``?``). It now evaluates the
+    checkpoint and prints what evaluating it in Python gives."""
+    import json
+
+    from rnn_lightning.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    odd = ["Who met Ann ? 1 ~ : - [x] # a , b", *[" ".join(words) for words, _ in SENTENCES]]
+    paths = [_train_lm(tmp_path, direction, lines=odd) for direction in ("forward", "backward")]
+    rows = "\n\n".join("\n".join(f"{w} NNP I-NP {t}" for w, t in zip(words, tags)) for words, tags in SENTENCES)
+    (tmp_path / "eng.txt").write_text(rows + "\n")
+    files = {split: str(tmp_path / "eng.txt") for split in ("train", "validation", "test")}
+    settings = dict(path="conll", data_files=files, tag_scheme="IOB2", serve_words=True, batch_size=4,
+                    eval_batch_size=8, cache_dir=str(tmp_path / "cache"))
+    data = [f"--data.init_args.{k}={json.dumps(v) if isinstance(v, dict) else v}" for k, v in settings.items()]
+    command = ["--model", "rnn_lightning.SequenceTagger", f"--model.init_args.lm_checkpoints={json.dumps(paths)}",
+               "--model.init_args.embedding_dim=8", "--model.init_args.hidden_size=16", "--model.init_args.crf=true",
+               "--data", "rnn_lightning.TaggingDataModule", *data, "--trainer.logger=false",
+               "--trainer.enable_progress_bar=false", "--trainer.limit_val_batches=0"]
+    main(["fit", *command, "--trainer.max_steps=2"])
+    (ckpt,) = (tmp_path / "checkpoints").glob("*.ckpt")
+    loaded = SequenceTagger.load_from_checkpoint(ckpt, map_location="cpu")
+    assert "?" in loaded.hparams.lm_settings["forward"]["vocab"]
+    (expected,) = trainer(tmp_path).test(loaded, TaggingDataModule(**settings), verbose=False)
+    capsys.readouterr()
+    main(["test", *command, "--ckpt_path", str(ckpt)])
+    printed = dict(re.findall(r"(test/\w+)\s+([0-9.]+)", capsys.readouterr().out))
+    assert printed.keys() == expected.keys(), printed
+    assert all(float(printed[k]) == pytest.approx(v, abs=1e-6) for k, v in expected.items()), (printed, expected)

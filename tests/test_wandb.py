@@ -151,7 +151,7 @@ def run_dirs(workdir: Path) -> list[Path]:
 
 def expected_vocab_size() -> int:
     """Distinct words of the train split (the word tokenizer's vocabulary) plus the special tokens."""
-    source = MarkovSource.random(CORPUS["num_words"], CORPUS["branching"], seed=CORPUS["seed"])
+    source = MarkovSource.random(CORPUS["num_words"], branching=CORPUS["branching"], seed=CORPUS["seed"])
     corpus = markov_corpus(source, CORPUS["train_tokens"], CORPUS["validation_tokens"], CORPUS["test_tokens"],
                            CORPUS["seed"])
     return len({word for line in corpus["train"]["text"] for word in line.split()}) + len(SPECIAL_TOKENS)

@@ -62,7 +62,7 @@ class NTASGD(L.Callback):
         False
     """
 
-    def __init__(self, nonmono: int = 5, monitor: str = "val/loss", finetune: bool = False) -> None:
+    def __init__(self, nonmono: int = 5, *, monitor: str = "val/loss", finetune: bool = False) -> None:
         if isinstance(nonmono, bool) or not isinstance(nonmono, int) or nonmono < 1:
             raise ValueError(f"`nonmono` must be a positive integer, got {nonmono!r}. AWD-LSTM uses 5.")
         self.nonmono = nonmono

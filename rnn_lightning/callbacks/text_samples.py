@@ -27,6 +27,7 @@ class GenerateSamples(L.Callback):
     def __init__(
         self,
         prompts: list[str | None] | None = None,
+        *,
         max_new_tokens: int = 30,
         temperature: float = 1.0,
         top_k: int | None = None,

@@ -8,7 +8,7 @@ from rnn_lightning.data.markov_datamodule import MarkovCorpusDataModule
 from rnn_lightning.data.tagging import TaggingDataModule
 
 __all__ = [
-    "AddingDataModule", "CopyDataModule", "RecallDataModule",  # long-range tasks (issue 17)
+    "AddingDataModule", "CopyDataModule", "RecallDataModule",  # long-range tasks
     "LanguageModelingDataModule",
     "MarkovCorpusDataModule",
     "TaggingDataModule",

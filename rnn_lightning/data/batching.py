@@ -46,6 +46,7 @@ class RaggedSequences(Dataset):
         self,
         ids: np.ndarray,
         offsets: np.ndarray,
+        *,
         tags: np.ndarray | None = None,
         labels: np.ndarray | None = None,
         max_length: int | None = None,

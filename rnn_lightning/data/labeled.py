@@ -218,7 +218,8 @@ class LabeledSequenceDataModule(CorpusDataModule):
             tags, per_row = (label_ids, None) if self.per_token else (None, label_ids)
             max_length = self.max_length if split == "train" else None  # evaluate whole sequences
             strings = flat.to_pylist() if self.serve_words else None
-            self._sequences[split] = RaggedSequences(ids, offsets, tags, per_row, max_length, chars, strings)
+            self._sequences[split] = RaggedSequences(ids, offsets, tags=tags, labels=per_row, max_length=max_length,
+                                                    chars=chars, words=strings)
         return self._sequences[split]
 
     def _dataset(self, split: str) -> RaggedSequences:
@@ -231,7 +232,7 @@ class LabeledSequenceDataModule(CorpusDataModule):
                       pin_memory=torch.cuda.is_available())
         if split == "train":  # shuffled by (seed, epoch), each process its share; resumes mid-epoch exactly
             seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
-            sampler = ResumableSampler(data, world, rank, shuffle=True, seed=seed)
+            sampler = ResumableSampler(data, num_replicas=world, rank=rank, shuffle=True, seed=seed)
             return ResumableLoader(data, sampler=sampler, batch_size=self.batch_size, **common)
         if len(data) < world:
             raise ValueError(

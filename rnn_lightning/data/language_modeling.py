@@ -337,7 +337,8 @@ class LanguageModelingDataModule(CorpusDataModule):
             streams = TokenStreams(ids, per_device * world, pad_id=self.pad_id, drop_remainder=split == "train",
                                    ignore_ids=(self.tokenizer.token_to_id(BOS),))
             variable_seed = self.bptt_seed if self.variable_bptt and split == "train" else None
-            self._streams[split] = StreamWindows(streams, self.bptt, rank, world, variable_seed=variable_seed)
+            self._streams[split] = StreamWindows(streams, self.bptt, rank=rank, world_size=world,
+                                                 variable_seed=variable_seed)
         return self._streams[split]
 
     def _dataset(self, split: str) -> StreamWindows:
@@ -345,4 +346,4 @@ class LanguageModelingDataModule(CorpusDataModule):
 
     def _loader(self, split: str) -> StreamLoader:
         # Windows are already batched (streams x bptt); the loader's state lets a run resume mid-epoch.
-        return StreamLoader(self.windows(split), self.num_workers, pin_memory=torch.cuda.is_available())
+        return StreamLoader(self.windows(split), num_workers=self.num_workers, pin_memory=torch.cuda.is_available())

@@ -102,6 +102,7 @@ class MarkovSource:
     def random(
         cls,
         vocab_size: int = 200,
+        *,
         branching: int = 8,
         mean_line_length: float = 12.0,
         concentration: float = 0.5,

@@ -189,7 +189,7 @@ class StreamWindows(Dataset):
         window's length / bptt as a Python float (AWD-LSTM scales the step's learning rate by it).
     """
 
-    def __init__(self, streams: TokenStreams, bptt: int, rank: int = 0, world_size: int = 1, *,
+    def __init__(self, streams: TokenStreams, bptt: int, *, rank: int = 0, world_size: int = 1,
                  variable_seed: int | None = None) -> None:
         if bptt < 1:
             raise ValueError(f"`bptt` must be a positive integer, got {bptt!r}.")
@@ -242,7 +242,7 @@ class StreamLoader(ResumableLoader):
         kwargs: other DataLoader arguments (Lightning re-creates loaders with them).
     """
 
-    def __init__(self, dataset: StreamWindows, num_workers: int = 0, pin_memory: bool = False, **kwargs) -> None:
+    def __init__(self, dataset: StreamWindows, *, num_workers: int = 0, pin_memory: bool = False, **kwargs) -> None:
         # Windows are already batched (streams x bptt); the sampler's skip resumes mid-epoch.
         kwargs = {"batch_size": None, "sampler": ResumableSampler(dataset, shuffle=False), **kwargs}
         super().__init__(dataset, num_workers=num_workers, pin_memory=pin_memory, **kwargs)

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from rnn_lightning.constants import IGNORE_INDEX
+
 __all__ = ["mean_nll", "nll_sum_and_count", "perplexity", "perplexity_from_nll"]
 
 
@@ -82,7 +84,7 @@ def _nll_sum_and_count(
     compute_dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
     flat_logits = logits.reshape(-1, logits.shape[-1])  # (N, V)
     flat_target = target.reshape(-1).long()  # (N,)
-    ignore = -100 if ignore_index is None else ignore_index  # -100 cannot occur: range checked
+    ignore = IGNORE_INDEX if ignore_index is None else ignore_index  # a negative id cannot occur: range checked
     # Row chunks: the float32 log-probabilities of fp16/bf16 logits cost 4 bytes per logit, and a full-size
     # float32 temporary is slow to allocate. On the CPU, chunks of about a million logits stay in cache (faster
     # than one pass: benchmarks/bench_perplexity.py); on a GPU, few large chunks keep launches few while the

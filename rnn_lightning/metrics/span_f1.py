@@ -11,6 +11,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from rnn_lightning.compat import apply_keeping_dtypes
+from rnn_lightning.constants import IGNORE_INDEX
 from rnn_lightning.functional.span_f1 import (
     _averaged,
     _check,
@@ -136,7 +137,7 @@ class SpanF1(Metric):
                 f"SpanF1.update: `preds` and `target` must have the same shape (B, T), got {tuple(preds.shape)} and "
                 f"{tuple(target.shape)}. Pass one row per sentence for both, padded to the same length."
             )
-        keep = target != -100  # (B, T)
+        keep = target != IGNORE_INDEX  # (B, T)
         if mask is not None:
             if isinstance(mask, Tensor) and mask.shape != target.shape:
                 raise ValueError(

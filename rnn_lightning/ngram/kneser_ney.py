@@ -56,7 +56,7 @@ class KneserNey:
         1.0
     """
 
-    def __init__(self, order: int, vocab_size: int, unigram: np.ndarray, orders: list[_Order],
+    def __init__(self, *, order: int, vocab_size: int, unigram: np.ndarray, orders: list[_Order],
                  discounts: list[float]) -> None:
         self.order, self.vocab_size = order, vocab_size
         self.unigram = unigram  # (V,) P_1, float64
@@ -127,7 +127,8 @@ class KneserNey:
             orders.append(_Order(keys, counts, np.bincount(context, weights=counts, minlength=prefix_types),
                                  np.bincount(context[counts > 0], minlength=prefix_types).astype(np.float64),
                                  chosen[k - 1]))
-        return cls(order, vocab_size, unigram, orders, [float(d) for d in chosen])
+        return cls(order=order, vocab_size=vocab_size, unigram=unigram, orders=orders,
+                   discounts=[float(d) for d in chosen])
 
     def _gram_ids(self, tokens: np.ndarray) -> list[np.ndarray]:
         """(N, L) ids (-1: none) -> per order k, (N, L) id of the k-gram ending at each column, -1 if never seen."""

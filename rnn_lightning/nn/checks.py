@@ -20,6 +20,12 @@ def check_size(name: str, value: int) -> None:
         raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
 
 
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    """Raise a ``ValueError`` naming ``name`` unless ``value`` is one of ``choices`` (a cell, a connection, ...)."""
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {choices}, got {value!r}.")
+
+
 def check_token_id(name: str, value: int | None, vocab_size: int) -> None:
     """Raise a ``ValueError`` naming ``name`` unless ``value`` is ``None`` or a token id in ``[0, vocab_size)``
     (``nn.Embedding`` would take a negative one as counted from the end)."""

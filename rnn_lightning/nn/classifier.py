@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from rnn_lightning.nn.checks import check_choice
 from rnn_lightning.nn.config import EncoderConfig
 from rnn_lightning.nn.embedder import EmbedEncode
 from rnn_lightning.nn.pooling import POOLINGS, Pooling, pool_states
@@ -37,8 +38,7 @@ class SequenceClassifierNet(nn.Module):
         super().__init__()
         if not isinstance(num_labels, int) or num_labels < 2:
             raise ValueError(f"`num_labels` must be an integer >= 2, got {num_labels!r}.")
-        if pooling not in POOLINGS:
-            raise ValueError(f"`pooling` must be one of {POOLINGS}, got {pooling!r}.")
+        check_choice("pooling", pooling, POOLINGS)
         self.body = EmbedEncode(vocab_size, encoder=encoder, strings=strings)
         self.classifier = nn.Linear(self.body.output_dim, num_labels)
         self.pooling, self.bidirectional = pooling, encoder.bidirectional

@@ -11,7 +11,7 @@ from rnn_lightning.nn.encoder import Cell, Connection, RecurrentEncoder
 from rnn_lightning.nn.weight_drop import check_weight_drop
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EncoderConfig:
     """How ids become contextual states; the language model, the tagger and the classifier networks take one.
 

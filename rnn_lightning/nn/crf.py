@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from rnn_lightning.nn.checks import check_choice
 from rnn_lightning.nn.crf_inference import (
     RENORM,
     forward_backward,
@@ -77,6 +78,7 @@ class CRF(nn.Module):
         self,
         num_tags: int,
         allowed_transitions: Tensor | None = None,
+        *,
         allowed_start: Tensor | None = None,
         allowed_end: Tensor | None = None,
     ) -> None:
@@ -135,8 +137,7 @@ class CRF(nn.Module):
         Returns:
             The reduced NLL, () or (B,) for ``"none"``, in float32 (float64 for double inputs).
         """
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"`reduction` must be one of {REDUCTIONS}, got {reduction!r}.")
+        check_choice("reduction", reduction, REDUCTIONS)
         emissions, tags, mask = self._check(emissions, tags, mask, check_values)
         nll = -self._log_likelihood(emissions, tags, mask)  # (B,)
         if reduction == "none":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from rnn_lightning.nn.checks import check_dropout, check_size, check_token_id
+from rnn_lightning.nn.checks import check_choice, check_dropout, check_size, check_token_id
 from rnn_lightning.nn.packing import run_rnn
 from rnn_lightning.nn.stack import CELLS, CONNECTIONS, Cell, ConnectedStack, Connection, State, make_rnn, map_state
 from rnn_lightning.nn.weight_drop import check_weight_drop
@@ -60,10 +60,8 @@ class RecurrentEncoder(nn.Module):
         forget_bias: float | None = None,
     ) -> None:
         super().__init__()
-        if cell not in CELLS:
-            raise ValueError(f"`cell` must be one of {CELLS}, got {cell!r}.")
-        if connection not in CONNECTIONS:
-            raise ValueError(f"`connection` must be one of {CONNECTIONS}, got {connection!r}.")
+        check_choice("cell", cell, CELLS)
+        check_choice("connection", connection, CONNECTIONS)
         last = hidden_size if last_hidden_size is None else last_hidden_size
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers),
                             ("last_hidden_size", last)):

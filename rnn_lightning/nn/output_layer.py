@@ -75,7 +75,7 @@ def _to_float32(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -
 class _TiedHead(nn.Module):
     """The head's weights with its shortlist rows shared with the input embedding (the word ids < ``shortlist``)."""
 
-    def __init__(self, embedding_weight: nn.Parameter, shortlist: int, n_clusters: int) -> None:
+    def __init__(self, embedding_weight: nn.Parameter, *, shortlist: int, n_clusters: int) -> None:
         super().__init__()
         self.shortlist_weight = embedding_weight  # (V, E): the same parameter as the embedding's
         self.cluster_weight = nn.Parameter(torch.empty(n_clusters, embedding_weight.shape[1]))  # (K, E)
@@ -117,7 +117,7 @@ class AdaptiveSoftmax(nn.AdaptiveLogSoftmaxWithLoss):
         check_adaptive_softmax(cutoffs, div_value, vocab_size=vocab_size, in_features=in_features)
         super().__init__(in_features, vocab_size, list(cutoffs), div_value=float(div_value))
         if tied_embedding is not None:
-            self.head = _TiedHead(tied_embedding, self.shortlist_size, self.n_clusters)
+            self.head = _TiedHead(tied_embedding, shortlist=self.shortlist_size, n_clusters=self.n_clusters)
         for module in (self.head, *self.tail):
             module.register_forward_hook(_to_float32)
 

@@ -7,6 +7,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from rnn_lightning.nn.checks import check_choice
 from rnn_lightning.nn.packing import to_device
 
 Pooling = Literal["final", "mean", "max"]
@@ -33,8 +34,7 @@ def pool_states(outputs: Tensor, lengths: Tensor, mode: Pooling = "final", bidir
         >>> [pool_states(out, lengths, m).flatten().tolist() for m in POOLINGS]
         [[3.0, 6.0], [2.0, 4.0], [3.0, 6.0]]
     """
-    if mode not in POOLINGS:
-        raise ValueError(f"`pooling` must be one of {POOLINGS}, got {mode!r}.")
+    check_choice("pooling", mode, POOLINGS)
     batch, steps, _ = outputs.shape
     lengths = to_device(lengths, outputs.device)  # (B,); CPU lengths: a non-blocking copy
     last = lengths - 1  # (B,)

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
+from rnn_lightning.nn.checks import check_choice
 from rnn_lightning.nn.locked_dropout import LockedDropout
 from rnn_lightning.nn.weight_drop import WeightDropGRU, WeightDropLSTM, WeightDropRNN
 
@@ -126,8 +127,7 @@ class ConnectedStack(nn.Module):
         forget_bias: float | None = None,
     ) -> None:
         super().__init__()
-        if connection not in CONNECTIONS:
-            raise ValueError(f"`connection` must be one of {CONNECTIONS}, got {connection!r}.")
+        check_choice("connection", connection, CONNECTIONS)
         if connection != "none" and num_layers < 2:
             raise ValueError(
                 f"`connection={connection!r}` joins stacked layers, so it needs num_layers >= 2, got {num_layers}. "

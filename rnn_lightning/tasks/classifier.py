@@ -20,7 +20,7 @@ from rnn_lightning.tasks.confidences import Classification
 from rnn_lightning.tasks.labeled import LabeledSequenceTask
 from rnn_lightning.tasks.lm_init import LanguageModelInit
 from rnn_lightning.tasks.optimizers import default_optimizer
-from rnn_lightning.tasks.string_embeddings import task_string_embeddings
+from rnn_lightning.tasks.string_embeddings import LanguageModelSettings, task_string_embeddings
 from rnn_lightning.tasks.words import split_texts
 
 
@@ -96,7 +96,7 @@ class SequenceClassifier(LabeledSequenceTask):
         pooling: Pooling = "final",
         lm_checkpoints: list[str] | None = None,
         string_embeddings_trainable: bool = False,
-        lm_settings: dict[str, Any] | None = None,
+        lm_settings: dict[str, LanguageModelSettings] | None = None,
         init_from_lm: str | None = None,
         discriminative_lr: float | None = None,
         optimizer: OptimizerCallable = default_optimizer,

@@ -467,6 +467,7 @@ class LanguageModel(RecurrentTask):
     def generate(
         self,
         prompt: str | None = None,
+        *,
         max_new_tokens: int = 50,
         temperature: float = 1.0,
         top_k: int | None = None,

@@ -5,7 +5,7 @@ checkpoint works with no language-model files."""
 from __future__ import annotations
 
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from tokenizers import Tokenizer
@@ -19,7 +19,21 @@ _ADVICE = ("Give `lm_checkpoints` the checkpoints of a forward and a backward ch
            "[checkpoints/wikitext2_char_lstm_forward/last.ckpt, checkpoints/wikitext2_char_lstm_backward/last.ckpt].")
 
 
-def read_language_models(paths: list[str]) -> tuple[dict[str, Any], dict[str, dict[str, torch.Tensor]]]:
+class LanguageModelSettings(TypedDict):
+    """One character language model as a task keeps it in its hyperparameters.
+
+    Typed to the letter because LightningCLI parses a checkpoint's hyperparameters back into the model's arguments
+    (``rnn-lightning test --ckpt_path``): under ``Any`` a character of the vocabulary such as ``?``, ``~`` or ``1``
+    is read as YAML (a mapping key, null, a number), while a ``list[str]`` keeps it a string.
+    """
+
+    hparams: dict[str, Any]  # the LanguageModel's constructor arguments (numbers, flags, cell and direction names)
+    vocab: list[str]  # its tokens in id order
+
+
+def read_language_models(
+    paths: list[str],
+) -> tuple[dict[str, LanguageModelSettings], dict[str, dict[str, torch.Tensor]]]:
     """The forward and backward language models at ``paths`` (in either order): their settings ``{direction:
     {"hparams", "vocab"}}`` (plain values, for a model's hyperparameters) and their network weights ``{direction:
     state_dict}``. Errors name ``lm_checkpoints`` and say what to give."""

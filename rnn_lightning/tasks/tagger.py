@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +25,7 @@ from rnn_lightning.nn.tagger import SequenceTaggerNet
 from rnn_lightning.tasks.confidences import ScoredPath, ScoredSpan, TaggedSentence
 from rnn_lightning.tasks.labeled import LabeledSequenceTask
 from rnn_lightning.tasks.optimizers import default_optimizer
-from rnn_lightning.tasks.string_embeddings import task_string_embeddings
+from rnn_lightning.tasks.string_embeddings import LanguageModelSettings, task_string_embeddings
 from rnn_lightning.tasks.words import split_texts
 
 
@@ -110,7 +109,7 @@ class SequenceTagger(LabeledSequenceTask):
         char_hidden_size: int = 25,
         lm_checkpoints: list[str] | None = None,
         string_embeddings_trainable: bool = False,
-        lm_settings: dict[str, Any] | None = None,
+        lm_settings: dict[str, LanguageModelSettings] | None = None,
         crf: bool = False,
         discriminative_lr: float | None = None,
         optimizer: OptimizerCallable = default_optimizer,
