@@ -35,6 +35,7 @@ LOCAL_DATA = {  # recipe -> the fragment that reads its corpus from data/ (the R
     "lm/wikitext2_char_lstm_backward.yaml": "wikitext2_local.yaml",
     "tagging/ud_ewt_upos_bilstm.yaml": "ud_ewt_local.yaml",
     "tagging/ud_ewt_upos_char_bilstm.yaml": "ud_ewt_local.yaml",
+    "tagging/ud_ewt_upos_string_embeddings.yaml": "ud_ewt_local.yaml",
     "tagging/conll2003_ner_bilstm.yaml": "conll2003_local.yaml",
     "tagging/conll2003_ner_bilstm_crf.yaml": "conll2003_local.yaml",
     "tagging/conll2003_ner_char_bilstm_crf.yaml": "conll2003_local.yaml",
@@ -52,7 +53,7 @@ ULMFIT_SMALL = ["--model.init_args.hidden_size", "16", "--model.init_args.embedd
 GENERATED = "long_range/"  # recipes whose data is generated: nothing to read from data/
 SLOW = {"lm/wikitext2_lstm_650x2_tied.yaml", "lm/tinyshakespeare_char_lstm.yaml",  # full-size networks on a CPU
         "lm/wikitext2_char_lstm_forward.yaml", "lm/wikitext2_char_lstm_backward.yaml",  # WikiText-2 by characters
-        "tagging/conll2003_ner_string_embeddings.yaml",  # ... which it trains first
+        "tagging/conll2003_ner_string_embeddings.yaml", "tagging/ud_ewt_upos_string_embeddings.yaml",  # ... first
         "lm/sst2_lm_finetune.yaml", "classification/sst2_ulmfit.yaml"}  # ... and a WikiText-2 word LM first
 TWO_STEPS = ["--trainer.accelerator", "cpu", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
              "--trainer.limit_val_batches", "2", "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
