@@ -147,7 +147,7 @@ def test_string_embeddings_benchmark_times_the_tagger_with_and_without_the_lm_fe
                   "--lm-hidden", "64")
     timed = {row["contender"]: row for row in rows(tmp_path, "bench_string_embeddings")}
     assert list(timed) == ["no string embeddings", "string embeddings, frozen LMs",
-                           "string embeddings, fine-tuned LMs"]
+                           "string embeddings, frozen LMs, cached", "string embeddings, fine-tuned LMs"]
     assert timed["no string embeddings"]["ratio"] == 1.0
     assert all(row["ms_per_step"] > 0 and within(row["ratio"], (0.5, 100.0)) for row in timed.values()), timed
     assert record(tmp_path, "bench_string_embeddings")["lm_hidden"] == 64

@@ -35,6 +35,7 @@ LOCAL_DATA = {  # recipe -> the fragment that reads its corpus from data/ (the R
     "lm/wikitext2_char_lstm_backward.yaml": "wikitext2_local.yaml",
     "tagging/ud_ewt_upos_bilstm.yaml": "ud_ewt_local.yaml",
     "tagging/ud_ewt_upos_char_bilstm.yaml": "ud_ewt_local.yaml",
+    "tagging/ud_ewt_upos_string_embeddings.yaml": "ud_ewt_local.yaml",
     "tagging/conll2003_ner_bilstm.yaml": "conll2003_local.yaml",
     "tagging/conll2003_ner_bilstm_crf.yaml": "conll2003_local.yaml",
     "tagging/conll2003_ner_char_bilstm_crf.yaml": "conll2003_local.yaml",

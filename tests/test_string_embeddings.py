@@ -63,3 +63,43 @@ def test_bad_language_models_and_vocabularies_are_refused():
         ContextualStringEmbeddings(_lm(0), _lm(1), forward_vocab=no_space, backward_vocab=VOCAB)
     with pytest.raises(TypeError, match="`backward_lm` must be an RNNLanguageModelNet"):
         ContextualStringEmbeddings(_lm(0), torch.nn.LSTM(3, 3), forward_vocab=VOCAB, backward_vocab=VOCAB)
+
+
+def _counting(strings):
+    """Count the sentences each language model run reads."""
+    read = []
+    features = strings.forward_lm.features
+    strings.forward_lm.features = lambda ids, *args: (read.append(ids.shape[0]), features(ids, *args))[1]
+    return read
+
+
+def test_cached_features_equal_computed_ones_and_only_new_sentences_run_the_models():
+    strings = ContextualStringEmbeddings(_lm(0), _lm(1), forward_vocab=VOCAB, backward_vocab=VOCAB,
+                                         cache=True).double()
+    reference = ContextualStringEmbeddings(_lm(0), _lm(1), forward_vocab=VOCAB, backward_vocab=VOCAB).double()
+    read = _counting(strings)
+    first = strings([SENTENCES[0], SENTENCES[1], SENTENCES[0]])
+    assert read == [2]  # the repeated sentence once
+    torch.testing.assert_close(first, reference([SENTENCES[0], SENTENCES[1], SENTENCES[0]]), rtol=1e-12, atol=0)
+    mixed = [SENTENCES[2], SENTENCES[1], SENTENCES[3]]  # one cached, two new, another batch width
+    torch.testing.assert_close(strings(mixed), reference(mixed), rtol=1e-12, atol=0)
+    assert read == [2, 2]
+    assert strings(mixed[1:2]).shape == (1, 6, 14) and read == [2, 2]  # all cached: no run
+
+
+def test_the_cache_empties_when_weights_load_or_the_module_moves():
+    strings = ContextualStringEmbeddings(_lm(0), _lm(1), forward_vocab=VOCAB, backward_vocab=VOCAB, cache=True)
+    strings(SENTENCES)
+    other = ContextualStringEmbeddings(_lm(2), _lm(3), forward_vocab=VOCAB, backward_vocab=VOCAB)
+    strings.load_state_dict(other.state_dict())
+    torch.testing.assert_close(strings(SENTENCES), other(SENTENCES), rtol=0, atol=0)
+    torch.testing.assert_close(strings.double()(SENTENCES), other.double()(SENTENCES), rtol=0, atol=0)  # float64
+
+
+def test_a_cache_of_fine_tuned_models_is_refused():
+    with pytest.raises(ValueError, match=r"`cache=True` keeps features of frozen language models, but "
+                                         r"`trainable=True`"):
+        ContextualStringEmbeddings(_lm(0), _lm(1), forward_vocab=VOCAB, backward_vocab=VOCAB, trainable=True,
+                                   cache=True)
+    with pytest.raises(TypeError, match="`cache`"):
+        ContextualStringEmbeddings(_lm(0), _lm(1), forward_vocab=VOCAB, backward_vocab=VOCAB, cache="yes")

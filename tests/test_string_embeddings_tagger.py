@@ -73,6 +73,25 @@ def test_frozen_string_embeddings_train_the_tagger_and_leave_the_lms_bit_identic
         assert all(torch.equal(lm.state_dict()[k], saved[k]) for k in saved), direction
 
 
+def test_a_tagger_with_cached_string_embeddings_trains_as_one_without(tmp_path, lms):
+    dm = _data()
+    paths = [lms["forward-char"], lms["backward-char"]]
+    torch.manual_seed(0)
+    plain = _tagger(dm, paths)
+    torch.manual_seed(0)
+    cached = _tagger(dm, paths, string_embeddings_cache=True)
+    for model in (plain, cached):
+        trainer(tmp_path, max_steps=12, limit_val_batches=0).fit(model, dm)  # 3 epochs of 4 batches
+    assert len(cached.net.body.strings.cache) == 4  # the four distinct sentences, each computed once
+    for (name, a), b in zip(plain.state_dict().items(), cached.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+    t = trainer(tmp_path)
+    expected = t.validate(plain, dm, verbose=False)
+    torch.testing.assert_close(t.validate(cached, dm, verbose=False), expected)
+    t.save_checkpoint(tmp_path / "cached.ckpt")
+    assert SequenceTagger.load_from_checkpoint(tmp_path / "cached.ckpt").net.body.strings.cache == {}
+
+
 def test_fine_tuned_lms_change(tmp_path, lms):
     dm = _data()
     tagger = _tagger(dm, [lms["forward-char"], lms["backward-char"]], string_embeddings_trainable=True)

@@ -60,6 +60,10 @@ class ContextualStringEmbeddings(nn.Module):
         backward_vocab: ``backward_lm``'s tokens in id order.
         trainable: fine-tune the language models with the model that reads the features; ``False`` (frozen): no
             gradient reaches them, and they stay in eval mode (no dropout) whatever mode the model is in.
+        cache: keep each sentence's features once computed (frozen models only: they never change), so later epochs
+            run the language models only on sentences not seen yet (as flair's embedding storage does). The cache
+            grows with the distinct sentences read (``output_dim`` floats per word) and is emptied when weights
+            are loaded or the module moves to another device or dtype.
 
     Example:
         >>> from rnn_lightning.nn import EncoderConfig
@@ -78,6 +82,7 @@ class ContextualStringEmbeddings(nn.Module):
         forward_vocab: Sequence[str],
         backward_vocab: Sequence[str],
         trainable: bool = False,
+        cache: bool = False,
     ) -> None:
         super().__init__()
         for arg, lm in (("forward_lm", forward_lm), ("backward_lm", backward_lm)):
@@ -86,12 +91,23 @@ class ContextualStringEmbeddings(nn.Module):
                                 f"{type(lm).__name__}.")
         self.forward_lm, self.backward_lm = forward_lm, backward_lm
         self.trainable = check_flag("trainable", trainable)
+        if check_flag("cache", cache) and trainable:
+            raise ValueError("`cache=True` keeps features of frozen language models, but `trainable=True` changes them "
+                             "at every step: give one of the two.")
+        self.cache: dict[tuple[str, ...], Tensor] | None = {} if cache else None
+        self._cached_as: tuple[torch.device, torch.dtype] | None = None  # the models' device and dtype it was made with
+        self._register_load_state_dict_pre_hook(lambda *args, **kwargs: self.clear_cache())
         self.indexes = (char_index(forward_vocab, forward_lm, "`forward_vocab`"),
                         char_index(backward_vocab, backward_lm, "`backward_vocab`"))
         self.output_dim = forward_lm.config.output_dim + backward_lm.config.output_dim
         if not trainable:
             self.requires_grad_(False)
             self.train(False)
+
+    def clear_cache(self) -> None:
+        """Forget the cached features (e.g. after changing the language models' weights by hand)."""
+        if self.cache is not None:
+            self.cache.clear()
 
     def train(self, mode: bool = True) -> ContextualStringEmbeddings:
         """Frozen language models stay in eval mode (their dropout off) when the model around them trains."""
@@ -126,6 +142,26 @@ class ContextualStringEmbeddings(nn.Module):
 
     def forward(self, sentences: Sequence[Sequence[str]]) -> Tensor:
         """Word lists (B of them) -> features (B, W, H_fwd + H_bwd), W the longest sentence; zeros at padded words."""
+        if self.cache is None:
+            return self.compute(sentences)
+        weight = self.forward_lm.decoder.weight
+        if self._cached_as != (weight.device, weight.dtype):  # moved or cast: features change with the models
+            self.clear_cache()
+            self._cached_as = (weight.device, weight.dtype)
+        keys = [tuple(words) for words in sentences]
+        new = list(dict.fromkeys(key for key in keys if key not in self.cache))  # distinct, in order
+        if new:
+            for key, features in zip(new, self.compute(new), strict=True):  # features (W_new, H)
+                self.cache[key] = features[: len(key)]
+        rows = [self.cache[key] for key in keys]  # B of (T_b, H)
+        width = max((len(key) for key in keys), default=0)
+        out = rows[0].new_zeros(len(rows), width, self.output_dim) if rows else self.compute(sentences)
+        for b, row in enumerate(rows):
+            out[b, : len(row)] = row
+        return out  # (B, W, H_fwd + H_bwd)
+
+    def compute(self, sentences: Sequence[Sequence[str]]) -> Tensor:
+        """The features of :meth:`forward`, always computed by running the two language models."""
         forward_ids, forward_at, backward_ids, backward_at, mask = self.encode(sentences)
         with torch.set_grad_enabled(self.trainable and torch.is_grad_enabled()):
             features = [_gather(lm.features(ids)[0], at)  # (B, S, H) -> (B, W, H)

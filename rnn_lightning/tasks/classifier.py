@@ -52,6 +52,8 @@ class SequenceClassifier(LabeledSequenceTask):
             contextual string embeddings join each word's embedding, as :class:`~rnn_lightning.SequenceTagger`'s
             (the DataModule's ``serve_words: true``; the checkpoint then carries the LMs).
         string_embeddings_trainable: fine-tune the language models (``False``: frozen).
+        string_embeddings_cache: keep each sentence's string embeddings once computed (frozen language models
+            only), as :class:`~rnn_lightning.SequenceTagger`'s.
         lm_settings: filled in from ``lm_checkpoints`` and saved in the checkpoint (leave it ``None``).
         init_from_lm: a word :class:`~rnn_lightning.LanguageModel` checkpoint whose embedding and recurrent weights a
             fresh ``fit`` starts from (ULMFiT, Howard & Ruder 2018): the same ``cell``, sizes, ``num_layers`` and
@@ -96,6 +98,7 @@ class SequenceClassifier(LabeledSequenceTask):
         pooling: Pooling = "final",
         lm_checkpoints: list[str] | None = None,
         string_embeddings_trainable: bool = False,
+        string_embeddings_cache: bool = False,
         lm_settings: dict[str, LanguageModelSettings] | None = None,
         init_from_lm: str | None = None,
         discriminative_lr: float | None = None,

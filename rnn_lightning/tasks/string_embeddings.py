@@ -62,7 +62,7 @@ def read_language_models(
     return settings, weights
 
 
-def string_embeddings(settings: dict[str, Any], *, trainable: bool = False,
+def string_embeddings(settings: dict[str, Any], *, trainable: bool = False, cache: bool = False,
                       weights: dict[str, dict[str, torch.Tensor]] | None = None) -> ContextualStringEmbeddings:
     """The string embeddings of :func:`read_language_models`' ``settings``, with those ``weights`` (``None``: freshly
     initialised, for a checkpoint's weights to be loaded over)."""
@@ -72,17 +72,20 @@ def string_embeddings(settings: dict[str, Any], *, trainable: bool = False,
         if weights is not None:
             nets[direction].load_state_dict(weights[direction])  # strict: the same network
     return ContextualStringEmbeddings(nets["forward"], nets["backward"], forward_vocab=settings["forward"]["vocab"],
-                                      backward_vocab=settings["backward"]["vocab"], trainable=trainable)
+                                      backward_vocab=settings["backward"]["vocab"], trainable=trainable,
+                                      cache=cache)
 
 
 def task_string_embeddings(hparams: MutableMapping[str, Any]) -> ContextualStringEmbeddings | None:
     """The string embeddings a task's hyperparameters ask for (``lm_checkpoints``, ``string_embeddings_trainable``,
-    ``lm_settings``): none without LMs; a new model's read from the checkpoints, whose settings it records as
-    ``hparams["lm_settings"]``; a saved model's built from its ``lm_settings`` (its state dict holds the weights)."""
+    ``string_embeddings_cache``, ``lm_settings``): none without LMs; a new model's read from the checkpoints, whose
+    settings it records as ``hparams["lm_settings"]``; a saved model's built from its ``lm_settings`` (its state
+    dict holds the weights)."""
     settings, weights = hparams.get("lm_settings"), None
     if settings is None and hparams.get("lm_checkpoints") is None:
         return None
     if settings is None:
         settings, weights = read_language_models(hparams["lm_checkpoints"])
         hparams["lm_settings"] = settings
-    return string_embeddings(settings, trainable=hparams.get("string_embeddings_trainable", False), weights=weights)
+    return string_embeddings(settings, trainable=hparams.get("string_embeddings_trainable", False),
+                             cache=hparams.get("string_embeddings_cache", False), weights=weights)

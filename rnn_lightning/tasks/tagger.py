@@ -66,6 +66,9 @@ class SequenceTagger(LabeledSequenceTask):
             vocabularies and weights are copied into this tagger, whose checkpoint then needs no LM file.
         string_embeddings_trainable: fine-tune the language models with the tagger (``False``: frozen, in eval
             mode, weights unchanged; Lightning's note on modules in eval mode at the start of training means them).
+        string_embeddings_cache: keep each sentence's string embeddings once computed (frozen language models only),
+            so after the first epoch training runs the language models only on sentences not seen yet; memory grows
+            by 4 bytes x the features' width per distinct word position read.
         lm_settings: filled in from ``lm_checkpoints`` and saved in the checkpoint (leave it ``None``).
         crf: decode with a linear-chain CRF (trained by its likelihood; with ``span_scheme`` the moves the scheme
             forbids, such as ``O -> I-PER`` in IOB2, are never decoded).
@@ -109,6 +112,7 @@ class SequenceTagger(LabeledSequenceTask):
         char_hidden_size: int = 25,
         lm_checkpoints: list[str] | None = None,
         string_embeddings_trainable: bool = False,
+        string_embeddings_cache: bool = False,
         lm_settings: dict[str, LanguageModelSettings] | None = None,
         crf: bool = False,
         discriminative_lr: float | None = None,
