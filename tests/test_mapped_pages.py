@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
@@ -39,6 +40,19 @@ def test_release_unmaps_a_files_pages_and_the_data_reads_the_same(tmp_path):
     MappedFiles([path]).release()
     assert resident_bytes(path) == 0
     assert np.array_equal(data, reference)  # mapped back from the file
+
+
+def test_release_of_arrays_unmaps_only_the_pages_under_their_buffers(tmp_path):
+    path = tmp_path / "values.bin"
+    reference = np.arange(1 << 20, dtype=np.int64)  # (1M,) 8 MB
+    reference.tofile(path)
+    data = np.memmap(path, dtype=np.int64, mode="r")
+    assert np.array_equal(data, reference)
+    quarter = len(data) // 4
+    first = pa.Array.from_buffers(pa.int64(), quarter, [None, pa.py_buffer(data[:quarter])])  # zero-copy
+    MappedFiles([path]).release(first)
+    assert resident_bytes(path) == path.stat().st_size - quarter * 8  # the other three quarters stay
+    assert first.to_numpy().tolist() == list(range(quarter))
 
 
 def test_only_read_only_mappings_of_the_named_files_are_released(tmp_path):

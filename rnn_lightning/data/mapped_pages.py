@@ -16,6 +16,9 @@ from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
+import pyarrow as pa
+
+PAGE = mmap.PAGESIZE
 _MAPS = Path("/proc/self/maps")  # Linux; elsewhere no mapping is found and release() does nothing
 
 
@@ -48,18 +51,30 @@ class MappedFiles:
 
     def __init__(self, paths: Iterable[str | os.PathLike]) -> None:
         wanted = {os.path.realpath(path) for path in paths}
-        self.ranges: list[tuple[int, int]] = []  # (start address, bytes)
+        self.ranges: list[tuple[int, int]] = []  # (start, end) addresses, page-aligned
         if not wanted or _madvise() is None:
             return
         for line in _MAPS.read_text().splitlines():  # "start-end perms offset dev inode path"
             fields = line.split(maxsplit=5)
             if len(fields) == 6 and "w" not in fields[1] and fields[5] in wanted:
                 start, end = (int(address, 16) for address in fields[0].split("-"))
-                self.ranges.append((start, end - start))
+                self.ranges.append((start, end))
 
-    def release(self) -> None:
-        """Unmap every page of the files from this process (the next read of a page maps it back)."""
-        madvise = _madvise() if self.ranges else None
-        for start, length in self.ranges:
-            if madvise(start, length, mmap.MADV_DONTNEED) != 0:
-                raise OSError(ctypes.get_errno(), f"madvise(MADV_DONTNEED) failed on {length:,} mapped bytes")
+    def release(self, arrays: pa.Array | pa.ChunkedArray | None = None) -> None:
+        """Unmap the files' pages from this process (a later read maps a page back): all of them, or those under
+        ``arrays``' buffers (a pass's chunk: the cost then follows the chunk, not the file)."""
+        low, high = (0, 2**64) if arrays is None else _buffer_span(arrays)
+        low, high = low // PAGE * PAGE, -(-high // PAGE) * PAGE  # whole pages: the mapping holds them all
+        for start, end in self.ranges:
+            lo, hi = max(start, low), min(end, high)
+            if lo < hi and _madvise()(lo, hi - lo, mmap.MADV_DONTNEED) != 0:
+                raise OSError(ctypes.get_errno(), f"madvise(MADV_DONTNEED) failed on {hi - lo:,} mapped bytes")
+
+
+def _buffer_span(arrays: pa.Array | pa.ChunkedArray) -> tuple[int, int]:
+    """The lowest and one past the highest address of ``arrays``' buffers ((0, 0) when it has none)."""
+    chunks = arrays.chunks if isinstance(arrays, pa.ChunkedArray) else [arrays]
+    buffers = [buf for chunk in chunks for buf in chunk.buffers() if buf is not None and buf.size]
+    if not buffers:
+        return 0, 0
+    return min(buf.address for buf in buffers), max(buf.address + buf.size for buf in buffers)

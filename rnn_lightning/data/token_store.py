@@ -71,8 +71,9 @@ def _run_chunk(bounds: tuple[int, int]) -> Any:
 def _chunk_result(data: Dataset, column: str, fn: Callable[[pa.ChunkedArray], Any], mapped: MappedFiles,
                   bounds: tuple[int, int]) -> Any:
     start, stop = bounds
-    result = fn(data[start:stop].column(column))  # data in arrow format: rows in the dataset's own order
-    mapped.release()  # the chunk's pages of the Arrow cache leave this process's resident memory
+    texts = data[start:stop].column(column)  # data in arrow format: rows in the dataset's own order
+    result = fn(texts)
+    mapped.release(texts)  # the chunk's pages of the Arrow cache leave this process's resident memory
     return result
 
 
