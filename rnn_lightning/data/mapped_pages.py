@@ -12,7 +12,7 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import cache
 from pathlib import Path
 
@@ -23,7 +23,7 @@ _MAPS = Path("/proc/self/maps")  # Linux; elsewhere no mapping is found and rele
 
 
 @cache
-def _madvise() -> ctypes._CFuncPtr | None:
+def _madvise() -> Callable[[int, int, int], int] | None:
     if not hasattr(mmap, "MADV_DONTNEED") or not _MAPS.is_file():
         return None
     fn = ctypes.CDLL(None, use_errno=True).madvise
@@ -40,7 +40,7 @@ class MappedFiles:
 
     Example:
         >>> import numpy as np, tempfile
-        >>> path = tempfile.mktemp()
+        >>> path = os.path.join(tempfile.mkdtemp(), "values.bin")
         >>> np.arange(4096, dtype=np.int64).tofile(path)
         >>> data = np.memmap(path, dtype=np.int64, mode="r")
         >>> total = int(data.sum())  # every page read: now resident
