@@ -16,6 +16,7 @@ from datasets import Dataset, DatasetDict
 
 from rnn_lightning import LanguageModelingDataModule
 from rnn_lightning.constants import IGNORE_INDEX
+from rnn_lightning.data import language_modeling, token_store
 from rnn_lightning.data.streams import StreamWindows, TokenStreams
 from rnn_lightning.data.token_store import token_dtype
 
@@ -120,6 +121,24 @@ def test_wikitext2_store_streams_give_the_in_memory_streams_windows(tmp_path):
     for world in (1, 2):
         assert_same_windows(dm, lines, "train", world=world)
         assert_same_windows(dm, lines, "validation", world=world)
+
+
+@pytest.mark.parametrize("num_proc", [1, 2])
+def test_a_build_in_many_chunks_over_many_arrow_batches_writes_the_plain_readers_ids(tmp_path, monkeypatch, num_proc):
+    """Chunks of 37 lines over Arrow record batches of 50 (boundaries that never meet), each chunk's cache pages
+    unmapped after it is read: every split's token file holds exactly a plain reader's ids."""
+    monkeypatch.setattr(token_store, "CHUNK_ROWS", 37)
+    monkeypatch.setattr(language_modeling, "ARROW_BATCH_ROWS", 50)
+    lines = small_corpus(lines=1_000)
+    dm = LanguageModelingDataModule(path="text", data_files=write_corpus(tmp_path / "src", lines),
+                                    cache_dir=str(tmp_path / "cache"), num_proc=num_proc)
+    dm.prepare_data()
+    assert dm.raw["train"].data.column("text").num_chunks == 20
+    vocab = plain_vocab(lines["train"])
+    assert dm.tokenizer.get_vocab() == vocab
+    for split in lines:
+        ids = plain_ids(lines[split], vocab).numpy().astype(dm.store.dtype)
+        assert dm.store.tokens(split).tobytes() == ids.tobytes()
 
 
 # -- reuse and rebuild --

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 import weakref
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import datasets
 import numpy as np
@@ -43,6 +43,7 @@ from rnn_lightning.nn.checks import check_direction
 
 _ENCODER_VERSION = "lines-bos-eos-v2"  # bump when `encode_lines` changes output, to invalidate stores
 STORE_FOLDER = "rnn_lightning-store"
+ARROW_BATCH_ROWS = 100_000  # lines per record batch of the `datasets` cache a corpus is loaded into (see `_load`)
 
 
 def _union(parts: list[set[str]]) -> set[str]:
@@ -167,6 +168,12 @@ class LanguageModelingDataModule(CorpusDataModule):
         self._streams: dict[str, StreamWindows] = {}
         self._store: TokenStore | None = None
         self._store_root: Path | None = None
+
+    def _load(self, **kwargs: Any) -> DatasetDict:
+        # Opening an Arrow cache reads each record batch's header through the memory map, and each read maps the
+        # pages around it into the process: in batches of 1,000 lines (the default) that is most of the file, in
+        # batches of ARROW_BATCH_ROWS almost none (a builder's own batches, e.g. the text builder's, stay smaller).
+        return super()._load(writer_batch_size=ARROW_BATCH_ROWS, **kwargs)
 
     # -- the token store --
     @property

@@ -30,6 +30,7 @@ from datasets import Dataset
 from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 
+from rnn_lightning.data.mapped_pages import MappedFiles
 from rnn_lightning.data.tokenization import encode_lines, is_whitespace_word_level, vocabulary_by_id
 
 FORMAT_VERSION = 1  # bump when the layout or the encoding of the files changes: old stores are then rebuilt
@@ -56,20 +57,24 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
 
 
 # -- chunked passes over a split (optionally in several processes) --
-_WORKER: dict[str, Any] = {}  # what a forked worker process reads: the dataset, its column, the chunk function
+_WORKER: dict[str, Any] = {}  # a forked worker's dataset, column, chunk function and mappings to release
 
 
-def _init_worker(data: Dataset, column: str, fn: Callable[[pa.ChunkedArray], Any]) -> None:
-    _WORKER.update(data=data, column=column, fn=fn)
+def _init_worker(data: Dataset, column: str, fn: Callable[[pa.ChunkedArray], Any], mapped: MappedFiles) -> None:
+    _WORKER.update(data=data, column=column, fn=fn, mapped=mapped)
 
 
 def _run_chunk(bounds: tuple[int, int]) -> Any:
-    return _chunk_result(_WORKER["data"], _WORKER["column"], _WORKER["fn"], bounds)
+    return _chunk_result(_WORKER["data"], _WORKER["column"], _WORKER["fn"], _WORKER["mapped"], bounds)
 
 
-def _chunk_result(data: Dataset, column: str, fn: Callable[[pa.ChunkedArray], Any], bounds: tuple[int, int]) -> Any:
+def _chunk_result(data: Dataset, column: str, fn: Callable[[pa.ChunkedArray], Any], mapped: MappedFiles,
+                  bounds: tuple[int, int]) -> Any:
     start, stop = bounds
-    return fn(data[start:stop].column(column))  # data in arrow format: rows in the dataset's own order
+    texts = data[start:stop].column(column)  # data in arrow format: rows in the dataset's own order
+    result = fn(texts)
+    mapped.release(texts)  # the chunk's pages of the Arrow cache leave this process's resident memory
+    return result
 
 
 def map_chunks(data: Dataset, column: str, fn: Callable[[pa.ChunkedArray], Any], *, num_proc: int = 1,
@@ -77,17 +82,20 @@ def map_chunks(data: Dataset, column: str, fn: Callable[[pa.ChunkedArray], Any],
     """``fn`` of each chunk of ``CHUNK_ROWS`` lines of ``data[column]``, in order, with a progress bar.
 
     With ``num_proc > 1`` the chunks go to that many forked processes (``fn`` must be a module-level function or
-    a ``functools.partial`` of one).
+    a ``functools.partial`` of one). Each process unmaps the pages of the ``datasets`` cache files it has read
+    after each chunk, so its resident memory stays that of one chunk, whatever the corpus
+    (:class:`~rnn_lightning.data.mapped_pages.MappedFiles`).
     """
     view = data.select_columns(column).with_format("arrow")
+    mapped = MappedFiles(cache["filename"] for cache in view.cache_files)  # lives with `view`, which maps them
     chunks = [(start, min(start + CHUNK_ROWS, len(view))) for start in range(0, len(view), CHUNK_ROWS)]
     bar = tqdm(total=len(view), desc=desc, unit=" lines", disable=None)
     if num_proc <= 1:
-        results: Iterator[Any] = (_chunk_result(view, column, fn, bounds) for bounds in chunks)
+        results: Iterator[Any] = (_chunk_result(view, column, fn, mapped, bounds) for bounds in chunks)
         pool = None
     else:
         pool = ProcessPoolExecutor(num_proc, mp_context=get_context("fork"), initializer=_init_worker,
-                                   initargs=(view, column, fn))
+                                   initargs=(view, column, fn, mapped))
         results = pool.map(_run_chunk, chunks)
     try:
         for (start, stop), result in zip(chunks, results):
