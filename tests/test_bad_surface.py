@@ -16,11 +16,13 @@ from datasets import Dataset, DatasetDict
 
 from rnn_lightning import (
     LanguageModel,
+    LanguageModelingDataModule,
     MarkovCorpusDataModule,
     Perplexity,
     SequenceClassifier,
     SequenceTagger,
     SpanF1,
+    TaggingDataModule,
     TextClassificationDataModule,
     WritePredictions,
 )
@@ -28,6 +30,7 @@ from rnn_lightning.callbacks import GenerateSamples
 from rnn_lightning.cli import generate as cli_generate
 from rnn_lightning.data.tokenization import train_word_tokenizer
 from rnn_lightning.functional import mean_nll, perplexity_from_nll
+from rnn_lightning.nn import EncoderConfig
 from rnn_lightning.nn.sampling import filter_logits
 
 pytestmark = pytest.mark.usefixtures("deadline")  # a hang fails the test (tests/conftest.py)
@@ -510,3 +513,15 @@ def test_the_bad_inputs_table_has_no_hang_no_silent_acceptance_and_names_each_ar
     assert table["counts"]["HANGS"] == table["counts"]["accepted silently"] == 0, done.stdout
     assert [row for row in rows if row["verdict"] not in ("clear", "correct (by design)")] == [], done.stdout
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.parametrize("build, name", [
+    (lambda: EncoderConfig(locked_dropout="yes"), "locked_dropout"),
+    (lambda: LanguageModelingDataModule(dataset=DatasetDict(train=Dataset.from_dict({"text": ["a b"]})),
+                                        variable_bptt="yes"), "variable_bptt"),
+    (lambda: TaggingDataModule(dataset=DatasetDict(train=Dataset.from_dict({"tokens": [["a"]], "tags": [["O"]]})),
+                               serve_words="no"), "serve_words"),
+])
+def test_on_off_settings_refuse_anything_but_a_bool_with_one_message(build, name):
+    with pytest.raises(TypeError, match=rf"^`{name}` must be True or False, got str '(yes|no)'\.$"):
+        build()  # ("no" is truthy: taken as is it would switch the setting on)

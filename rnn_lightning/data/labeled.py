@@ -32,6 +32,7 @@ from rnn_lightning.data.tokenization import (
     load_tokenizer,
     train_word_tokenizer,
 )
+from rnn_lightning.nn.checks import check_flag
 from rnn_lightning.nn.pretrained import with_vectors
 
 
@@ -94,8 +95,7 @@ class LabeledSequenceDataModule(CorpusDataModule):
         if labels is not None and len(set(labels)) != len(labels):
             raise ValueError(f"`labels` must not repeat a label, got {labels}.")
         self.label_column, self.max_length = label_column, max_length
-        if not isinstance(serve_words, bool):
-            raise ValueError(f"`serve_words` must be True or False, got {serve_words!r}.")
+        check_flag("serve_words", serve_words)
         self.char_features, self.vocab_from_vectors, self.serve_words = char_features, vocab_from_vectors, serve_words
         self._char_vocab: list[str] | None = None
         self._label_cache: dict[str, pa.Array] = {}

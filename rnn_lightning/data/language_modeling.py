@@ -39,7 +39,7 @@ from rnn_lightning.data.tokenization import (
     merge_counts,
     word_tokenizer_from_counts,
 )
-from rnn_lightning.nn.checks import check_direction
+from rnn_lightning.nn.checks import check_direction, check_flag
 
 _ENCODER_VERSION = "lines-bos-eos-v2"  # bump when `encode_lines` changes output, to invalidate stores
 STORE_FOLDER = "rnn_lightning-store"
@@ -158,8 +158,7 @@ class LanguageModelingDataModule(CorpusDataModule):
         )
         if not isinstance(bptt, int) or bptt < 1:
             raise ValueError(f"`bptt` must be a positive integer, got {bptt!r}.")
-        if not isinstance(variable_bptt, bool):
-            raise ValueError(f"`variable_bptt` must be True or False, got {variable_bptt!r}.")
+        check_flag("variable_bptt", variable_bptt)
         check_direction(direction)
         if not isinstance(num_proc, int) or num_proc < 1:
             raise ValueError(f"`num_proc` must be a positive integer (processes that tokenize), got {num_proc!r}.")

@@ -48,6 +48,8 @@ def check_flag(name: str, value: bool) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"`{name}` must be True or False, got {type(value).__name__} {value!r:.60}.")
     return value
+
+
 def check_direction(value: str, name: str = "direction") -> None:
     """Raise a ``ValueError`` naming ``name`` unless ``value`` is one of :data:`~rnn_lightning.constants.DIRECTIONS`."""
     if value not in DIRECTIONS:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from rnn_lightning.nn.checks import check_dropout, check_size
+from rnn_lightning.nn.checks import check_dropout, check_flag, check_size
 from rnn_lightning.nn.encoder import Cell, Connection, RecurrentEncoder
 from rnn_lightning.nn.weight_drop import check_weight_drop
 
@@ -93,8 +93,7 @@ class EncoderConfig:
             if getattr(self, name) is not None:
                 check_dropout(name, getattr(self, name))
         check_weight_drop(self.weight_drop)
-        if not isinstance(self.locked_dropout, bool):
-            raise ValueError(f"`locked_dropout` must be True or False, got {self.locked_dropout!r}.")
+        check_flag("locked_dropout", self.locked_dropout)
         if self.num_chars is not None and (not isinstance(self.num_chars, int) or self.num_chars < 2):
             raise ValueError(f"`num_chars` must be an integer >= 2 (padding and a character) or None, got "
                              f"{self.num_chars!r}.")
