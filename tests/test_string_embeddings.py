@@ -85,6 +85,9 @@ def test_cached_features_equal_computed_ones_and_only_new_sentences_run_the_mode
     torch.testing.assert_close(strings(mixed), reference(mixed), rtol=1e-12, atol=0)
     assert read == [2, 2]
     assert strings(mixed[1:2]).shape == (1, 6, 14) and read == [2, 2]  # all cached: no run
+    for key, features in strings.cache.items():  # each holds its own words' features, not its padded batch
+        assert features.shape == (len(key), 14)
+        assert features.untyped_storage().nbytes() == features.numel() * features.element_size()
 
 
 def test_the_cache_empties_when_weights_load_or_the_module_moves():

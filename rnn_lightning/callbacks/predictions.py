@@ -95,7 +95,7 @@ class WritePredictions(BasePredictionWriter):
                 )
             self._previous = pl_module.prediction_options
             pl_module.prediction_options = self.options
-        out = check_output_file(self._file(trainer), "`path`", contents="the predictions")  # unchanged since init?
+        out = check_output_file(self._file(trainer), "`path`", contents="the predictions")  # this rank's file, now
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text("")
 

@@ -200,7 +200,7 @@ def build_store(folder: str | Path, splits: dict[str, Dataset], *, column: str, 
             with open(tmp, "wb") as out:
                 for ids in map_chunks(data, column, encode, num_proc=num_proc, desc=f"Tokenizing {split}"):
                     out.write(ids.tobytes())
-                    counts[split] = counts.get(split, 0) + len(ids)
+                    counts[split] += len(ids)
         counts[split] = 0
         write_atomic(folder / f"{split}.bin", write)
     manifest = {"format": FORMAT_VERSION, "fingerprint": fingerprint, "dtype": dtype.name, "vocab_size": vocab_size,

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import pad_sequence
 
 from rnn_lightning.constants import BOS, EOS, PAD, UNK
 from rnn_lightning.nn.checks import check_flag
@@ -96,7 +97,7 @@ class ContextualStringEmbeddings(nn.Module):
                              "at every step: give one of the two.")
         self.cache: dict[tuple[str, ...], Tensor] | None = {} if cache else None
         self._cached_as: tuple[torch.device, torch.dtype] | None = None  # the models' device and dtype it was made with
-        self._register_load_state_dict_pre_hook(lambda *args, **kwargs: self.clear_cache())
+        self.register_load_state_dict_post_hook(lambda module, incompatible_keys: module.clear_cache())
         self.indexes = (char_index(forward_vocab, forward_lm, "`forward_vocab`"),
                         char_index(backward_vocab, backward_lm, "`backward_vocab`"))
         self.output_dim = forward_lm.config.output_dim + backward_lm.config.output_dim
@@ -152,13 +153,10 @@ class ContextualStringEmbeddings(nn.Module):
         new = list(dict.fromkeys(key for key in keys if key not in self.cache))  # distinct, in order
         if new:
             for key, features in zip(new, self.compute(new), strict=True):  # features (W_new, H)
-                self.cache[key] = features[: len(key)]
-        rows = [self.cache[key] for key in keys]  # B of (T_b, H)
-        width = max((len(key) for key in keys), default=0)
-        out = rows[0].new_zeros(len(rows), width, self.output_dim) if rows else self.compute(sentences)
-        for b, row in enumerate(rows):
-            out[b, : len(row)] = row
-        return out  # (B, W, H_fwd + H_bwd)
+                self.cache[key] = features[: len(key)].clone()  # its own words only, not the padded batch
+        if not keys:
+            return self.compute(sentences)  # (0, 0, H)
+        return pad_sequence([self.cache[key] for key in keys], batch_first=True)  # (B, W, H_fwd + H_bwd), zeros
 
     def compute(self, sentences: Sequence[Sequence[str]]) -> Tensor:
         """The features of :meth:`forward`, always computed by running the two language models."""
