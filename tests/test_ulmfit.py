@@ -19,6 +19,7 @@ from rnn_lightning import (
     SlantedTriangularLR,
     TextClassificationDataModule,
 )
+from rnn_lightning.nn.transfer import copy_rows_by_word
 
 LM_LINES = ["the cat sat on the mat", "a dog ran to the park", "the film was good", "a bad movie", "on and on"]
 TEXTS = ["the film was great", "a terrible unseenword movie", "good dog", "bad cat", "the park was fine"]
@@ -291,3 +292,17 @@ def test_a_resumed_ulmfit_run_continues_its_schedule_and_unfreezing_exactly(tmp_
     assert first_rates + resumed_rates == whole_rates
     for name, value in whole.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[name], value, rtol=0, atol=0, msg=name)
+
+
+def test_a_word_the_source_has_only_in_another_case_takes_the_row_of_its_most_frequent_casing():
+    """A lower-cased task corpus (SST-2) meets a cased LM vocabulary (WikiText-2): rows by exact word first, else by
+    lower case, the most frequent casing (the lowest row) winning; the rest are reported and left alone."""
+    source_vocab = {"<pad>": 0, "the": 1, "The": 2, "Hollywood": 3, "HOLLYWOOD": 4, "film": 5, "Film": 6}
+    source = torch.arange(7, dtype=torch.float64).repeat(2, 1).T * 10  # row i holds (10 i, 10 i)
+    target_vocab = {"<pad>": 0, "hollywood": 1, "the": 2, "The": 3, "FILM": 4, "unseen": 5}
+    target = torch.full((6, 2), -1.0, dtype=torch.float64)
+    missing = copy_rows_by_word(target, target_vocab, source, source_vocab, skip={0})
+    assert missing == ["unseen"]
+    expected = {"<pad>": -1.0, "hollywood": 30.0, "the": 10.0, "The": 20.0, "FILM": 50.0, "unseen": -1.0}
+    for word, row in target_vocab.items():
+        assert target[row].tolist() == [expected[word]] * 2, word

@@ -48,6 +48,10 @@ def copy_rows_by_word(
 ) -> list[str]:
     """Copy ``source``'s row of every word both vocabularies hold into ``target``'s row of that word.
 
+    A target word the source lacks in its own case takes the row of the source's word with the same lower case, the
+    most frequent such word (the lowest row: vocabularies list words most frequent first), so a lower-cased corpus
+    (SST-2's "hollywood") starts from a cased one's rows ("Hollywood") and the other way round.
+
     Args:
         target: (V_t, ...) the table to fill in place (e.g. a classifier's embedding weight).
         target_vocab: word -> row of ``target``.
@@ -56,24 +60,34 @@ def copy_rows_by_word(
         skip: target rows left alone (the padding row).
 
     Returns:
-        The target's words that ``source_vocab`` lacks, in target row order (their rows are left as they are).
+        The target's words that ``source_vocab`` lacks in any case, in target row order (their rows are left as they
+        are).
 
     Example:
-        >>> target, source = torch.zeros(3, 2), torch.tensor([[1.0, 1.0], [2.0, 2.0]])
-        >>> copy_rows_by_word(target, {"a": 0, "b": 1, "c": 2}, source, {"b": 0, "a": 1})
-        ['c']
+        >>> target, source = torch.zeros(4, 2), torch.tensor([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]])
+        >>> copy_rows_by_word(target, {"a": 0, "b": 1, "c": 2, "d": 3}, source, {"b": 0, "a": 1, "C": 2})
+        ['d']
         >>> target.tolist()
-        [[2.0, 2.0], [1.0, 1.0], [0.0, 0.0]]
+        [[2.0, 2.0], [1.0, 1.0], [3.0, 3.0], [0.0, 0.0]]
     """
     if target.shape[1:] != source.shape[1:]:
         raise ValueError(f"the rows differ in shape: target {tuple(target.shape)}, source {tuple(source.shape)}.")
-    shared = [(row, source_vocab[word]) for word, row in target_vocab.items()
-              if word in source_vocab and row not in skip]
+    by_lower: dict[str, int] = {}
+    for word, row in sorted(source_vocab.items(), key=lambda item: item[1]):
+        by_lower.setdefault(word.lower(), row)
+    shared, missing = [], []
+    for word, row in sorted(target_vocab.items(), key=lambda item: item[1]):
+        if row in skip:
+            continue
+        from_row = source_vocab.get(word, by_lower.get(word.lower()))
+        if from_row is None:
+            missing.append(word)
+        else:
+            shared.append((row, from_row))
     if shared:
         rows, from_rows = (torch.tensor(ids) for ids in zip(*shared))
         target[rows] = source[from_rows].to(target.dtype)
-    return [word for word, row in sorted(target_vocab.items(), key=lambda item: item[1])
-            if word not in source_vocab and row not in skip]
+    return missing
 
 
 def encoder_layer_groups(encoder: RecurrentEncoder) -> list[list[nn.Parameter]]:

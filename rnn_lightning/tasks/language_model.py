@@ -338,7 +338,7 @@ class LanguageModel(RecurrentTask):
         self.init_missing_words = missing
         if self.init_missing_words:
             rank_zero_warn(f"init_from: {len(self.init_missing_words):,} of the DataModule's {len(ours):,} "
-                           f"vocabulary words are not in {str(self.init_from)!r}'s vocabulary (e.g. "
+                           f"vocabulary words are not in {str(self.init_from)!r}'s vocabulary in any case (e.g. "
                            f"{self.init_missing_words[:5]}); their rows keep their fresh initialisation.")
         return state
 

@@ -69,8 +69,8 @@ class LanguageModelInit:
                                          skip=set() if pad is None else {pad})
         if self.missing:
             rank_zero_warn(f"init_from_lm: {len(self.missing):,} of the classifier's {len(vocab):,} vocabulary words "
-                           f"are not in the language model's vocabulary (e.g. {self.missing[:5]}); their embeddings "
-                           "keep their random initialisation.")
+                           f"are not in the language model's vocabulary in any case (e.g. {self.missing[:5]}); their "
+                           "embeddings keep their random initialisation.")
         self.loaded = True
 
     @staticmethod
