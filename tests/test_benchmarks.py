@@ -285,13 +285,15 @@ def test_gradient_flow_benchmark_measures_each_model_at_each_distance_and_clippi
 
 @pytest.mark.slow
 @pytest.mark.skipif(not WIKITEXT2.exists(), reason="wikitext-2/ not present (tests/corpora.py)")
-def test_lm_gpu_script_fits_and_tests_both_parts_at_a_tiny_size_on_cpu(tmp_path):
+def test_lm_gpu_script_fits_and_tests_every_part_at_a_tiny_size_on_cpu(tmp_path):
     """``SMOKE=1 bash benchmarks/run_lm_gpu.sh OUT``: each part fits, tests its kept checkpoint and writes its logs."""
-    env = {**os.environ, "SMOKE": "1", "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", "DATA_ROOT": str(CORPORA)}
+    env = {**os.environ, "SMOKE": "1", "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", "DATA_ROOT": str(CORPORA),
+           "PARTS": "lstm awd chars"}
     done = subprocess.run(["bash", "benchmarks/run_lm_gpu.sh", str(tmp_path)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    for part in ("wikitext2_lstm_650x2_tied_fast", "awd_lstm_wikitext2_budget"):
+    for part in ("wikitext2_lstm_650x2_tied_fast", "awd_lstm_wikitext2_budget", "wikitext2_char_lstm_2048_forward",
+                 "wikitext2_char_lstm_2048_backward"):
         ppl = re.search(r"test/ppl\s+│?\s*([\d.]+)", (tmp_path / part / "test.txt").read_text())
         assert ppl and math.isfinite(float(ppl.group(1))), part
         assert list((tmp_path / part).rglob("metrics.csv")), part

@@ -33,6 +33,8 @@ LOCAL_DATA = {  # recipe -> the fragment that reads its corpus from data/ (the R
     "lm/wikitext103_lstm_adaptive.yaml": "wikitext103_local.yaml",
     "lm/wikitext2_char_lstm_forward.yaml": "wikitext2_local.yaml",
     "lm/wikitext2_char_lstm_backward.yaml": "wikitext2_local.yaml",
+    "lm/wikitext2_char_lstm_2048_forward.yaml": "wikitext2_local.yaml",
+    "lm/wikitext2_char_lstm_2048_backward.yaml": "wikitext2_local.yaml",
     "tagging/ud_ewt_upos_bilstm.yaml": "ud_ewt_local.yaml",
     "tagging/ud_ewt_upos_char_bilstm.yaml": "ud_ewt_local.yaml",
     "tagging/ud_ewt_upos_string_embeddings.yaml": "ud_ewt_local.yaml",
@@ -153,8 +155,8 @@ def test_recipe_trains_two_steps_on_local_data_and_its_checkpoint_predicts(recip
             pytest.skip(f"corpus not in data/ (see the README's 'Local files'): {missing}")
         # the data's paths are the test session's: a cache of the session's own, not new entries in the user's
         args += ["--data.init_args.cache_dir", str(user_checkout.parent / "datasets-cache")]
-    if recipe == "lm/ptb_lstm_large.yaml":  # the 1500-unit network is what the recipe is about, not the test
-        args += ["--model.init_args.hidden_size", "64", "--model.init_args.embedding_dim", "64"]
+    if recipe == "lm/ptb_lstm_large.yaml" or "_2048_" in recipe:  # the network's size is what the recipe is about,
+        args += ["--model.init_args.hidden_size", "64", "--model.init_args.embedding_dim", "64"]  # not the test
     if "/awd_" in recipe:
         args += AWD_SMALL
     if recipe in FIRST_STAGES and "/awd_" not in recipe:
