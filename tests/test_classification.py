@@ -11,7 +11,7 @@ from corpora import CORPORA
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
 from rnn_lightning import SequenceClassifier, TextClassificationDataModule
-from rnn_lightning.nn import RecurrentEncoder, pool_states
+from rnn_lightning.nn import RecurrentEncoder, pool_states, pooled_size
 
 SHARED = CORPORA
 WORDS = ["good", "bad", "film", "plot", "the", "a", "very", "acting"]
@@ -46,18 +46,16 @@ def test_pooling_matches_a_loop_over_real_steps(bidirectional):
     torch.manual_seed(1)
     out = torch.randn(4, 7, 6, dtype=torch.float64)
     lengths = torch.tensor([7, 3, 1, 5])
-    for mode in ("final", "mean", "max"):
+    for mode in ("final", "mean", "max", "concat"):
         pooled = pool_states(out, lengths, mode, bidirectional)
+        assert pooled.shape == (4, pooled_size(mode, 6))
         for row, n in enumerate(lengths.tolist()):
             real = out[row, :n]  # (n, H)
-            if mode == "mean":
-                expected = real.mean(0)
-            elif mode == "max":
-                expected = real.max(0).values
-            elif bidirectional:  # forward half after the last word, backward half after reading back to the first
-                expected = torch.cat([real[-1, :3], real[0, 3:]])
-            else:
-                expected = real[-1]
+            mean, maximum = real.mean(0), real.max(0).values
+            # final: the forward half after the last word, the backward half after reading back to the first
+            final = torch.cat([real[-1, :3], real[0, 3:]]) if bidirectional else real[-1]
+            expected = {"final": final, "mean": mean, "max": maximum,
+                        "concat": torch.cat([final, maximum, mean])}[mode]  # ULMFiT's order
             torch.testing.assert_close(pooled[row], expected, rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="`pooling` must be one of"):
         pool_states(out, lengths, "attention")
@@ -107,7 +105,8 @@ def test_classification_errors():
         TextClassificationDataModule(dataset=DatasetDict(train=train), text_column="text").labels  # noqa: B018 (the lazy property loads and checks the split)
 
 
-@pytest.mark.parametrize("pooling", ["final", *(pytest.param(p, marks=pytest.mark.slow) for p in ("mean", "max"))])
+@pytest.mark.parametrize("pooling", ["final", *(pytest.param(p, marks=pytest.mark.slow) for p in ("mean", "max",
+                                                                                                 "concat"))])
 def test_classifier_learns_which_word_dominates(tmp_path, pooling):
     torch.manual_seed(0)
     data = DatasetDict(train=corpus(1500, 0), validation=corpus(300, 1))

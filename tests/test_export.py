@@ -50,6 +50,8 @@ MODELS = {  # the recipes' shapes, small
                                                                     num_layers=2, pooling="final", **SMALL),
     "rnn classifier, mean": lambda: SequenceClassifier(vocab_size=V, num_labels=3, cell="rnn_tanh",
                                                        bidirectional=False, pooling="mean", **SMALL),
+    "lstm classifier, concat": lambda: SequenceClassifier(vocab_size=V, num_labels=2, bidirectional=False,
+                                                          num_layers=2, pooling="concat", **SMALL),  # sst2_ulmfit
 }
 LMS = {
     "tied lstm lm": lambda: LanguageModel(vocab_size=V, embedding_dim=6, hidden_size=6, num_layers=2,

@@ -7,7 +7,7 @@ from rnn_lightning.nn.crf import CRF
 from rnn_lightning.nn.encoder import RecurrentEncoder, detach_state
 from rnn_lightning.nn.language_model import RNNLanguageModelNet
 from rnn_lightning.nn.output_layer import AdaptiveSoftmax
-from rnn_lightning.nn.pooling import pool_states
+from rnn_lightning.nn.pooling import pool_states, pooled_size
 from rnn_lightning.nn.sampling import filter_logits
 from rnn_lightning.nn.stack import ConnectedStack
 from rnn_lightning.nn.string_embeddings import ContextualStringEmbeddings
@@ -28,5 +28,6 @@ __all__ = [
     "detach_state",
     "filter_logits",
     "pool_states",
+    "pooled_size",
     "unrolled",
 ]

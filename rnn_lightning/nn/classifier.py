@@ -1,4 +1,4 @@
-"""Sentence classification network: embedding -> RNN -> pooling (final / mean / max) -> class logits."""
+"""Sentence classification network: embedding -> RNN -> pooling (final / mean / max / concat) -> class logits."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from rnn_lightning.nn.checks import check_choice
 from rnn_lightning.nn.config import EncoderConfig
 from rnn_lightning.nn.embedder import EmbedEncode
-from rnn_lightning.nn.pooling import POOLINGS, Pooling, pool_states
+from rnn_lightning.nn.pooling import POOLINGS, Pooling, pool_states, pooled_size
 from rnn_lightning.nn.string_embeddings import ContextualStringEmbeddings
 
 
@@ -21,7 +21,8 @@ class SequenceClassifierNet(nn.Module):
         num_labels: number of classes (C).
         encoder: the embedding and recurrent settings (see :class:`EncoderConfig`; with ``bidirectional``,
             ``"final"`` pooling joins each direction's final state).
-        pooling: ``"final"`` state, or ``"mean"`` / ``"max"`` over all states.
+        pooling: ``"final"`` state, ``"mean"`` / ``"max"`` over all states, or ``"concat"``: the three side by side
+            (ULMFiT's concat pooling).
         strings: contextual string embeddings read beside the word embeddings (see :class:`EmbedEncode`).
 
     Example:
@@ -40,7 +41,7 @@ class SequenceClassifierNet(nn.Module):
             raise ValueError(f"`num_labels` must be an integer >= 2, got {num_labels!r}.")
         check_choice("pooling", pooling, POOLINGS)
         self.body = EmbedEncode(vocab_size, encoder=encoder, strings=strings)
-        self.classifier = nn.Linear(self.body.output_dim, num_labels)
+        self.classifier = nn.Linear(pooled_size(pooling, self.body.output_dim), num_labels)
         self.pooling, self.bidirectional = pooling, encoder.bidirectional
 
     def forward(

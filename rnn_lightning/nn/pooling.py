@@ -1,4 +1,5 @@
-"""Seq2vec pooling: one vector per sequence from an encoder's states (B, T, H) -> (B, H)."""
+"""Seq2vec pooling: one vector per sequence from an encoder's states (B, T, H) -> (B, H), or (B, 3H) for ULMFiT's
+concat pooling."""
 
 from __future__ import annotations
 
@@ -10,8 +11,13 @@ from torch import Tensor
 from rnn_lightning.nn.checks import check_choice
 from rnn_lightning.nn.packing import to_device
 
-Pooling = Literal["final", "mean", "max"]
-POOLINGS = ("final", "mean", "max")
+Pooling = Literal["final", "mean", "max", "concat"]
+POOLINGS = ("final", "mean", "max", "concat")
+
+
+def pooled_size(mode: Pooling, state_size: int) -> int:
+    """The width of ``pool_states``' output for states of width ``state_size``: ``"concat"`` joins three summaries."""
+    return 3 * state_size if mode == "concat" else state_size
 
 
 def pool_states(outputs: Tensor, lengths: Tensor, mode: Pooling = "final", bidirectional: bool = False) -> Tensor:
@@ -22,19 +28,23 @@ def pool_states(outputs: Tensor, lengths: Tensor, mode: Pooling = "final", bidir
         lengths: (B,) real lengths (>= 1).
         mode: ``"final"``: the state after the last real step (for a bidirectional encoder, the left-to-right
             half at the last step and the right-to-left half at the first step: each direction's final state);
-            ``"mean"`` / ``"max"``: mean or max over the real steps.
-        bidirectional: whether ``outputs`` concatenates two directions (matters for ``"final"`` only).
+            ``"mean"`` / ``"max"``: mean or max over the real steps; ``"concat"``: ULMFiT's concat pooling (Howard &
+            Ruder 2018), ``[final, max, mean]`` side by side, so that the classifier sees the last state and the
+            strongest and average signal of every step.
+        bidirectional: whether ``outputs`` concatenates two directions (matters for the final state only).
 
     Returns:
-        (B, H * directions).
+        (B, H * directions), or (B, 3 * H * directions) for ``"concat"`` (see :func:`pooled_size`).
 
     Example:
         >>> out = torch.tensor([[[1.0], [3.0], [9.0]], [[2.0], [4.0], [6.0]]])  # (2, 3, 1)
         >>> lengths = torch.tensor([2, 3])
         >>> [pool_states(out, lengths, m).flatten().tolist() for m in POOLINGS]
-        [[3.0, 6.0], [2.0, 4.0], [3.0, 6.0]]
+        [[3.0, 6.0], [2.0, 4.0], [3.0, 6.0], [3.0, 3.0, 2.0, 6.0, 6.0, 4.0]]
     """
     check_choice("pooling", mode, POOLINGS)
+    if mode == "concat":
+        return torch.cat([pool_states(outputs, lengths, m, bidirectional) for m in ("final", "max", "mean")], dim=-1)
     batch, steps, _ = outputs.shape
     lengths = to_device(lengths, outputs.device)  # (B,); CPU lengths: a non-blocking copy
     last = lengths - 1  # (B,)

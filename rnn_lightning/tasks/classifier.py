@@ -1,4 +1,4 @@
-"""SequenceClassifier: one label per text from a pooled RNN summary (final state, mean or max)."""
+"""SequenceClassifier: one label per text from a pooled RNN summary (final state, mean, max or all three)."""
 
 from __future__ import annotations
 
@@ -47,7 +47,8 @@ class SequenceClassifier(LabeledSequenceTask):
             (see :class:`~rnn_lightning.tasks.pretrained.PretrainedEmbeddings`).
         word_dropout: in training, replace each token by ``<unk>`` with this probability.
         forget_bias: initial forget-gate bias of an LSTM (``None``: torch's); 1 or more for long-range memory.
-        pooling: ``"final"`` state (each direction's), or ``"mean"`` / ``"max"`` over all steps' states.
+        pooling: ``"final"`` state (each direction's), ``"mean"`` / ``"max"`` over all steps' states, or ``"concat"``:
+            the three side by side (ULMFiT's concat pooling).
         lm_checkpoints: a forward and a backward character :class:`~rnn_lightning.LanguageModel` checkpoint: their
             contextual string embeddings join each word's embedding, as :class:`~rnn_lightning.SequenceTagger`'s
             (the DataModule's ``serve_words: true``; the checkpoint then carries the LMs).
