@@ -48,6 +48,7 @@ LOCAL_DATA = {  # recipe -> the fragment that reads its corpus from data/ (the R
     "lm/wikitext2_lstm_400x2_budget.yaml": "wikitext2_local.yaml",
     "lm/sst2_lm_finetune_budget.yaml": "sst2_local.yaml",
     "classification/sst2_ulmfit_budget.yaml": "sst2_local.yaml",
+    "classification/sst2_lstm_400x2_no_lm.yaml": "sst2_local.yaml",
 }
 FIRST_STAGES = {  # recipe -> the recipes whose checkpoints it starts from (with their data), run first in this order
     "lm/awd_lstm_wikitext2_finetune.yaml": ["lm/awd_lstm_wikitext2.yaml"],
