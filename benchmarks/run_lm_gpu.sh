@@ -1,23 +1,31 @@
 #!/usr/bin/env bash
-# The full-length language-model runs that fit a GPU session (15 minutes of device time, 10 per command): each part
-# trains and tests in the same command, so no checkpoint has to travel; logs, metrics.csv and the test numbers go to
-# OUT_DIR (checkpoints stay in a scratch folder).
+# The full-length language-model runs that fit a GPU session (15 minutes of device time, 10 per command), and the
+# taggers and classifier that start from them: each part trains and evaluates in the same command, so no checkpoint
+# has to travel; logs, metrics.csv and the test (or, for SST-2, validation) numbers go to OUT_DIR (checkpoints stay in
+# a scratch folder, where a later part of the same command finds an earlier part's).
 #   lstm: WikiText-2 650x2 tied LSTM (recipes/lm/wikitext2_lstm_650x2_tied.yaml) made fast: bf16-mixed, 64 streams
 #         with the learning rate raised to 40 (clipped updates: fewer, larger steps), 32 evaluation streams, for 4
 #         minutes of training. Target: test perplexity <= 94.3 (pytorch/examples' 40 epochs) in <= 5 minutes on one
 #         H100. Expected (estimated from the measured 370-400k tokens/s of this net in bf16 at 64 x 70 on an H100,
 #         not yet run): about 40 epochs in the 4 minutes, test perplexity 92-98.
+#   sst2: after lstm in the same command: ULMFiT's stages 2 and 3 from that LM (recipes/lm/sst2_lm_finetune.yaml,
+#         then recipes/classification/sst2_ulmfit.yaml), bf16-mixed, 2 minutes each; SST-2 dev accuracy (target 86).
+#         Not yet run; the CPU-sized chain (_budget recipes) reaches the accuracy in the README.
 #   awd:  AWD-LSTM on WikiText-2, recipes/lm/awd_lstm_wikitext2_budget.yaml (4.5 minutes of training). Expected
 #         (estimated, not yet run): 15-20 epochs, validation and test perplexity near 100 (AWD reaches 68.6 after
 #         750 epochs).
 #   chars: the character LMs of contextual string embeddings at flair's size (1 x 2048, bf16), forward then backward
 #         (recipes/lm/wikitext2_char_lstm_2048_{forward,backward}.yaml), 3 minutes of training each. Not yet run; the
 #         CPU-sized 1 x 256 models reach 1.756 / 1.758 test bits per character after 3 epochs.
-# Each part takes about 5 minutes: run them as separate commands within one session, e.g.
-#   PARTS=lstm bash benchmarks/run_lm_gpu.sh OUT_DIR ; PARTS=awd bash benchmarks/run_lm_gpu.sh OUT_DIR
+#   taggers: after chars in the same command (give chars 2 minutes each with CHAR_MINUTES=2 to fit 10 minutes): the
+#         CoNLL-2003 NER and UD EWT UPOS string-embedding taggers on those two LMs, 2 minutes each; test F1 (target
+#         86) and accuracy (target 95.5). Not yet run.
+# Each part takes about 5 minutes (sst2 and taggers: 5 together): run them as separate commands within one session,
+#   PARTS="lstm sst2" bash benchmarks/run_lm_gpu.sh OUT_DIR ; PARTS=awd bash benchmarks/run_lm_gpu.sh OUT_DIR
+#   CHAR_MINUTES=2 PARTS="chars taggers" bash benchmarks/run_lm_gpu.sh OUT_DIR
 #   SMOKE=1 bash benchmarks/run_lm_gpu.sh OUT_DIR        # CPU, tiny networks, a few steps: checks the script itself
-# DATA_ROOT: the folder holding wikitext-2/ (default: data/ in the checkout, as the README lays it out, else
-# ../shared/data or shared/data); PYTHON: the interpreter.
+# DATA_ROOT: the folder holding wikitext-2/, sst2/, conll2003/, ud-english-ewt/ (default: data/ in the checkout, as
+# the README lays it out, else ../shared/data or shared/data); PYTHON: the interpreter.
 set -uo pipefail
 out=$(mkdir -p "${1:?usage: bash benchmarks/run_lm_gpu.sh OUT_DIR}" && cd "$1" && pwd)
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,7 +38,9 @@ if [ -z "$data" ]; then
 fi
 data=$(cd "${data:?no wikitext-2 found: set DATA_ROOT}" && pwd)
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/run_lm_gpu.XXXXXX")
-sed "s|\([: ]\)data/|\1$data/|" "$repo/recipes/data/wikitext2_local.yaml" > "$scratch/wikitext2_here.yaml"  # data/... -> $data/...
+for corpus in wikitext2 sst2 conll2003 ud_ewt; do  # data/... -> $data/...
+    sed "s|\([: ]\)data/|\1$data/|" "$repo/recipes/data/${corpus}_local.yaml" > "$scratch/${corpus}_here.yaml"
+done
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 failed=0
 
@@ -44,26 +54,27 @@ else
     small=() awd_small=() limit=330
 fi
 
-part() {  # part NAME RECIPE CHECKPOINT_DIR ARGS...: fit, then test the best checkpoint, in OUT_DIR/NAME
-    local name=$1 recipe=$2 ckpt_dir=$3 start=$SECONDS rc
-    shift 3
+part() {  # part NAME RECIPE CORPUS test|validate ARGS...: fit recipes/RECIPE, then evaluate its kept checkpoint
+    local name=$1 recipe=$repo/recipes/$2 data=$scratch/$3_here.yaml evaluate=$4 start=$SECONDS rc
+    shift 4
+    local ckpt_dir
+    ckpt_dir=$scratch/checkpoints/$(basename "$recipe" .yaml)
     mkdir -p "$out/$name"
     echo "=== $name: fit (limit ${limit} s)"
-    (cd "$scratch" && timeout "$limit" "$py" -m rnn_lightning.cli fit -c "$repo/recipes/lm/$recipe" \
-        -c "$scratch/wikitext2_here.yaml" --trainer.logger lightning.pytorch.loggers.CSVLogger \
+    (cd "$scratch" && timeout "$limit" "$py" -m rnn_lightning.cli fit -c "$recipe" -c "$data" \
+        --trainer.logger lightning.pytorch.loggers.CSVLogger \
         --trainer.logger.save_dir "$out/$name" --trainer.enable_progress_bar false "$@" "${small[@]}")
     rc=$?
     local best
-    best=$(ls "$scratch/checkpoints/$ckpt_dir"/*.ckpt 2>/dev/null | grep -v '/last.ckpt$' | head -1)
+    best=$(ls "$ckpt_dir"/*.ckpt 2>/dev/null | grep -v '/last.ckpt$' | head -1)
     if [ "$rc" -eq 0 ] && [ -n "$best" ]; then
-        echo "=== $name: test $best"
-        (cd "$scratch" && timeout 120 "$py" -m rnn_lightning.cli test -c "$repo/recipes/lm/$recipe" \
-            -c "$scratch/wikitext2_here.yaml" --ckpt_path "$best" --trainer.logger false \
-            --trainer.enable_progress_bar false "$@" "${small[@]}") \
-            | tee "$out/$name/test.txt"
+        echo "=== $name: $evaluate $best"
+        (cd "$scratch" && timeout 120 "$py" -m rnn_lightning.cli "$evaluate" -c "$recipe" -c "$data" \
+            --ckpt_path "$best" --trainer.logger false --trainer.enable_progress_bar false "$@" "${small[@]}") \
+            | tee "$out/$name/$evaluate.txt"
         rc=${PIPESTATUS[0]}
     else
-        echo "=== $name: no checkpoint to test (fit exit $rc)"
+        echo "=== $name: no checkpoint to evaluate (fit exit $rc)"
         rc=1
     fi
     echo "=== $name: exit $rc after $((SECONDS - start)) s"
@@ -75,17 +86,26 @@ part() {  # part NAME RECIPE CHECKPOINT_DIR ARGS...: fit, then test the best che
     "$py" -c "import torch, lightning; print('torch', torch.__version__, 'lightning', lightning.__version__)"
     for name in ${PARTS:-lstm awd}; do
         case $name in
-            lstm) part wikitext2_lstm_650x2_tied_fast wikitext2_lstm_650x2_tied.yaml wikitext2_lstm_650x2_tied \
+            lstm) part wikitext2_lstm_650x2_tied_fast lm/wikitext2_lstm_650x2_tied.yaml wikitext2 test \
                     --trainer.precision bf16-mixed --trainer.max_time 00:00:04:00 \
                     --data.init_args.batch_size 64 --data.init_args.eval_batch_size 32 \
                     --model.init_args.optimizer.init_args.lr 40 ;;
-            awd) part awd_lstm_wikitext2_budget awd_lstm_wikitext2_budget.yaml awd_lstm_wikitext2_budget \
-                    "${awd_small[@]}" ;;
+            sst2) part sst2_lm_finetune lm/sst2_lm_finetune.yaml sst2 validate \
+                    --trainer.precision bf16-mixed --trainer.max_time 00:00:02:00
+                part sst2_ulmfit classification/sst2_ulmfit.yaml sst2 validate \
+                    --trainer.precision bf16-mixed --trainer.max_time 00:00:02:00 ;;
+            awd) part awd_lstm_wikitext2_budget lm/awd_lstm_wikitext2_budget.yaml wikitext2 test "${awd_small[@]}" ;;
             chars) for direction in forward backward; do
-                    part "wikitext2_char_lstm_2048_$direction" "wikitext2_char_lstm_2048_$direction.yaml" \
-                        "wikitext2_char_lstm_2048_$direction" --trainer.max_time 00:00:03:00
+                    part "wikitext2_char_lstm_2048_$direction" "lm/wikitext2_char_lstm_2048_$direction.yaml" \
+                        wikitext2 test --trainer.max_time "00:00:0${CHAR_MINUTES:-3}:00"
                 done ;;
-            *) echo "unknown part $name (lstm, awd, chars)"; failed=1 ;;
+            taggers) lms=checkpoints/wikitext2_char_lstm_2048_forward/best.ckpt
+                lms="[$lms,${lms//forward/backward}]"
+                part conll2003_ner_string_embeddings_2048 tagging/conll2003_ner_string_embeddings.yaml conll2003 \
+                    test --model.init_args.lm_checkpoints "$lms" --trainer.max_time 00:00:02:00
+                part ud_ewt_upos_string_embeddings_2048 tagging/ud_ewt_upos_string_embeddings.yaml ud_ewt \
+                    test --model.init_args.lm_checkpoints "$lms" --trainer.max_time 00:00:02:00 ;;
+            *) echo "unknown part $name (lstm, sst2, awd, chars, taggers)"; failed=1 ;;
         esac
     done
     rm -rf "$scratch"

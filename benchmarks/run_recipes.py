@@ -13,6 +13,11 @@ Usage:
 A recipe's data fragment is ``recipes/data/<dataset>_local.yaml``, picked by the recipe's name; it reads the corpus
 from ``data/<corpus>/`` as the README lays it out, or from ``--data DIR`` with the same layout. ARGS after ``--`` go
 to ``fit`` (e.g. ``--trainer.max_epochs 1``). Data without a labelled test split (SST-2) is not tested.
+
+Chains run in one ``--runs`` folder, in one call or several: the CLI runs in that folder, where each run's checkpoints
+are also ``checkpoints/<name>``, so a later stage's ``init_from: checkpoints/<earlier stage>/best.ckpt`` finds
+them, e.g. ``run_recipes.py lm/wikitext2_lstm_400x2_budget lm/sst2_lm_finetune_budget
+classification/sst2_ulmfit_budget``.
 """
 
 from __future__ import annotations
@@ -81,14 +86,25 @@ def run_config(recipe: str, run_dir: Path) -> Path:
     return path
 
 
-def cli(subcommand: str, config: Path, data: Path | None, *args: str) -> float:
-    """Run ``rnn-lightning SUBCOMMAND`` from the repository root; return its wall time (raises if it fails)."""
+def link_checkpoints(run_dir: Path, name: str) -> None:
+    """Make ``run_dir``'s checkpoints the runs folder's ``checkpoints/<name>``: where later stages of a chain look."""
+    link = run_dir.parent / "checkpoints" / name
+    link.parent.mkdir(exist_ok=True)
+    if link.is_symlink():
+        link.unlink()
+    link.symlink_to(Path("..") / run_dir.name / "checkpoints", target_is_directory=True)
+
+
+def cli(subcommand: str, config: Path, data: Path | None, *args: str, runs: Path) -> float:
+    """Run ``rnn-lightning SUBCOMMAND`` in the ``runs`` folder (a recipe's relative ``checkpoints/`` paths are the
+    runs'); return its wall time (raises if it fails)."""
     command = [sys.executable, "-m", "rnn_lightning.cli", subcommand, "-c", str(config)]
     command += ["-c", str(data)] if data else []
     command += list(args)
     print("$ " + " ".join(command), flush=True)
     start = time.perf_counter()
-    subprocess.run(command, cwd=ROOT, check=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    subprocess.run(command, cwd=runs, env=env, check=True)
     return time.perf_counter() - start
 
 
@@ -133,15 +149,16 @@ def run(recipe: str, runs: Path, extra: list[str], fit_seconds: float | None = N
     if fit_seconds is None:
         shutil.rmtree(run_dir, ignore_errors=True)
         run_dir.mkdir(parents=True)
+    link_checkpoints(run_dir, Path(recipe).name)
     config, fragment = run_config(recipe, run_dir), data_fragment(recipe)
     data = data_config(fragment, data_root, run_dir)
     if fit_seconds is None:
-        fit_seconds = cli("fit", config, data, *extra)
+        fit_seconds = cli("fit", config, data, *extra, runs=runs)
     checkpoint = best_checkpoint(run_dir, config)
     test, test_seconds = [], 0.0
     if has_test_split(fragment):
         test_seconds = cli("test", config, data, "--ckpt_path", str(checkpoint),
-                           "--trainer.logger.init_args.version", "test")
+                           "--trainer.logger.init_args.version", "test", runs=runs)
         test = logged(run_dir / "log" / "test" / "metrics.csv", "test/")
     validations = logged(run_dir / "log" / "fit" / "metrics.csv", "val/")
     with_data = f" -c {fragment}" if fragment else ""

@@ -169,6 +169,32 @@ def test_recipe_runner_records_every_validation_and_the_test_of_the_kept_checkpo
     assert after == before  # the recipes' own checkpoint folders are left alone
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not (WIKITEXT2.is_dir() and (CORPORA / "sst2").is_dir()),
+                    reason="needs the WikiText-2 and SST-2 files (tests/corpora.py)")
+def test_recipe_runner_chains_stages_through_its_runs_folder(tmp_path):
+    """Stage 2 (``init_from: checkpoints/wikitext2_lstm_400x2_budget/best.ckpt``) starts from stage 1 of the same
+    ``--runs`` folder, in a second call, with no ``checkpoints/`` in the working directory or the repository."""
+    runs, out = tmp_path / "runs", tmp_path / "runs.json"
+    tiny = ["--trainer.max_steps", "2", "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "2",
+            "--trainer.enable_progress_bar", "false", "--model.init_args.embedding_dim", "8",
+            "--model.init_args.hidden_size", "8"]
+    before = sorted((ROOT / "checkpoints").rglob("*")) if (ROOT / "checkpoints").exists() else []
+    for stage in ("lm/wikitext2_lstm_400x2_budget", "lm/sst2_lm_finetune_budget"):
+        command = [sys.executable, str(ROOT / "benchmarks/run_recipes.py"), stage, "--data", str(CORPORA),
+                   "--out", str(out), "--runs", str(runs), "--", *tiny]
+        done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
+    stage1 = runs / "lm_wikitext2_lstm_400x2_budget" / "checkpoints"
+    assert (runs / "checkpoints" / "wikitext2_lstm_400x2_budget").resolve() == stage1.resolve()
+    assert "not in 'checkpoints/wikitext2_lstm_400x2_budget/best.ckpt''s vocabulary" in done.stderr  # stage 1's rows
+    record = json.loads(out.read_text())["runs"]
+    assert set(record) == {"wikitext2_lstm_400x2_budget", "sst2_lm_finetune_budget"}
+    assert record["sst2_lm_finetune_budget"]["validations"]  # stage 2 trained and validated
+    after = sorted((ROOT / "checkpoints").rglob("*")) if (ROOT / "checkpoints").exists() else []
+    assert after == before
+
+
 def test_recipe_runner_tests_where_the_data_has_a_labelled_test_split():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from run_recipes import data_fragment, has_test_split
@@ -284,19 +310,27 @@ def test_gradient_flow_benchmark_measures_each_model_at_each_distance_and_clippi
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not WIKITEXT2.exists(), reason="wikitext-2/ not present (tests/corpora.py)")
+@pytest.mark.skipif(not all((CORPORA / name).is_dir() for name in ("wikitext-2", "sst2", "conll2003",
+                                                                   "ud-english-ewt")),
+                    reason="the corpora are not present (tests/corpora.py)")
 def test_lm_gpu_script_fits_and_tests_every_part_at_a_tiny_size_on_cpu(tmp_path):
-    """``SMOKE=1 bash benchmarks/run_lm_gpu.sh OUT``: each part fits, tests its kept checkpoint and writes its logs."""
+    """``SMOKE=1 bash benchmarks/run_lm_gpu.sh OUT``: each part fits, evaluates its kept checkpoint and writes its
+    logs; the chained parts (sst2 after lstm, taggers after chars) start from the earlier parts' checkpoints."""
     env = {**os.environ, "SMOKE": "1", "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", "DATA_ROOT": str(CORPORA),
-           "PARTS": "lstm awd chars"}
+           "PARTS": "lstm sst2 awd chars taggers"}
     done = subprocess.run(["bash", "benchmarks/run_lm_gpu.sh", str(tmp_path)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    for part in ("wikitext2_lstm_650x2_tied_fast", "awd_lstm_wikitext2_budget", "wikitext2_char_lstm_2048_forward",
-                 "wikitext2_char_lstm_2048_backward"):
-        ppl = re.search(r"test/ppl\s+│?\s*([\d.]+)", (tmp_path / part / "test.txt").read_text())
-        assert ppl and math.isfinite(float(ppl.group(1))), part
+    evaluated = {"wikitext2_lstm_650x2_tied_fast": "test/ppl", "sst2_lm_finetune": "val/ppl", "sst2_ulmfit": "val/acc",
+                 "awd_lstm_wikitext2_budget": "test/ppl", "wikitext2_char_lstm_2048_forward": "test/ppl",
+                 "wikitext2_char_lstm_2048_backward": "test/ppl", "conll2003_ner_string_embeddings_2048": "test/f1",
+                 "ud_ewt_upos_string_embeddings_2048": "test/acc"}
+    for part, metric in evaluated.items():
+        file = tmp_path / part / ("validate.txt" if metric.startswith("val/") else "test.txt")
+        value = re.search(rf"{metric}\s+│?\s*([\d.]+)", file.read_text())
+        assert value and math.isfinite(float(value.group(1))), part
         assert list((tmp_path / part).rglob("metrics.csv")), part
+    assert "init_from: " in done.stdout + done.stderr  # stage 2 copied stage 1's rows by word
 
 
 @pytest.mark.slow
