@@ -43,20 +43,32 @@ def pool_states(outputs: Tensor, lengths: Tensor, mode: Pooling = "final", bidir
         [[3.0, 6.0], [2.0, 4.0], [3.0, 6.0], [3.0, 3.0, 2.0, 6.0, 6.0, 4.0]]
     """
     check_choice("pooling", mode, POOLINGS)
-    if mode == "concat":
-        return torch.cat([pool_states(outputs, lengths, m, bidirectional) for m in ("final", "max", "mean")], dim=-1)
-    batch, steps, _ = outputs.shape
     lengths = to_device(lengths, outputs.device)  # (B,); CPU lengths: a non-blocking copy
-    last = lengths - 1  # (B,)
-    rows = torch.arange(batch, device=outputs.device)
     if mode == "final":
-        forward = outputs[rows, last]  # (B, H * directions)
-        if not bidirectional:
-            return forward
-        half = outputs.shape[-1] // 2
-        return torch.cat([forward[:, :half], outputs[:, 0, half:]], dim=-1)
-    mask = torch.arange(steps, device=outputs.device) < lengths[:, None]  # (B, T)
+        return _final_state(outputs, lengths, bidirectional)
+    mask = torch.arange(outputs.shape[1], device=outputs.device) < lengths[:, None]  # (B, T)
     if mode == "mean":
-        summed = (outputs * mask[..., None]).sum(1)
-        return summed / lengths.to(outputs.dtype)[:, None]
+        return _mean(outputs, lengths, mask)
+    if mode == "max":
+        return _max(outputs, mask)
+    summaries = [_final_state(outputs, lengths, bidirectional), _max(outputs, mask), _mean(outputs, lengths, mask)]
+    return torch.cat(summaries, dim=-1)  # ULMFiT's order
+
+
+def _final_state(outputs: Tensor, lengths: Tensor, bidirectional: bool) -> Tensor:
+    """(B, H * directions): each direction's state after reading the whole sequence."""
+    forward = outputs[torch.arange(outputs.shape[0], device=outputs.device), lengths - 1]  # (B, H * directions)
+    if not bidirectional:
+        return forward
+    half = outputs.shape[-1] // 2
+    return torch.cat([forward[:, :half], outputs[:, 0, half:]], dim=-1)
+
+
+def _mean(outputs: Tensor, lengths: Tensor, mask: Tensor) -> Tensor:
+    """(B, H * directions): the mean over the real steps (``mask`` (B, T))."""
+    return (outputs * mask[..., None]).sum(1) / lengths.to(outputs.dtype)[:, None]
+
+
+def _max(outputs: Tensor, mask: Tensor) -> Tensor:
+    """(B, H * directions): the max over the real steps (``mask`` (B, T))."""
     return outputs.masked_fill(~mask[..., None], float("-inf")).amax(1)
