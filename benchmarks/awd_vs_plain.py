@@ -13,7 +13,7 @@ Writes ``--out``/awd_vs_plain.json (both curves: training seconds, steps, tokens
 markdown table of the curves.
 
 Usage: ``python benchmarks/awd_vs_plain.py --minutes 25 --embedding 100 --hidden 200 --train-fraction 0.05
---data-root data --figure docs/figures/awd_vs_plain.png`` (the first 5% of the training lines: a corpus the plain
+--figure docs/figures/awd_vs_plain.png`` (the first 5% of the training lines: a corpus the plain
 model overfits within the budget, the regime the regularisers are for; on the whole split that takes a GPU)
 (``--minutes 1 --embedding 32 --hidden 64 --vocab 5000``: a smoke test).
 """
@@ -31,6 +31,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks.common` when run as a script
 
+from benchmarks.common import CORPORA, print_table, write_json  # noqa: E402
+
 NAME = "awd_vs_plain"
 AWD = dict(locked_dropout=True, dropout_embedding=0.65, dropout_between=0.2, dropout_output=0.4, dropout_words=0.1,
            weight_drop=0.5, ar_alpha=2.0, tar_beta=1.0)  # recipes/lm/awd_lstm_wikitext2.yaml
@@ -41,7 +43,7 @@ WEIGHT_DECAY = 1.2e-6  # AWD's, for the AWD model only
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, required=True, help="training minutes per model")
-    parser.add_argument("--data-root", default="data", help="folder holding wikitext-2/{train,valid,test}.txt")
+    parser.add_argument("--data", default=str(CORPORA), help="folder holding wikitext-2/{train,valid,test}.txt")
     parser.add_argument("--train-fraction", type=float, default=1.0,
                         help="train on the first this fraction of the training lines (validation whole)")
     parser.add_argument("--figure", default=None, help="also draw both curves into this PNG (needs matplotlib)")
@@ -84,7 +86,7 @@ def worker(kind: str, args: argparse.Namespace, out: Path) -> None:
 
     torch.set_num_threads(1)
     L.seed_everything(1882, verbose=False)
-    root = Path(args.data_root) / "wikitext-2"
+    root = Path(args.data) / "wikitext-2"
     files = {"train": str(root / "train.txt"), "validation": str(root / "valid.txt"), "test": str(root / "test.txt")}
     if args.train_fraction < 1.0:  # the first lines of the split: a corpus small enough to overfit in the budget
         lines = Path(files["train"]).read_text(encoding="utf-8").splitlines(keepends=True)
@@ -150,8 +152,6 @@ def main() -> None:
     if args.worker:
         worker(args.worker, args, Path(args.worker_out))
         return
-    from benchmarks.common import print_table, write_json
-
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",

@@ -12,7 +12,8 @@ Usage:
 
 A recipe's data fragment is ``recipes/data/<dataset>_local.yaml``, picked by the recipe's name; it reads the corpus
 from ``data/<corpus>/`` as the README lays it out, or from ``--data DIR`` with the same layout. ARGS after ``--`` go
-to ``fit`` (e.g. ``--trainer.max_epochs 1``). Data without a labelled test split (SST-2) is not tested.
+to ``fit`` (e.g. ``--trainer.max_epochs 1``), and those of them that set ``--data.*`` also to ``test``. Data without
+a labelled test split (SST-2) is not tested.
 
 Chains run in one ``--runs`` folder, in one call or several: the CLI runs in that folder, where each run's checkpoints
 are also ``checkpoints/<name>``, so a later stage's ``init_from: checkpoints/<earlier stage>/best.ckpt`` finds
@@ -108,6 +109,16 @@ def cli(subcommand: str, config: Path, data: Path | None, *args: str, runs: Path
     return time.perf_counter() - start
 
 
+def data_overrides(extra: list[str]) -> list[str]:
+    """The ``--data.*`` settings among a fit's ``extra`` arguments: test must build the data as fit did (the same
+    vocabulary), while the model's settings come back from the checkpoint."""
+    kept = []
+    for i, arg in enumerate(extra):
+        if arg.startswith("--data."):
+            kept += [arg] if "=" in arg else [arg, *extra[i + 1: i + 2]]
+    return kept
+
+
 def has_test_split(fragment: str | None) -> bool:
     """Whether the data has a labelled test split: named in ``data_files`` or carved off by ``holdout`` (SST-2's
     local fragment leaves GLUE's unlabelled test out; the hub datasets of the recipes without a fragment have one)."""
@@ -157,7 +168,7 @@ def run(recipe: str, runs: Path, extra: list[str], fit_seconds: float | None = N
     checkpoint = best_checkpoint(run_dir, config)
     test, test_seconds = [], 0.0
     if has_test_split(fragment):
-        test_seconds = cli("test", config, data, "--ckpt_path", str(checkpoint),
+        test_seconds = cli("test", config, data, "--ckpt_path", str(checkpoint), *data_overrides(extra),
                            "--trainer.logger.init_args.version", "test", runs=runs)
         test = logged(run_dir / "log" / "test" / "metrics.csv", "test/")
     validations = logged(run_dir / "log" / "fit" / "metrics.csv", "val/")

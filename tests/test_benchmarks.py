@@ -158,7 +158,8 @@ def test_recipe_runner_records_every_validation_and_the_test_of_the_kept_checkpo
     out = tmp_path / "runs.json"
     before = sorted((ROOT / "checkpoints").rglob("*")) if (ROOT / "checkpoints").exists() else []
     command = [sys.executable, "benchmarks/run_recipes.py", "quickstart", "--out", str(out), "--runs",
-               str(tmp_path / "runs"), "--", "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "20"]
+               str(tmp_path / "runs"), "--", "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "20",
+               "--data.init_args.num_words", "100"]  # a data setting: test must build the same vocabulary
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     run = json.loads(out.read_text())["runs"]["quickstart"]
@@ -331,6 +332,44 @@ def test_lm_gpu_script_fits_and_tests_every_part_at_a_tiny_size_on_cpu(tmp_path)
         assert value and math.isfinite(float(value.group(1))), part
         assert list((tmp_path / part).rglob("metrics.csv")), part
     assert "init_from: " in done.stdout + done.stderr  # stage 2 copied stage 1's rows by word
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not WIKITEXT2.is_dir(), reason="WikiText-2 is not present (tests/corpora.py)")
+def test_fast_lm_settings_benchmark_trains_both_recipes_as_they_are_written(tmp_path):
+    """Both recipes run at a tiny size for the same epochs with the settings each file sets (learning rate, streams),
+    and the fast run tested on 10 streams is the same perplexity as on its 32 (only the streams' starts differ)."""
+    run_benchmark("fast_lm_settings", tmp_path, "--data", str(CORPORA), "--size", "16", "--train-fraction", "0.01",
+                  "--epochs", "2")
+    result = record(tmp_path, "fast_lm_settings")
+    runs = result["runs"]
+    assert [len(runs[name]["validations"]) for name in ("recipe", "fast")] == [2, 2]
+    assert {name: runs[name]["lr"][0]["lr-SGD"] for name in runs} == {"recipe": 20.0, "fast": 40.0}
+    steps = {name: runs[name]["validations"][0]["step"] + 1 for name in runs}  # one epoch's optimizer steps
+    assert abs(steps["fast"] / steps["recipe"] - 20 / 64) < 0.1, steps
+    assert [row["recipe val ppl"] for row in result["rows"]] == [
+        round(v["val/ppl"], 2) for v in runs["recipe"]["validations"]]
+    on_10, on_32 = runs["fast"]["test_on_10_streams"]["test/ppl"], result["test_ppl"]["fast"]
+    assert math.isfinite(on_32) and abs(on_10 / on_32 - 1) < 0.01, (on_10, on_32)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not WIKITEXT2.is_dir(), reason="WikiText-2 is not present (tests/corpora.py)")
+def test_awd_vs_plain_benchmark_trains_both_models_with_their_settings_for_the_budget(tmp_path):
+    """Both models train for the budget and end on the whole validation split; the AWD one carries the recipe's
+    regularisers and the plain one none, at the same size."""
+    run_benchmark("awd_vs_plain", tmp_path, "--data", str(CORPORA), "--minutes", "0.1", "--embedding", "16",
+                  "--hidden", "16", "--vocab", "2000", "--train-fraction", "0.01", "--evals", "1")
+    result = record(tmp_path, "awd_vs_plain")
+    models = result["models"]
+    assert models["awd"]["parameters"] == models["plain"]["parameters"]
+    assert models["awd"]["settings"]["weight_drop"] == 0.5 and models["awd"]["settings"]["variable_bptt"]
+    assert models["plain"]["settings"] == {"dropout_embedding": 0.0, "dropout_between": 0.0, "dropout_output": 0.0,
+                                           "weight_decay": 0.0, "variable_bptt": False}
+    for kind in ("awd", "plain"):
+        curve = [row for row in result["rows"] if row["model"] == kind]
+        assert curve[-1]["whole_split"] and curve[-1]["train_s"] >= 6.0, curve
+        assert result["final_val_ppl"][kind] == curve[-1]["val_ppl"] and math.isfinite(curve[-1]["val_ppl"])
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ TASK_RECIPES = sorted(str(p.relative_to(RECIPES)) for folder in ("lm", "tagging"
                       for p in (RECIPES / folder).glob("*.yaml"))
 LOCAL_DATA = {  # recipe -> the fragment that reads its corpus from data/ (the README's "Local files" commands)
     "lm/wikitext2_lstm_650x2_tied.yaml": "wikitext2_local.yaml",
+    "lm/wikitext2_lstm_650x2_tied_fast.yaml": "wikitext2_local.yaml",
     "lm/wikitext2_rnn_tanh.yaml": "wikitext2_local.yaml",
     "lm/tinyshakespeare_char_lstm.yaml": "tinyshakespeare_local.yaml",
     "lm/ptb_lstm_small.yaml": "ptb_local.yaml",
