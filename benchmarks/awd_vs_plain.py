@@ -31,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks.common` when run as a script
 
-from benchmarks.common import CORPORA, print_table, write_json  # noqa: E402
+from benchmarks.common import CORPORA, first_lines, print_table, write_json  # noqa: E402
 
 NAME = "awd_vs_plain"
 AWD = dict(locked_dropout=True, dropout_embedding=0.65, dropout_between=0.2, dropout_output=0.4, dropout_words=0.1,
@@ -89,9 +89,7 @@ def worker(kind: str, args: argparse.Namespace, out: Path) -> None:
     root = Path(args.data) / "wikitext-2"
     files = {"train": str(root / "train.txt"), "validation": str(root / "valid.txt"), "test": str(root / "test.txt")}
     if args.train_fraction < 1.0:  # the first lines of the split: a corpus small enough to overfit in the budget
-        lines = Path(files["train"]).read_text(encoding="utf-8").splitlines(keepends=True)
-        files["train"] = str(out.with_suffix(".train.txt"))
-        Path(files["train"]).write_text("".join(lines[: int(len(lines) * args.train_fraction)]), encoding="utf-8")
+        files["train"] = str(first_lines(root / "train.txt", args.train_fraction, out.with_suffix(".train.txt")))
     dm = LanguageModelingDataModule("text", data_files=files, batch_size=args.batch, eval_batch_size=10,
                                     bptt=args.bptt, max_vocab_size=args.vocab, variable_bptt=kind == "awd")
     settings = AWD if kind == "awd" else PLAIN

@@ -16,6 +16,13 @@ import torch
 CORPORA = Path(__file__).resolve().parents[1] / "data"
 
 
+def first_lines(source: Path, fraction: float, target: Path) -> Path:
+    """Write the first ``fraction`` of ``source``'s lines to ``target``: a smaller training split of the same text."""
+    lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
+    target.write_text("".join(lines[: int(len(lines) * fraction)]), encoding="utf-8")
+    return target
+
+
 def median_seconds(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> float:
     """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` untimed runs (CUDA synchronized)."""
     for _ in range(warmup):

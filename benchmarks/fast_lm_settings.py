@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks.*` when run as a script
 
 from benchmarks import run_recipes  # noqa: E402
-from benchmarks.common import CORPORA, print_table, write_json  # noqa: E402
+from benchmarks.common import CORPORA, first_lines, print_table, write_json  # noqa: E402
 
 NAME = "fast_lm_settings"
 RECIPES = {"recipe": "lm/wikitext2_lstm_650x2_tied", "fast": "lm/wikitext2_lstm_650x2_tied_fast"}
@@ -50,8 +50,7 @@ def corpus(source: Path, fraction: float, folder: Path) -> Path:
     test files."""
     target = folder / "wikitext-2"
     target.mkdir(parents=True)
-    lines = (source / "train.txt").read_text(encoding="utf-8").splitlines(keepends=True)
-    (target / "train.txt").write_text("".join(lines[: int(len(lines) * fraction)]), encoding="utf-8")
+    first_lines(source / "train.txt", fraction, target / "train.txt")
     for split in ("valid.txt", "test.txt"):
         (target / split).symlink_to((source / split).resolve())
     return folder
@@ -59,10 +58,10 @@ def corpus(source: Path, fraction: float, folder: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
-    network = ["--model.init_args.embedding_dim", str(args.size), "--model.init_args.hidden_size", str(args.size)]
-    network += ["--data.init_args.max_vocab_size", str(args.vocab)] if args.vocab else []
+    sized = ["--model.init_args.embedding_dim", str(args.size), "--model.init_args.hidden_size", str(args.size)]
+    sized += ["--data.init_args.max_vocab_size", str(args.vocab)] if args.vocab else []
     on_cpu = ["--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false"]
-    sized = [*network, "--trainer.max_epochs", str(args.epochs), "--trainer.max_time", "null", *on_cpu]
+    sized += ["--trainer.max_epochs", str(args.epochs), "--trainer.max_time", "null", *on_cpu]
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
         runs, data = Path(scratch) / "runs", corpus(Path(args.data) / "wikitext-2", args.train_fraction,
@@ -70,19 +69,19 @@ def main(argv: list[str] | None = None) -> dict:
         runs.mkdir()
         for name, recipe in RECIPES.items():
             results[name] = run_recipes.run(recipe, runs, sized, data_root=data)
-            log = runs / recipe.replace("/", "_") / "log" / "fit" / "metrics.csv"
+            log = run_recipes.run_folder(runs, recipe) / "log" / "fit" / "metrics.csv"
             results[name]["lr"] = run_recipes.logged(log, "lr")  # the schedule: a row per logged step
-        run_dir = runs / RECIPES["fast"].replace("/", "_")  # the fast checkpoint on the recipe's 10 streams
+        run_dir = run_recipes.run_folder(runs, RECIPES["fast"])  # the fast checkpoint on the recipe's 10 streams
         config = run_dir / "recipe.yaml"
         run_recipes.cli("test", config, run_dir / "data.yaml", "--ckpt_path",
-                        str(run_recipes.best_checkpoint(run_dir, config)), *network,
+                        str(run_recipes.best_checkpoint(run_dir, config)), *run_recipes.data_overrides(sized),
                         "--data.init_args.eval_batch_size", "10", *on_cpu,
                         "--trainer.logger.init_args.version", "test10", runs=runs)
         (tested,) = run_recipes.logged(run_dir / "log" / "test10" / "metrics.csv", "test/")
         results["fast"]["test_on_10_streams"] = {k: v for k, v in tested.items() if k.startswith("test/")}
-    rows = [{"epoch": int(point["epoch"]) + 1,
-             **{f"{name} val ppl": round(results[name]["validations"][i]["val/ppl"], 2) for name in RECIPES}}
-            for i, point in enumerate(results["recipe"]["validations"][: len(results["fast"]["validations"])])]
+    rows = [{"epoch": int(base["epoch"]) + 1, "recipe val ppl": round(base["val/ppl"], 2),
+             "fast val ppl": round(fast["val/ppl"], 2)}
+            for base, fast in zip(results["recipe"]["validations"], results["fast"]["validations"])]
     print_table(f"WikiText-2 (first {args.train_fraction:.0%} of train), {args.size} x 2 tied LSTM, validation "
                 "perplexity per epoch", rows)
     test = {name: results[name]["test"]["test/ppl"] for name in RECIPES}

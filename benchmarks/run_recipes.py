@@ -87,6 +87,11 @@ def run_config(recipe: str, run_dir: Path) -> Path:
     return path
 
 
+def run_folder(runs: Path, recipe: str) -> Path:
+    """Where ``recipe``'s checkpoints, logs and configs go under the ``runs`` folder."""
+    return runs / recipe.replace("/", "_")
+
+
 def link_checkpoints(run_dir: Path, name: str) -> None:
     """Make ``run_dir``'s checkpoints the runs folder's ``checkpoints/<name>``: where later stages of a chain look."""
     link = run_dir.parent / "checkpoints" / name
@@ -156,7 +161,7 @@ def run(recipe: str, runs: Path, extra: list[str], fit_seconds: float | None = N
         data_root: Path = ROOT / "data") -> dict[str, Any]:
     """Fit and test ``recipe`` on the corpora in ``data_root``; with ``fit_seconds`` given, test the run already in
     ``runs`` (no new fit)."""
-    run_dir = runs / recipe.replace("/", "_")
+    run_dir = run_folder(runs, recipe)
     if fit_seconds is None:
         shutil.rmtree(run_dir, ignore_errors=True)
         run_dir.mkdir(parents=True)
